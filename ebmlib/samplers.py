@@ -1,0 +1,290 @@
+"""MCMC samplers for p(x) = exp(-E(x)) / Z behind one interface.
+
+``sampler.run(energy, x0, n_steps)`` works on any tensor shape: the first dimension indexes independent
+chains, the rest is one sample (a 2D point, a 1x28x28 image, a 31-number state). ``energy(x)`` (or
+``energy(x, y)`` for a conditional energy E(x, y)) must return one energy per chain, shape ``(N,)``.
+
+Samplers:
+
+* :class:`PaperLangevin`: Langevin as Du & Mordatch run it (eq. (3) with A.7's practice): noise of std
+  ``noise_std`` added to x, the energy gradient clipped per value to ``grad_clip``, then a gradient step of
+  ``step_size``; the step size and the noise are decoupled, so this is *not* a sampler of p(x) unless
+  ``noise_std**2 == 2 * step_size`` and no clipping is active; the paper trains with it anyway (section 3).
+* :class:`ULA`: unadjusted Langevin, x' = x - h grad E(x) + sqrt(2h) N(0, I); eq. (3) with h = lambda / 2.
+  Biased for any h > 0.
+* :class:`MALA`: the same proposal with a Metropolis-Hastings correction, exact for any h.
+* :class:`RandomWalkMH`: symmetric Gaussian proposals, Metropolis acceptance; needs no gradient.
+* :class:`HMC`: Hamiltonian Monte Carlo with a leapfrog integrator and unit mass.
+
+Every sampler returns a :class:`SampleResult` with the final state, an optional per-step trace and, for the
+Metropolis-corrected ones, the acceptance rate.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+__all__ = ["SampleResult", "Sampler", "PaperLangevin", "ULA", "MALA", "RandomWalkMH", "HMC", "make_sampler", "SAMPLERS"]
+
+EnergyFn = Callable[..., Tensor]
+
+
+@dataclass
+class SampleResult:
+    """What a sampler run returns."""
+
+    x: Tensor                          #: final states, detached, same shape as x0
+    trace: Optional[Tensor] = None     #: (n_steps + 1, *x0.shape) on the CPU if ``trace=True``
+    acceptance_rate: Optional[float] = None  #: mean over chains and steps (Metropolis samplers only)
+    energy: Optional[Tensor] = None    #: (N,) energies of the final states
+
+
+def _positive(name: str, value: float, allow_zero: bool = False) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+    return float(value)
+
+
+def _batch_sum(t: Tensor) -> Tensor:
+    """Sum over every dimension but the first (one value per chain)."""
+    return t.reshape(t.shape[0], -1).sum(-1)
+
+
+class Sampler:
+    """Base class: input checks, the energy/gradient call, clamping, traces and progress bars."""
+
+    #: whether the sampler needs grad_x E (RandomWalkMH does not)
+    uses_gradient = True
+
+    def __init__(self, autocast_dtype: Optional[torch.dtype] = None):
+        # Evaluating the energy network in bfloat16 roughly halves a CPU Langevin step for conv nets; the chain
+        # state and the update stay in float32 so the noise (std 0.005) is not lost to rounding.
+        if autocast_dtype not in (None, torch.bfloat16, torch.float16):
+            raise ValueError(f"autocast_dtype must be None, torch.bfloat16 or torch.float16, got {autocast_dtype!r}")
+        self.autocast_dtype = autocast_dtype
+
+    # -- the public entry point ------------------------------------------------------------------------
+    def run(self, energy: EnergyFn, x0: Tensor, n_steps: int, *, y: Optional[Tensor] = None,
+            trace: bool = False, clamp: Optional[tuple[float, float]] = None,
+            generator: Optional[torch.Generator] = None, progress: bool = False) -> SampleResult:
+        """Run ``n_steps`` transitions from ``x0`` and return the final states.
+
+        Args:
+            energy: callable giving E(x) (or E(x, y) when ``y`` is given) with shape (N,).
+            x0: (N, ...) floating-point initial states, one chain per row. Not modified.
+            n_steps: number of transitions, >= 0.
+            y: optional labels (N, ...) for a conditional energy E(x, y).
+            trace: keep every state (on the CPU) in ``result.trace``.
+            clamp: optional (low, high) data range. Langevin-type samplers clip to it after each step; the
+                Metropolis samplers reject proposals outside it, which samples p restricted to the box exactly.
+            generator: a ``torch.Generator`` for reproducible noise.
+            progress: show a tqdm bar over steps.
+        """
+        self._check_inputs(x0, n_steps, y, clamp)
+        x = x0.detach().clone()
+        if clamp is not None:
+            x = x.clamp(*clamp)
+        states = [x.cpu().clone()] if trace else None
+        self._accepted = torch.zeros((), dtype=torch.float64)
+        self._proposed = 0
+        ctx = self._state_for(energy, y)
+        for _ in tqdm(range(n_steps), disable=not progress, desc=type(self).__name__, leave=False):
+            x = self.step(ctx, x, clamp, generator)
+            if trace:
+                states.append(x.cpu().clone())
+        rate = float(self._accepted / self._proposed) if self._proposed else None
+        with torch.no_grad():
+            final_energy = self._energy(ctx, x).float()
+        return SampleResult(x=x.detach(), trace=torch.stack(states) if trace else None,
+                            acceptance_rate=rate, energy=final_energy)
+
+    __call__ = run
+
+    # -- helpers for subclasses -----------------------------------------------------------------------------
+    def step(self, ctx, x: Tensor, clamp, generator) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _state_for(self, energy: EnergyFn, y: Optional[Tensor]):
+        return (energy, y)
+
+    def _energy(self, ctx, x: Tensor) -> Tensor:
+        energy, y = ctx
+        amp = (torch.autocast(x.device.type, dtype=self.autocast_dtype) if self.autocast_dtype is not None
+               else contextlib.nullcontext())
+        with amp:
+            e = energy(x) if y is None else energy(x, y)
+        if not torch.is_tensor(e) or e.shape != (x.shape[0],):
+            got = tuple(e.shape) if torch.is_tensor(e) else type(e).__name__
+            raise ValueError(f"energy must return one value per chain, shape ({x.shape[0]},); got {got}")
+        return e.float()
+
+    def _energy_and_grad(self, ctx, x: Tensor) -> tuple[Tensor, Tensor]:
+        """E(x) and grad_x E(x), with no gradient flowing to the model's parameters."""
+        with torch.enable_grad():
+            x = x.detach().requires_grad_(True)
+            e = self._energy(ctx, x)
+            (g,) = torch.autograd.grad(e.sum(), x)
+        return e.detach(), g.detach().to(x.dtype)
+
+    def _noise(self, x: Tensor, generator) -> Tensor:
+        return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+
+    def _uniform(self, n: int, x: Tensor, generator) -> Tensor:
+        return torch.rand(n, generator=generator, dtype=torch.float64, device=x.device)
+
+    def _metropolis(self, log_ratio: Tensor, x: Tensor, proposal: Tensor, clamp, generator) -> Tensor:
+        """Accept each chain's proposal with probability min(1, exp(log_ratio)); proposals outside clamp are rejected."""
+        log_ratio = torch.nan_to_num(log_ratio.double(), nan=-math.inf)
+        if clamp is not None:
+            inside = _batch_sum(((proposal < clamp[0]) | (proposal > clamp[1])).to(torch.int32)) == 0
+            log_ratio = torch.where(inside, log_ratio, torch.full_like(log_ratio, -math.inf))
+        accept = self._uniform(x.shape[0], x, generator).log() < log_ratio
+        self._accepted += accept.sum().cpu()
+        self._proposed += x.shape[0]
+        mask = accept.reshape(-1, *([1] * (x.ndim - 1)))
+        return torch.where(mask, proposal, x)
+
+    def _check_inputs(self, x0, n_steps, y, clamp) -> None:
+        if not torch.is_tensor(x0) or not x0.is_floating_point():
+            raise TypeError(f"x0 must be a floating-point tensor, got {type(x0).__name__}"
+                            f"{' of dtype ' + str(x0.dtype) if torch.is_tensor(x0) else ''}")
+        if x0.ndim < 1 or x0.shape[0] == 0:
+            raise ValueError(f"x0 must have shape (N, ...) with N >= 1 chains, got {tuple(x0.shape)}")
+        if not torch.isfinite(x0).all():
+            bad = (~torch.isfinite(x0)).sum().item()
+            raise ValueError(f"x0 holds {bad} NaN or infinite values; initial states must be finite")
+        if not isinstance(n_steps, int) or isinstance(n_steps, bool) or n_steps < 0:
+            raise ValueError(f"n_steps must be a non-negative int, got {n_steps!r}")
+        if y is not None and (not torch.is_tensor(y) or y.shape[0] != x0.shape[0]):
+            got = tuple(y.shape) if torch.is_tensor(y) else type(y).__name__
+            raise ValueError(f"y must be a tensor with one label per chain ({x0.shape[0]}), got {got}")
+        if clamp is not None:
+            if len(clamp) != 2 or not clamp[0] < clamp[1]:
+                raise ValueError(f"clamp must be (low, high) with low < high, got {clamp!r}")
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v}" for k, v in vars(self).items() if not k.startswith("_") and v is not None)
+        return f"{type(self).__name__}({fields})"
+
+
+class PaperLangevin(Sampler):
+    """Langevin dynamics as trained in the paper (eq. (3), A.7): decoupled step and noise, clipped gradient.
+
+    One step: x <- x + noise_std * N(0, I);  g <- clip(grad_x E(x), +-grad_clip);  x <- x - step_size * g;
+    then x is clipped to the data range. The noise is added before the gradient is taken, as in the paper's
+    code release; the returned state is the one after the gradient step. A.7 defaults: step 10, noise 0.005,
+    clip 0.01 for images in [0, 1]. With ``grad_clip=None`` and ``noise_std = sqrt(2 * step_size)`` it is ULA
+    with the noise and gradient half-steps swapped.
+    """
+
+    def __init__(self, step_size: float = 10.0, noise_std: float = 0.005, grad_clip: Optional[float] = 0.01,
+                 autocast_dtype: Optional[torch.dtype] = None):
+        super().__init__(autocast_dtype)
+        self.step_size = _positive("step_size", step_size)
+        self.noise_std = _positive("noise_std", noise_std, allow_zero=True)
+        self.grad_clip = None if grad_clip is None else _positive("grad_clip", grad_clip)
+
+    def step(self, ctx, x, clamp, generator):
+        if self.noise_std:
+            x = x + self.noise_std * self._noise(x, generator)
+        _, g = self._energy_and_grad(ctx, x)
+        if self.grad_clip is not None:
+            g = g.clamp(-self.grad_clip, self.grad_clip)  # A.7: per-value clip, |g| <= 0.01
+        x = x - self.step_size * g
+        return x if clamp is None else x.clamp(*clamp)
+
+
+class ULA(Sampler):
+    """Unadjusted Langevin: x' = x - h grad E(x) + sqrt(2h) xi. Eq. (3) with lambda = 2h; biased for h > 0.
+
+    On N(0, s^2) its stationary variance is s^2 / (1 - h / (2 s^2)) (larger than s^2), which the tests check.
+    """
+
+    def __init__(self, step_size: float = 0.01, autocast_dtype: Optional[torch.dtype] = None):
+        super().__init__(autocast_dtype)
+        self.step_size = _positive("step_size", step_size)
+
+    def step(self, ctx, x, clamp, generator):
+        _, g = self._energy_and_grad(ctx, x)
+        x = x - self.step_size * g + math.sqrt(2 * self.step_size) * self._noise(x, generator)
+        return x if clamp is None else x.clamp(*clamp)
+
+
+class MALA(Sampler):
+    """Metropolis-adjusted Langevin: the ULA proposal, accepted with the Metropolis-Hastings ratio.
+
+    log q(x' | x) = -|x' - x + h grad E(x)|^2 / (4h) + const, so the chain leaves p invariant for any h.
+    """
+
+    def __init__(self, step_size: float = 0.01, autocast_dtype: Optional[torch.dtype] = None):
+        super().__init__(autocast_dtype)
+        self.step_size = _positive("step_size", step_size)
+
+    def step(self, ctx, x, clamp, generator):
+        h = self.step_size
+        e, g = self._energy_and_grad(ctx, x)
+        prop = x - h * g + math.sqrt(2 * h) * self._noise(x, generator)
+        e_prop, g_prop = self._energy_and_grad(ctx, prop)
+        log_q_forward = -_batch_sum((prop - x + h * g).pow(2)) / (4 * h)
+        log_q_backward = -_batch_sum((x - prop + h * g_prop).pow(2)) / (4 * h)
+        log_ratio = (e - e_prop) + (log_q_backward - log_q_forward)
+        return self._metropolis(log_ratio, x, prop, clamp, generator)
+
+
+class RandomWalkMH(Sampler):
+    """Random-walk Metropolis: x' = x + scale * xi, accepted with min(1, exp(E(x) - E(x')))."""
+
+    uses_gradient = False
+
+    def __init__(self, scale: float = 0.5, autocast_dtype: Optional[torch.dtype] = None):
+        super().__init__(autocast_dtype)
+        self.scale = _positive("scale", scale)
+
+    def step(self, ctx, x, clamp, generator):
+        prop = x + self.scale * self._noise(x, generator)
+        with torch.no_grad():
+            log_ratio = self._energy(ctx, x) - self._energy(ctx, prop)
+        return self._metropolis(log_ratio, x, prop, clamp, generator)
+
+
+class HMC(Sampler):
+    """Hamiltonian Monte Carlo with unit mass: fresh momentum, ``n_leapfrog`` leapfrog steps, MH on H = E + |p|^2/2."""
+
+    def __init__(self, step_size: float = 0.1, n_leapfrog: int = 10, autocast_dtype: Optional[torch.dtype] = None):
+        super().__init__(autocast_dtype)
+        self.step_size = _positive("step_size", step_size)
+        if not isinstance(n_leapfrog, int) or isinstance(n_leapfrog, bool) or n_leapfrog < 1:
+            raise ValueError(f"n_leapfrog must be an int >= 1, got {n_leapfrog!r}")
+        self.n_leapfrog = n_leapfrog
+
+    def step(self, ctx, x, clamp, generator):
+        eps = self.step_size
+        p0 = self._noise(x, generator)
+        e0, g = self._energy_and_grad(ctx, x)
+        q, p = x, p0 - 0.5 * eps * g
+        for i in range(self.n_leapfrog):
+            q = q + eps * p
+            e1, g = self._energy_and_grad(ctx, q)
+            p = p - (eps if i < self.n_leapfrog - 1 else 0.5 * eps) * g
+        h0 = e0.double() + 0.5 * _batch_sum(p0.double().pow(2))
+        h1 = e1.double() + 0.5 * _batch_sum(p.double().pow(2))
+        return self._metropolis(h0 - h1, x, q, clamp, generator)
+
+
+SAMPLERS = {"paper_langevin": PaperLangevin, "ula": ULA, "mala": MALA, "rwmh": RandomWalkMH, "hmc": HMC}
+
+
+def make_sampler(name: str, **kwargs) -> Sampler:
+    """Build a sampler by name: one of ``paper_langevin``, ``ula``, ``mala``, ``rwmh``, ``hmc``."""
+    if name not in SAMPLERS:
+        raise KeyError(f"unknown sampler {name!r}; expected one of {sorted(SAMPLERS)}")
+    return SAMPLERS[name](**kwargs)
