@@ -1,4 +1,10 @@
-"""ebmlib: the library behind the EBM book (Du & Mordatch 2019, *Implicit Generation and Generalization in EBMs*)."""
-from . import energies, samplers  # noqa: F401
+"""ebmlib: the library behind the EBM book (Du & Mordatch 2019, *Implicit Generation and Generalization in EBMs*).
+
+Modules, one concept each: ``energies`` (exact 2D targets), ``samplers`` (Langevin as in the paper, ULA, MALA,
+random-walk MH, HMC), ``nets`` (energy networks), ``buffer`` (replay buffer), ``train`` (Algorithm 1),
+``checkpoint`` (atomic, weights-only checkpoints), ``metrics`` (distances to exact densities), ``scales``
+(smoke / demo / paper presets), ``results`` (metrics JSON), ``cli`` (``python -m ebmlib``).
+"""
+from . import buffer, checkpoint, energies, nets, samplers, scales, train  # noqa: F401
 
 __version__ = "0.1.0"
