@@ -23,13 +23,16 @@ __all__ = ["main", "find_notebooks", "chapters", "reproduce"]
 
 def find_notebooks(explicit: str | None = None) -> Path:
     """The folder of chapter notebooks: --notebooks, $EBMLIB_NOTEBOOKS, ./notebooks, or the source checkout's."""
-    candidates = [explicit, os.environ.get("EBMLIB_NOTEBOOKS"), "notebooks",
-                  str(Path(__file__).resolve().parent.parent / "notebooks")]
+    if explicit is not None:
+        candidates = [explicit]
+    else:
+        candidates = [os.environ.get("EBMLIB_NOTEBOOKS"), "notebooks", str(Path(__file__).resolve().parent.parent / "notebooks")]
     for c in candidates:
         if c and Path(c).is_dir() and any(Path(c).glob("[0-9][0-9]_*.ipynb")):
             return Path(c).resolve()
-    raise FileNotFoundError("cannot find the chapter notebooks (files like 01_sampling.ipynb); run from the book's "
-                            "checkout or pass --notebooks DIR / set EBMLIB_NOTEBOOKS")
+    where = f"in {explicit}" if explicit is not None else "here"
+    raise FileNotFoundError(f"cannot find the chapter notebooks (files like 01_sampling.ipynb) {where}; run from the "
+                            "book's checkout or pass --notebooks DIR / set EBMLIB_NOTEBOOKS")
 
 
 def chapters(nb_dir: Path) -> list[str]:

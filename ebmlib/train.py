@@ -161,10 +161,13 @@ class Trainer:
         self.iteration = 0
         self.history: list[dict] = []
         self.rollbacks = 0           # total rollbacks so far
-        self._streak = 0             # consecutive rollbacks without a good checkpoint in between
+        self._streak = 0             # consecutive rollbacks without a newly verified snapshot in between
         self.lr_scale = 1.0
         self.ckpt_dir = Path(ckpt_dir) if ckpt_dir is not None else None
-        self._snapshot = self._state()  # iteration 0 is the first known-good state
+        # A step's energies are measured *before* its update, so a snapshot is only known to be good once the
+        # next step's energies, computed with its parameters, pass the guard: it waits in _pending until then.
+        self._good = self._state()
+        self._pending: Optional[dict] = None
 
     # -- data ----------------------------------------------------------------------------------------------
     @staticmethod
@@ -264,6 +267,8 @@ class Trainer:
                 self._rollback(m)
                 bar.update(self.iteration - before)
                 continue
+            if self._pending is not None:  # the parameters of the last snapshot just produced sane energies
+                self._good, self._pending, self._streak = self._pending, None, 0
             self.history.append(m)
             self._log(m)
             if callback is not None:
@@ -286,9 +291,10 @@ class Trainer:
         if self._streak > self.config.max_rollbacks:
             raise TrainingDiverged(f"energies ran away at iteration {m['iteration']} (loss {m['loss']}, "
                                    f"max |E| {m['max_abs_energy']:.3g} > {self.config.max_abs_energy}) "
-                                   f"{self._streak} times in a row; last good iteration {self._snapshot['iteration']}")
+                                   f"{self._streak} times in a row; last good iteration {self._good['iteration']}")
         gen_state = self.generator.get_state()
-        self._load_state(self._snapshot)
+        self._load_state(self._good)
+        self._pending = None
         self.generator.set_state(gen_state)
         self.lr_scale *= self.config.rollback_lr_factor
         for g in self.optimizer.param_groups:
@@ -320,12 +326,14 @@ class Trainer:
         self.rollbacks = int(state["rollbacks"])
 
     def checkpoint(self) -> Optional[Path]:
-        """Snapshot the full training state (in memory, and atomically to ``ckpt_dir/last.pt`` if set)."""
-        self._snapshot = self._state()
-        self._streak = 0
+        """Snapshot the full training state (in memory, and atomically to ``ckpt_dir/last.pt`` if set).
+
+        The in-memory snapshot becomes the rollback target once the next iteration passes the guard.
+        """
+        self._pending = self._state()
         if self.ckpt_dir is None:
             return None
-        return save_checkpoint(self._snapshot, self.ckpt_dir / "last.pt")
+        return save_checkpoint(self._pending, self.ckpt_dir / "last.pt")
 
     def resume(self, path: Optional[str | os.PathLike] = None) -> "Trainer":
         """Load ``path`` (default ``ckpt_dir/last.pt``) and continue exactly where it was written."""
@@ -340,7 +348,7 @@ class Trainer:
             diff = {k: (saved.get(k), mine.get(k)) for k in mine if saved.get(k) != mine.get(k)}
             raise ValueError(f"checkpoint {path} was written with another config (saved, now): {diff}")
         self._load_state(state)
-        self._snapshot = self._state()
+        self._good, self._pending = self._state(), None
         if self.ckpt_dir is not None:  # the log may hold iterations past the checkpoint: rewrite it
             self._rewrite_log()
         return self

@@ -1,0 +1,55 @@
+"""``python -m ebmlib reproduce``: papermill runs a chapter with its scale and writes notebook + metrics JSON."""
+import json
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from ebmlib import cli, scales
+
+
+def write_chapter(folder, name="01_tiny"):
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('import os\nscale = os.environ.get("EBMLIB_SCALE", "demo")\nout_dir = "_results"')
+    params.metadata["tags"] = ["parameters"]
+    body = nbformat.v4.new_code_cell(
+        "from ebmlib.results import save_metrics\n"
+        f"save_metrics(out_dir, {name!r}, scale, {{'scale_seen': scale, 'answer': 6 * 7}})")
+    nb.cells = [params, body]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    folder.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, folder / f"{name}.ipynb")
+
+
+def test_reproduce_writes_notebook_and_metrics(tmp_path):
+    write_chapter(tmp_path / "nbs")
+    out = tmp_path / "out"
+    rc = cli.main(["reproduce", "01", "--scale", "smoke", "--out", str(out), "--notebooks", str(tmp_path / "nbs")])
+    assert rc == 0
+    record = json.loads((out / "01_tiny.json").read_text())
+    assert record["scale"] == "smoke" and record["metrics"] == {"scale_seen": "smoke", "answer": 42}
+    executed = nbformat.read(out / "01_tiny.ipynb", as_version=4)
+    assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
+
+
+def test_unknown_chapter_and_scale_are_refused(tmp_path):
+    write_chapter(tmp_path)
+    with pytest.raises(SystemExit, match="unknown chapter '99'"):
+        cli.main(["reproduce", "99", "--notebooks", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        cli.main(["reproduce", "01", "--scale", "huge", "--notebooks", str(tmp_path)])
+    run = subprocess.run([sys.executable, "-m", "ebmlib", "list", "--notebooks", str(tmp_path / "missing")],
+                         capture_output=True, text=True)
+    assert run.returncode == 2 and "cannot find the chapter notebooks" in run.stderr
+
+
+def test_scale_presets():
+    scales.register("99_test", {"smoke": {"n": 1}, "demo": {"n": 10}, "paper": {"n": 100}})
+    assert scales.preset("99_test", "demo").n == 10
+    with pytest.raises(ValueError, match="scale must be one of"):
+        scales.preset("99_test", "huge")
+    with pytest.raises(KeyError, match="no presets for chapter 'nope'"):
+        scales.preset("nope", "demo")
+    with pytest.raises(ValueError, match=r"lack scales \['paper'\]"):
+        scales.register("98_test", {"smoke": {}, "demo": {}})

@@ -1,0 +1,221 @@
+"""Algorithm 1: the loss's sign, A.7's gradient clipping, exact resume, refused checkpoints, the divergence guard."""
+import math
+
+import pytest
+import torch
+
+from ebmlib import energies
+from ebmlib.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ebmlib.nets import MLPEnergy
+from ebmlib.train import TrainConfig, Trainer, TrainingDiverged, clip_grad_by_adam_moments, ebm_loss, frozen
+
+TOY = dict(batch_size=64, n_steps=10, step_size=0.05, noise_std=0.3, grad_clip=None, data_range=(-4.0, 4.0),
+           lr=1e-3, alpha=0.1, buffer_capacity=512, checkpoint_every=2)
+
+
+def make_trainer(seed=0, ckpt_dir=None, spectral_norm=True, **overrides):
+    torch.manual_seed(seed)
+    model = MLPEnergy(hidden=32, depth=2, spectral_norm=spectral_norm)
+    return Trainer(model, energies.eight_gaussians().sample, TrainConfig(**{**TOY, **overrides}), ckpt_dir=ckpt_dir)
+
+
+def test_loss_is_algorithm_1():
+    e_pos, e_neg = torch.tensor([1.0, -2.0]), torch.tensor([0.5, 3.0])
+    expected = ((0.3 * (1 + 0.25) + 1 - 0.5) + (0.3 * (4 + 9) - 2 - 3)) / 2
+    assert ebm_loss(e_pos, e_neg, 0.3).item() == pytest.approx(expected)
+
+
+def test_one_step_lowers_data_energy_and_raises_negative_energy():
+    """The gradient of Algorithm 1's loss pushes E(x+) down and E(x-) up (eq. (8)); a wrong sign fails this.
+
+    The energy here is linear in separate parameters for the left and right half-planes, so the two effects
+    do not mix: data on the left must go down, negatives on the right must go up.
+    """
+    weights = torch.nn.Parameter(torch.tensor([0.3, -0.2]))
+
+    def energy(x):
+        return torch.stack([torch.relu(-x[:, 0]), torch.relu(x[:, 0])], -1) @ weights
+
+    gen = torch.Generator().manual_seed(1)
+    x_pos = torch.randn(256, 2, generator=gen) * 0.3 + torch.tensor([-2.0, 0.0])
+    x_neg = torch.randn(256, 2, generator=gen) * 0.3 + torch.tensor([2.0, 0.0])
+    with torch.no_grad():
+        before = energy(x_pos).mean().item(), energy(x_neg).mean().item()
+    ebm_loss(energy(x_pos), energy(x_neg), alpha=0.0).backward()
+    with torch.no_grad():
+        weights -= 0.1 * weights.grad
+        after = energy(x_pos).mean().item(), energy(x_neg).mean().item()
+    assert after[0] < before[0], "E(data) must go down"
+    assert after[1] > before[1], "E(negatives) must go up"
+
+
+def test_one_step_on_a_network_widens_the_gap():
+    torch.manual_seed(0)
+    model = MLPEnergy(hidden=32, depth=2)
+    x_pos = energies.eight_gaussians().sample(256, torch.Generator().manual_seed(1))
+    x_neg = 8 * torch.rand(256, 2, generator=torch.Generator().manual_seed(2)) - 4
+    gap = lambda: (model(x_neg).mean() - model(x_pos).mean()).item()  # noqa: E731
+    with torch.no_grad():
+        before = gap()
+    ebm_loss(model(x_pos), model(x_neg), alpha=0.0).backward()
+    with torch.no_grad():
+        for p in model.parameters():
+            p -= 1e-3 * p.grad
+        assert gap() > before
+
+
+def test_training_separates_data_from_uniform_noise():
+    trainer = make_trainer(spectral_norm=False, n_steps=5)
+    trainer.train(40, progress=False)
+    gen = torch.Generator().manual_seed(5)
+    x_data = energies.eight_gaussians().sample(1000, gen)
+    x_unif = 8 * torch.rand(1000, 2, generator=gen) - 4
+    with torch.no_grad():
+        gap = trainer.model(x_unif).mean() - trainer.model(x_data).mean()
+    assert gap > 0.1, f"after training, data must sit lower in energy than uniform noise; gap {gap:.3f}"
+
+
+def test_adam_moment_clip():
+    p = torch.nn.Parameter(torch.zeros(3))
+    opt = torch.optim.Adam([p], lr=1e-3, betas=(0.0, 0.999))
+    p.grad = torch.tensor([5.0, -5.0, 0.05])
+    clip_grad_by_adam_moments(opt)  # no second moment yet: the bound is the floor, 0.1
+    assert p.grad.tolist() == pytest.approx([0.1, -0.1, 0.05])
+    opt.step()
+    v_hat = opt.state[p]["exp_avg_sq"] / (1 - 0.999)
+    p.grad = torch.tensor([100.0, -100.0, 0.0])
+    clip_grad_by_adam_moments(opt)
+    bound = 3 * v_hat.sqrt() + 0.1
+    assert torch.allclose(p.grad.abs()[:2], bound[:2])
+
+
+def test_frozen_switches_off_parameter_gradients_and_restores_them():
+    model = MLPEnergy(hidden=8, depth=1, spectral_norm=True)
+    model.head.weight.requires_grad_(False)
+    flags = [p.requires_grad for p in model.parameters()]
+    with frozen(model):
+        assert not any(p.requires_grad for p in model.parameters())
+        x = torch.randn(4, 2, requires_grad=True)
+        (g,) = torch.autograd.grad(model(x).sum(), x)
+        assert g.shape == x.shape
+    assert [p.requires_grad for p in model.parameters()] == flags
+
+
+@pytest.mark.parametrize("init", ["replay", "noise", "persistent"])
+def test_resume_is_bit_exact(tmp_path, init):
+    """Train 6 iterations straight vs 4, save, rebuild from scratch, load, 2 more: identical parameters."""
+    straight = make_trainer(init=init)
+    straight.train(6, progress=False)
+
+    first = make_trainer(init=init, ckpt_dir=tmp_path)
+    first.train(4, progress=False)  # checkpoint_every=2: last.pt holds iteration 4
+    resumed = make_trainer(seed=99, init=init, ckpt_dir=tmp_path).resume()
+    assert resumed.iteration == 4
+    resumed.train(2, progress=False)
+
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), f"{name} differs after resume"
+    assert straight.history == resumed.history
+    assert torch.equal(straight.buffer.storage, resumed.buffer.storage)
+    log = (tmp_path / "metrics.jsonl").read_text().strip().splitlines()
+    assert len(log) == 6
+
+
+def test_resume_refuses_another_config(tmp_path):
+    make_trainer(ckpt_dir=tmp_path).train(2, progress=False)
+    with pytest.raises(ValueError, match="another config.*alpha"):
+        make_trainer(ckpt_dir=tmp_path, alpha=0.5).resume()
+
+
+def test_corrupted_checkpoint_is_refused(tmp_path):
+    trainer = make_trainer(ckpt_dir=tmp_path)
+    trainer.train(2, progress=False)
+    path = tmp_path / "last.pt"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="corrupted"):
+        make_trainer(ckpt_dir=tmp_path).resume()
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("this code must never run",))
+
+
+def test_pickle_bearing_checkpoint_is_refused(tmp_path, capsys):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "ebmlib-checkpoint-v1", "model": Payload()}, path)
+    with pytest.raises(CheckpointError, match="objects other than tensors"):
+        load_checkpoint(path)
+    assert "must never run" not in capsys.readouterr().out
+
+
+def test_foreign_or_missing_checkpoint_is_refused(tmp_path):
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not an ebmlib-checkpoint-v1"):
+        load_checkpoint(tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        load_checkpoint(tmp_path / "nothing.pt")
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = save_checkpoint({"x": torch.ones(2)}, tmp_path / "c.pt")
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError):
+        save_checkpoint({"x": torch.zeros(2)}, path)
+    assert torch.equal(load_checkpoint(path)["x"], torch.ones(2)), "a failed write must leave the old file intact"
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"], "no temporary file may be left behind"
+
+
+def test_divergence_guard_rolls_back_and_lowers_lr():
+    """A learning rate of 3 blows the energies up; the guard reverts to the last verified state and halves lr."""
+    trainer = make_trainer(spectral_norm=False, max_abs_energy=20.0, max_rollbacks=20, checkpoint_every=1)
+    trainer.train(2, progress=False)
+    trainer.config.lr = 3.0
+    for g in trainer.optimizer.param_groups:
+        g["lr"] = 3.0
+    trainer.train(4, progress=False)
+    events = [h for h in trainer.history if h.get("event") == "rollback"]
+    assert events, "the run diverged on purpose; the guard must have rolled back"
+    assert events[0]["to_iteration"] == 2, "the first rollback returns to the last state whose energies were checked"
+    assert events[0]["max_abs_energy"] > 20.0 or not math.isfinite(events[0]["loss"])
+    assert trainer.lr_scale == pytest.approx(0.5 ** len(events))
+    assert trainer.iteration == 6
+    assert all(math.isfinite(h["loss"]) and h["max_abs_energy"] < 20 for h in trainer.history if "event" not in h)
+
+
+def test_divergence_guard_gives_up():
+    trainer = make_trainer(spectral_norm=False, max_abs_energy=1e-6, max_rollbacks=2)
+    with pytest.raises(TrainingDiverged, match="3 times in a row"):
+        trainer.train(5, progress=False)
+
+
+@pytest.mark.parametrize("bad", [dict(batch_size=0), dict(step_size=-1.0), dict(lr=0.0), dict(init="pcd"),
+                                 dict(data_range=(1.0, 0.0)), dict(replay_fraction=1.5), dict(autocast_dtype="int8")])
+def test_bad_config_is_named(bad):
+    key = next(iter(bad))
+    with pytest.raises(ValueError, match=key):
+        TrainConfig(**bad)
+
+
+def test_bad_data_is_refused():
+    model = MLPEnergy()
+    with pytest.raises(TypeError, match="data must be"):
+        Trainer(model, [1, 2, 3])
+    with pytest.raises(ValueError, match="differ in length"):
+        Trainer(model, (torch.zeros(5, 2), torch.zeros(4, dtype=torch.long)))
+    with pytest.raises(ValueError, match="n_iters"):
+        Trainer(model, torch.zeros(5, 2), TrainConfig(**TOY)).train(-1)
+
+
+def test_conditional_training_runs_on_labelled_tensors():
+    torch.manual_seed(0)
+    x = torch.randn(200, 2)
+    y = (x[:, 0] > 0).long()
+    trainer = Trainer(MLPEnergy(hidden=16, depth=2, n_classes=2), (x, y), TrainConfig(**TOY))
+    history = trainer.train(3, progress=False)
+    assert len(history) == 3 and all(math.isfinite(h["loss"]) for h in history)
