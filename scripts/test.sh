@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Set up, then run every test: ebmlib's unit tests, every chapter notebook at smoke scale, and the book build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export TQDM_DISABLE=1 MPLBACKEND=Agg PYTHONHASHSEED=0
+start=$(date +%s)
+
+echo "== unit tests"
+.venv/bin/python -m pytest tests -q --durations=10
+
+echo "== notebooks at smoke scale (nbval re-executes them; committed outputs are not compared)"
+EBMLIB_SCALE=smoke .venv/bin/python -m pytest --nbval-lax notebooks -q -p no:cacheprovider
+
+echo "== book build (renders the committed demo-scale outputs)"
+rm -rf _build
+.venv/bin/jupyter-book build -W -n --keep-going . >_build_log.txt 2>&1 || { cat _build_log.txt; exit 1; }
+tail -n 3 _build_log.txt
+rm -f _build_log.txt
+echo "== all tests passed in $(( $(date +%s) - start )) s"
