@@ -75,6 +75,8 @@ class Gaussian(Distribution):
             cov = torch.diag(cov)
         if cov.shape != (self.dim, self.dim):
             raise ValueError(f"cov must be a scalar, ({self.dim},) or ({self.dim}, {self.dim}); got {tuple(cov.shape)}")
+        if not torch.allclose(cov, cov.T):
+            raise ValueError(f"cov must be symmetric, got {cov.tolist()}")
         try:
             self.scale_tril = torch.linalg.cholesky(cov)
         except RuntimeError as err:
@@ -86,9 +88,9 @@ class Gaussian(Distribution):
 
     def log_prob(self, x: Tensor) -> Tensor:
         _check_points(x, self.dim)
-        diff = (x - self.mean.to(x)).unsqueeze(-1)
-        z = torch.linalg.solve_triangular(self.scale_tril.to(x), diff, upper=False).squeeze(-1)
-        return -0.5 * (z.pow(2).sum(-1) + self.dim * LOG_2PI + self._log_det.to(x))
+        diff = (x - self.mean.to(x)).T  # (D, N): one triangular solve for all points
+        z = torch.linalg.solve_triangular(self.scale_tril.to(x), diff, upper=False)
+        return -0.5 * (z.pow(2).sum(0) + self.dim * LOG_2PI + self._log_det.to(x))
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         _check_count(n)
@@ -176,7 +178,7 @@ def _log_diff_ndtr(a: Tensor, b: Tensor) -> Tensor:
     hi = torch.where(flip, -b, a)
     lo = torch.where(flip, -a, b)
     log_hi, log_lo = torch.special.log_ndtr(hi), torch.special.log_ndtr(lo)
-    return log_hi + torch.log1p(-torch.exp(log_lo - log_hi))
+    return log_hi + torch.log(-torch.expm1(log_lo - log_hi))  # expm1: accurate when a - b is small
 
 
 class SmoothBox(Distribution):
@@ -217,7 +219,7 @@ class Mixture(Distribution):
         self.components = list(components)
         self.dim = dims.pop()
         w = torch.ones(len(components)) if weights is None else torch.as_tensor(weights, dtype=torch.float32)
-        if w.shape != (len(components),) or (w <= 0).any():
+        if w.shape != (len(components),) or not (torch.isfinite(w) & (w > 0)).all():
             raise ValueError(f"weights must be {len(components)} positive numbers, got {weights}")
         self.weights = w / w.sum()
         self.bounds = (min(c.bounds[0] for c in components), max(c.bounds[1] for c in components))
@@ -235,6 +237,8 @@ class Mixture(Distribution):
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         _check_count(n)
+        if n == 0:
+            return torch.empty(0, self.dim)
         which = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         out = torch.empty(n, self.dim)
         for k, comp in enumerate(self.components):
@@ -247,6 +251,11 @@ class Mixture(Distribution):
 # ---------------------------------------------------------------------------------------------------------
 # The book's named 2D targets. Each has well separated modes so mode weights can be measured.
 
+def _check_std(std: float) -> None:
+    if not (isinstance(std, (int, float)) and math.isfinite(std) and std > 0):
+        raise ValueError(f"std must be a finite number > 0, got {std!r}")
+
+
 def gaussian(mean=(0.0, 0.0), cov=((1.0, 0.6), (0.6, 1.0))) -> Gaussian:
     """A correlated 2D Gaussian: the one target every sampler must get exactly right."""
     return Gaussian(mean, cov)
@@ -254,6 +263,7 @@ def gaussian(mean=(0.0, 0.0), cov=((1.0, 0.6), (0.6, 1.0))) -> Gaussian:
 
 def eight_gaussians(radius: float = 2.5, std: float = 0.25) -> Mixture:
     """Eight equal Gaussians on a circle."""
+    _check_std(std)
     comps = [Gaussian((radius * math.cos(a), radius * math.sin(a)), std ** 2)
              for a in (2 * math.pi * k / 8 for k in range(8))]
     return Mixture(comps)
@@ -281,6 +291,7 @@ def checkerboard(n: int = 4, size: float = 1.5, blur: float = 0.05) -> Mixture:
 
 def two_modes(separation: float = 4.0, std: float = 0.5, weights=(0.3, 0.7)) -> Mixture:
     """Two Gaussians on the x axis with unequal weights: the test of mixing between separated modes."""
+    _check_std(std)
     half = separation / 2
     return Mixture([Gaussian((-half, 0.0), std ** 2), Gaussian((half, 0.0), std ** 2)], weights=weights)
 

@@ -103,7 +103,7 @@ class Sampler:
                 states.append(x.cpu().clone())
         rate = float(self._accepted / self._proposed) if self._proposed else None
         with torch.no_grad():
-            final_energy = self._energy(ctx, x).float()
+            final_energy = self._energy(ctx, x)
         return SampleResult(x=x.detach(), trace=torch.stack(states) if trace else None,
                             acceptance_rate=rate, energy=final_energy)
 
@@ -125,7 +125,8 @@ class Sampler:
         if not torch.is_tensor(e) or e.shape != (x.shape[0],):
             got = tuple(e.shape) if torch.is_tensor(e) else type(e).__name__
             raise ValueError(f"energy must return one value per chain, shape ({x.shape[0]},); got {got}")
-        return e.float()
+        # at least float32 (bf16 autocast outputs are upcast), float64 chains keep float64 energies
+        return e.to(torch.promote_types(e.dtype, torch.float32))
 
     def _energy_and_grad(self, ctx, x: Tensor) -> tuple[Tensor, Tensor]:
         """E(x) and grad_x E(x), with no gradient flowing to the model's parameters."""

@@ -351,8 +351,6 @@ def test_negative_or_zero_widths_raise(make, bad):
         make()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: eight_gaussians/two_modes square the std, so a negative std is silently "
-                                       "accepted (Gaussian(..., std ** 2)); expected a ValueError naming the std")
 @pytest.mark.parametrize("name", ["eight_gaussians", "two_modes"])
 def test_negative_gaussian_std_raises(name):
     with pytest.raises(ValueError, match="-0.25"):
@@ -378,8 +376,6 @@ def test_bad_mixture_weights_raise(weights, bad):
         Mixture(comps, weights=weights)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Mixture accepts NaN / inf weights ((w <= 0).any() is False for NaN) "
-                                       "and normalises them to NaN weights; expected a ValueError")
 @pytest.mark.parametrize("weights", [(float("nan"), 1.0), (float("inf"), 1.0)], ids=["nan", "inf"])
 def test_non_finite_mixture_weights_raise(weights):
     with pytest.raises(ValueError, match="weights"):
@@ -400,8 +396,6 @@ def test_non_positive_definite_covariance_raises(cov):
         Gaussian((0.0, 0.0), cov)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Gaussian does not check symmetry; cholesky reads only the lower triangle, "
-                                       "so cov=[[1, 0.9], [0, 1]] silently builds N(0, I) while .cov reports the input")
 def test_non_symmetric_covariance_raises():
     with pytest.raises(ValueError, match="symmetric"):
         Gaussian((0.0, 0.0), ((1.0, 0.9), (0.0, 1.0)))
@@ -420,9 +414,7 @@ def test_bad_sample_count_raises(n):
 
 @pytest.mark.parametrize("name", [
     "gaussian",
-    pytest.param("two_moons", marks=pytest.mark.xfail(strict=True, raises=RuntimeError, reason=(
-        "BUG: Mixture.sample(0) raises RuntimeError from torch.multinomial ('cannot sample n_sample <= 0 "
-        "samples') although _check_count accepts n = 0; Gaussian/Arc/SmoothBox return an empty (0, 2)"))),
+    "two_moons",
 ])
 def test_zero_samples_is_empty(name):
     assert toy_2d(name).sample(0).shape == (0, 2)

@@ -367,9 +367,6 @@ def test_float64_chains_stay_float64(name):
     assert res.x.dtype == torch.float64 and res.trace.dtype == torch.float64
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: Sampler._energy returns e.float(), so float64 chains get float32 energies: the Metropolis ratio of "
-    "E + 1e7 (the same density as E) is rounded to multiples of 1, and MALA/RWMH/HMC decide differently"))
 @pytest.mark.parametrize("name", MH_NAMES)
 def test_float64_chains_use_float64_energies(name):
     """Adding a constant to E does not change p; in float64 it must not change the chain either."""
