@@ -46,10 +46,11 @@ def reference_langevin(model, x0, n_steps, generator):
     return x
 
 
-def library_langevin(model, x0, n_steps, generator, autocast_dtype=None):
+def library_langevin(model, x0, n_steps, generator, autocast_dtype=None, energy=None):
+    """``energy`` may be a compiled wrapper of ``model``; ``frozen`` always acts on the module itself."""
     sampler = PaperLangevin(**A7, autocast_dtype=autocast_dtype)
     with frozen(model):
-        return sampler.run(model, x0, n_steps, clamp=(0.0, 1.0), generator=generator).x
+        return sampler.run(energy or model, x0, n_steps, clamp=(0.0, 1.0), generator=generator).x
 
 
 def reference_train_step(model, opt, data, n_steps, generator):
@@ -84,6 +85,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--train-iters", type=int, default=1, help="training iterations per timed repeat")
     ap.add_argument("--no-bf16", action="store_true", help="skip the bf16 autocast timing")
+    ap.add_argument("--compile", action="store_true",
+                    help="also time torch.compile of the energy (compile time printed separately, not in the rate)")
     args = ap.parse_args()
 
     torch.manual_seed(0)
@@ -110,8 +113,13 @@ def main():
     }
     if not args.no_bf16:
         variants["ebmlib + bf16 autocast"] = lambda g, n: library_langevin(lib_model, x0_cl, n, g, torch.bfloat16)
-    for fn in variants.values():  # warm-up: a 2-step chain each
-        fn(torch.Generator().manual_seed(0), 2)
+    if args.compile:
+        compiled = torch.compile(lib_model)
+        variants["ebmlib + torch.compile"] = lambda g, n: library_langevin(lib_model, x0_cl, n, g, energy=compiled)
+    for name, fn in variants.items():  # warm-up: a 2-step chain each (compiles, for the compiled variant)
+        warm = timed(lambda: fn(torch.Generator().manual_seed(0), 2))
+        if "compile" in name:
+            print(f"torch.compile warm-up (compilation): {warm:.1f} s, paid once per process")
     times = {k: [] for k in variants}
     for r in range(args.repeats):
         for name, fn in variants.items():
