@@ -11,8 +11,9 @@ path (``ebmlib.samplers.PaperLangevin`` under ``ebmlib.train.frozen``) differs i
 * spectrally normalised weights computed once per chain (``parametrize.cached``) rather than once per step;
 * ``torch.autograd.grad`` w.r.t. the input only, no ``.grad`` accumulation.
 
-Both draw the same noise from the same seeded generator, so their samples agree up to float rounding; the
-script prints the largest difference. bf16 autocast is timed too: it pays only on CPUs with native bf16
+Both draw the same noise from the same seeded generator. One step agrees to float rounding; over 60 steps the
+chain amplifies rounding, so the script prints the difference next to the reference's own sensitivity to a
+1e-6 nudge of its start, and the mean energies of both sample sets. bf16 autocast is timed too: it pays only on CPUs with native bf16
 (AVX512-BF16 / AMX); where the CPU lacks them it is emulated and slower, and the script says which it found.
 Ratios are measured in one run, interleaved, and each is the median over repeats; no number here is asserted.
 """
@@ -99,12 +100,24 @@ def main():
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, native bf16: {cpu_has_native_bf16()}; "
           f"MNIST CNN width {args.width}, batch {args.batch}, {args.steps} Langevin steps (A.7: step 10, noise 0.005, clip 0.01)")
 
-    # -- agreement: same seed, same noise, same number of steps ---------------------------------------------
+    # -- agreement: same seed, same noise ------------------------------------------------------------------
+    # Over many steps Langevin amplifies float rounding (NHWC and NCHW convolutions sum in different orders),
+    # so after K steps the two paths are compared with the reference's own sensitivity: the same reference
+    # chain started from x0 + 1e-6 noise. Stated tolerance: one step agrees to 1e-4; after K steps the
+    # difference is of the order of that sensitivity, and the mean energies agree.
+    one_ref = reference_langevin(ref_model, x0, 1, torch.Generator().manual_seed(2))
+    one_lib = library_langevin(lib_model, x0_cl, 1, torch.Generator().manual_seed(2))
+    print(f"agreement after 1 step: max |x_ref - x_lib| = {(one_ref - one_lib).abs().max():.1e} (tolerance 1e-4)")
     ref_x = reference_langevin(ref_model, x0, args.steps, torch.Generator().manual_seed(2))
     lib_x = library_langevin(lib_model, x0_cl, args.steps, torch.Generator().manual_seed(2))
-    diff = (ref_x - lib_x).abs()
-    print(f"agreement after {args.steps} steps: max |x_ref - x_lib| = {diff.max():.2e}, "
-          f"mean {diff.mean():.2e} (pixels in [0, 1]; tolerance stated: max < 1e-3)")
+    nudged = (x0 + 1e-6 * torch.randn(x0.shape, generator=torch.Generator().manual_seed(9))).clamp(0, 1)
+    ref_nudged = reference_langevin(ref_model, nudged, args.steps, torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        e_ref, e_lib = ref_model(ref_x).mean().item(), ref_model(lib_x.contiguous()).mean().item()
+    print(f"after {args.steps} steps: mean |x_ref - x_lib| = {(ref_x - lib_x).abs().mean():.1e} "
+          f"(max {(ref_x - lib_x).abs().max():.1e}); reference vs itself from x0 + 1e-6: mean "
+          f"{(ref_x - ref_nudged).abs().mean():.1e} (max {(ref_x - ref_nudged).abs().max():.1e}); "
+          f"mean energy {e_ref:.4f} (reference) vs {e_lib:.4f} (ebmlib)")
 
     # -- Langevin throughput, interleaved ---------------------------------------------------------------------
     variants = {
