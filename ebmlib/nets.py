@@ -77,6 +77,15 @@ class _EnergyNet(nn.Module):
         if self.n_classes is not None and y is None:
             raise ValueError(f"{type(self).__name__} is conditional on {self.n_classes} classes: pass labels y")
 
+    def _hidden(self, h: Tensor, y: Optional[Tensor], layers: nn.ModuleList) -> Tensor:
+        """layer -> (class gain and bias) -> activation, for each hidden layer."""
+        for i, (layer, act) in enumerate(zip(layers, self.acts)):
+            h = layer(h)
+            if self.cond is not None:
+                h = self.cond[i](h, y)
+            h = act(h)
+        return h
+
 
 class MLPEnergy(_EnergyNet):
     """A fully connected energy for low-dimensional data (2D toys, robot states).
@@ -101,13 +110,7 @@ class MLPEnergy(_EnergyNet):
 
     def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         self._check(x, y)
-        h = x
-        for i, (layer, act) in enumerate(zip(self.layers, self.acts)):
-            h = layer(h)
-            if self.cond is not None:
-                h = self.cond[i](h, y)
-            h = act(h)
-        return self.head(h).squeeze(-1)
+        return self.head(self._hidden(x, y, self.layers)).squeeze(-1)
 
 
 class MNISTConvEnergy(_EnergyNet):
@@ -141,11 +144,6 @@ class MNISTConvEnergy(_EnergyNet):
 
     def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         self._check(x, y)
-        h = x
-        for i, (conv, act) in enumerate(zip(self.convs, self.acts)):
-            h = conv(h)
-            if self.cond is not None:
-                h = self.cond[i](h, y)
-            h = act(h)
+        h = self._hidden(x, y, self.convs)
         h = self.fc_act(self.fc(h.flatten(1)))
         return self.head(h).squeeze(-1)
