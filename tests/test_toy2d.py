@@ -70,3 +70,16 @@ def test_training_moves_data_energy_below_negative_energy():
     s = fit.summary()
     assert s["grad_evals"] == 60 * 11 and s["rollbacks"] == 0
     assert math.isfinite(s["kl_true_learned"]) and math.isfinite(s["kl_learned_true"])
+
+
+def test_guarded_run_reports_every_rollback_from_the_log():
+    # no L2 term and a huge learning rate: energies leave the tight bound at once and the guard must act
+    spec = dict(hidden=16, depth=2, n_steps=3, batch_size=32, alpha=0.0, lr=0.5, max_abs_energy=5.0,
+                checkpoint_every=5, max_rollbacks=3)
+    run = T.guarded_run(E.two_moons(), spec, 30)
+    events = [r for r in run["log"] if r.get("event") == "rollback"]
+    assert events, "the guard never fired"
+    assert all(e["lr"] < 0.5 for e in events)
+    if run["gave_up"] is not None:
+        assert len(events) == spec["max_rollbacks"]        # gave up on the (max_rollbacks + 1)-th divergence
+    assert len(events) >= sum(1 for r in run["history"] if r.get("event") == "rollback")
