@@ -287,16 +287,20 @@ class Trainer:
         The RNG is *not* rewound, so the retried iterations see new batches and noise.
         """
         self._streak += 1
-        self.rollbacks += 1
         if self._streak > self.config.max_rollbacks:
             raise TrainingDiverged(f"energies ran away at iteration {m['iteration']} (loss {m['loss']}, "
                                    f"max |E| {m['max_abs_energy']:.3g} > {self.config.max_abs_energy}) "
                                    f"{self._streak} times in a row; last good iteration {self._good['iteration']}")
-        gen_state = self.generator.get_state()
+        # What the rollback must not undo: the RNG stream, the count of rollbacks, the compounding lr cut, and
+        # the rollback events logged since the snapshot (the undone iterations' metrics are dropped).
+        gen_state, rollbacks, lr_scale = self.generator.get_state(), self.rollbacks, self.lr_scale
+        events = [h for h in self.history[len(self._good["history"]):] if h.get("event") == "rollback"]
         self._load_state(self._good)
         self._pending = None
         self.generator.set_state(gen_state)
-        self.lr_scale *= self.config.rollback_lr_factor
+        self.history.extend(events)
+        self.rollbacks = rollbacks + 1
+        self.lr_scale = lr_scale * self.config.rollback_lr_factor
         for g in self.optimizer.param_groups:
             g["lr"] = self.config.lr * self.lr_scale
         event = {"iteration": m["iteration"], "event": "rollback", "to_iteration": self.iteration,

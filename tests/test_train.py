@@ -188,10 +188,15 @@ def test_divergence_guard_rolls_back_and_lowers_lr():
     assert all(math.isfinite(h["loss"]) and h["max_abs_energy"] < 20 for h in trainer.history if "event" not in h)
 
 
-def test_divergence_guard_gives_up():
+def test_divergence_guard_gives_up_and_keeps_count():
+    """Every retry goes back to the same snapshot; the rollbacks must still be counted, logged and compound."""
     trainer = make_trainer(spectral_norm=False, max_abs_energy=1e-6, max_rollbacks=2)
     with pytest.raises(TrainingDiverged, match="3 times in a row"):
         trainer.train(5, progress=False)
+    events = [h for h in trainer.history if h.get("event") == "rollback"]
+    assert trainer.rollbacks == 2 and len(events) == 2
+    assert trainer.lr_scale == pytest.approx(0.25)
+    assert [e["lr"] for e in events] == pytest.approx([TOY["lr"] * 0.5, TOY["lr"] * 0.25])
 
 
 @pytest.mark.parametrize("bad", [dict(batch_size=0), dict(step_size=-1.0), dict(lr=0.0), dict(init="pcd"),
