@@ -295,9 +295,8 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence], digits: int 
 def guarded_run(target, spec: Optional[Mapping], n_iters: Optional[int] = None) -> dict:
     """Train ``spec`` on ``target`` with the Trainer's divergence guard and return the *complete* event log.
 
-    The log is read back from the trainer's append-only ``metrics.jsonl`` (written to a temporary directory):
-    ``Trainer.history`` is restored together with the model at each rollback, so it loses the rollback events
-    that happened after the snapshot it returns to, while the file keeps every one of them.
+    The log is read back from the trainer's append-only ``metrics.jsonl`` (written to a temporary directory), which
+    also keeps the metrics of iterations that a rollback undid (``Trainer.history`` drops those, keeping the events).
     Returns ``{"log": [...], "history": trainer.history, "trainer": ..., "gave_up": message or None}``.
     """
     import json
