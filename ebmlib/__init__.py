@@ -2,9 +2,11 @@
 
 Modules, one concept each: ``energies`` (exact 2D targets), ``samplers`` (Langevin as in the paper, ULA, MALA,
 random-walk MH, HMC), ``nets`` (energy networks), ``buffer`` (replay buffer), ``train`` (Algorithm 1),
-``checkpoint`` (atomic, weights-only checkpoints), ``metrics`` (distances to exact densities), ``scales``
-(smoke / demo / paper presets), ``results`` (metrics JSON), ``cli`` (``python -m ebmlib``).
+``checkpoint`` (atomic, weights-only checkpoints), ``metrics`` (distances to exact densities), ``compose``
+(sums and mixtures of energies), ``toy2d`` (fit and score EBMs on 2D targets), ``scales`` (smoke / demo / paper
+presets), ``results`` (metrics JSON), ``cli`` (``python -m ebmlib``); ``plotting`` (matplotlib) is imported
+on its own.
 """
-from . import buffer, checkpoint, energies, nets, samplers, scales, train  # noqa: F401
+from . import buffer, checkpoint, compose, energies, metrics, nets, results, samplers, scales, toy2d, train  # noqa: F401
 
 __version__ = "0.1.0"
