@@ -51,7 +51,7 @@ def library_langevin(model, x0, n_steps, generator, autocast_dtype=None, energy=
     """``energy`` may be a compiled wrapper of ``model``; ``frozen`` always acts on the module itself."""
     sampler = PaperLangevin(**A7, autocast_dtype=autocast_dtype)
     with frozen(model):
-        return sampler.run(energy or model, x0, n_steps, clamp=(0.0, 1.0), generator=generator).x
+        return sampler.run(model if energy is None else energy, x0, n_steps, clamp=(0.0, 1.0), generator=generator).x
 
 
 def reference_train_step(model, opt, data, n_steps, generator):
