@@ -35,6 +35,12 @@ def _weights(weights: Optional[Sequence[float]], n: int, name: str) -> list[floa
     return w
 
 
+def _log_mixing_weights(weights: Optional[Sequence[float]], n: int) -> Tensor:
+    """log pi_i of the mixture weights, normalised to sum to 1, float64."""
+    w = torch.tensor(_weights(weights, n, "weights"), dtype=torch.float64)
+    return (w / w.sum()).log()
+
+
 class SumEnergy:
     """AND: E(x) = sum_i w_i E_i(x), a product of experts p ~ prod_i exp(-w_i E_i)."""
 
@@ -57,8 +63,7 @@ class MixtureEnergy:
 
     def __init__(self, *energies: EnergyFn, weights: Optional[Sequence[float]] = None):
         self.energies = list(energies)
-        w = torch.tensor(_weights(weights, len(self.energies), "weights"), dtype=torch.float64)
-        self.log_weights = (w / w.sum()).log()
+        self.log_weights = _log_mixing_weights(weights, len(self.energies))
 
     def __call__(self, x: Tensor) -> Tensor:
         terms = torch.stack([-e(x) for e in self.energies], dim=-1)
@@ -110,8 +115,7 @@ def product_cells(grid: Grid2D, *log_densities: EnergyFn) -> Tensor:
 
 def mixture_cells(grid: Grid2D, *log_densities: EnergyFn, weights: Optional[Sequence[float]] = None) -> Tensor:
     """Exact OR reference: cell log-probabilities of sum_i pi_i p_i(x) (each p_i normalised), on ``grid``."""
-    w = torch.tensor(_weights(weights, len(log_densities), "weights"), dtype=torch.float64)
-    logw = (w / w.sum()).log()
+    logw = _log_mixing_weights(weights, len(log_densities))
     return grid.normalise(log_density=lambda x: torch.logsumexp(
         torch.stack([f(x).double() for f in log_densities], -1) + logw, -1))
 

@@ -212,6 +212,15 @@ def _target_cells(target, grid: Grid2D) -> Tensor:
     return grid.normalise(log_density=fn)
 
 
+def cell_kl(log_p: Tensor, log_q: Tensor) -> float:
+    """KL(p || q) = sum_i p_i (log p_i - log q_i) between two normalised cell distributions, in nats."""
+    if log_p.shape != log_q.shape:
+        raise ValueError(f"cell distributions differ in shape: {tuple(log_p.shape)} vs {tuple(log_q.shape)}")
+    p = log_p.exp()
+    keep = p > 0
+    return float((p[keep] * (log_p[keep] - log_q[keep])).sum())
+
+
 def grid_kl(samples: Tensor, target, grid: Grid2D) -> float:
     """KL(histogram of ``samples`` || target's cell probabilities) in nats, on ``grid``.
 
@@ -221,9 +230,7 @@ def grid_kl(samples: Tensor, target, grid: Grid2D) -> float:
     """
     logq = _target_cells(target, grid)
     counts = grid.histogram(samples)
-    p = counts / counts.sum()
-    nz = p > 0
-    return float((p[nz] * (p[nz].log() - logq[nz])).sum())
+    return cell_kl((counts / counts.sum()).log(), logq)
 
 
 def grid_tv(samples: Tensor, target, grid: Grid2D) -> float:

@@ -22,6 +22,7 @@ the scores below always use it.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -30,10 +31,10 @@ from typing import Callable, Mapping, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from .metrics import Grid2D, grid_kl
+from .metrics import Grid2D, cell_kl, grid_kl
 from .nets import MLPEnergy
 from .samplers import PaperLangevin, SampleResult
-from .train import TrainConfig, Trainer, frozen
+from .train import TrainConfig, Trainer, TrainingDiverged, frozen
 
 __all__ = ["BASE_SPEC", "full_spec", "make_run", "temperature", "grad_evals", "learned_cells", "cell_kl", "cell_mode_weights",
            "ToyFit", "fit", "ablate", "mean_score", "markdown_table", "guarded_run", "equal_compute", "sample_model", "refinement_curve", "set_threads"]
@@ -59,7 +60,8 @@ def set_threads(n: int = 1) -> int:
     return torch.get_num_threads()
 
 
-def _full(spec: Optional[Mapping]) -> dict:
+def full_spec(spec: Optional[Mapping] = None) -> dict:
+    """The base spec updated with ``spec``'s keys, noise_std filled in: every setting a run will use."""
     s = dict(BASE_SPEC)
     if spec:
         unknown = sorted(set(spec) - set(BASE_SPEC) - set(_RUN_KEYS))
@@ -71,34 +73,29 @@ def _full(spec: Optional[Mapping]) -> dict:
     return s
 
 
-def full_spec(spec: Optional[Mapping] = None) -> dict:
-    """The base spec updated with ``spec``'s keys, noise_std filled in: every setting a run will use."""
-    return _full(spec)
-
-
 def temperature(spec: Optional[Mapping] = None) -> float:
     """T = sigma^2 / (2 lambda): the sampler draws from exp(-E / T) (unclipped gradients); 0 for no noise."""
-    s = _full(spec)
+    s = full_spec(spec)
     return s["noise_std"] ** 2 / (2 * s["step_size"])
 
 
 def grad_evals(spec: Optional[Mapping] = None) -> int:
     """Energy-gradient evaluations of a whole run: per iteration, K Langevin steps plus one backward pass."""
-    s = _full(spec)
+    s = full_spec(spec)
     return s["n_iters"] * (s["n_steps"] + 1)
 
 
 def equal_compute(spec: Mapping, budget: int) -> dict:
     """``spec`` with ``n_iters`` chosen so the run costs ``budget`` gradient evaluations (at least 1 iteration)."""
     s = dict(spec)
-    k = _full(s)["n_steps"]
+    k = full_spec(s)["n_steps"]
     s["n_iters"] = max(1, int(round(budget / (k + 1))))
     return s
 
 
 def make_run(spec: Optional[Mapping] = None) -> tuple[nn.Module, TrainConfig, int]:
     """(model, TrainConfig, n_iters) for a spec: the base spec updated with ``spec``'s keys."""
-    s = _full(spec)
+    s = full_spec(spec)
     torch.manual_seed(s.get("seed_model", s["seed"]))           # the network's initial weights
     model = MLPEnergy(2, s["hidden"], s["depth"], act=s["act"], spectral_norm=s["spectral_norm"])
     config = TrainConfig(
@@ -116,19 +113,8 @@ def learned_cells(energy: Callable[[Tensor], Tensor], grid: Grid2D, temperature:
     """Cell log-probabilities of exp(-E / T) normalised on ``grid`` (eq. (2) by brute force), float64."""
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0 to define a density, got {temperature!r}")
-    if isinstance(energy, nn.Module):
-        with frozen(energy):
-            return grid.normalise(energy=lambda x: energy(x) / temperature)
-    return grid.normalise(energy=lambda x: energy(x) / temperature)
-
-
-def cell_kl(log_p: Tensor, log_q: Tensor) -> float:
-    """KL(p || q) = sum_i p_i (log p_i - log q_i) between two normalised cell distributions, in nats."""
-    if log_p.shape != log_q.shape:
-        raise ValueError(f"cell distributions differ in shape: {tuple(log_p.shape)} vs {tuple(log_q.shape)}")
-    p = log_p.exp()
-    keep = p > 0
-    return float((p[keep] * (log_p[keep] - log_q[keep])).sum())
+    with frozen(energy) if isinstance(energy, nn.Module) else contextlib.nullcontext():
+        return grid.normalise(energy=lambda x: energy(x) / temperature)
 
 
 def cell_mode_weights(log_cells: Tensor, mixture, grid: Grid2D) -> Tensor:
@@ -143,7 +129,7 @@ def cell_mode_weights(log_cells: Tensor, mixture, grid: Grid2D) -> Tensor:
 def sample_model(model: nn.Module, n: int, n_steps: int, spec: Optional[Mapping] = None, x0: Optional[Tensor] = None,
                  trace: bool = False, generator: Optional[torch.Generator] = None) -> SampleResult:
     """Langevin samples of a trained model with the spec's sampler, from uniform noise on the data range (or x0)."""
-    s = _full(spec)
+    s = full_spec(spec)
     low, high = s["data_range"]
     if x0 is None:
         x0 = low + (high - low) * torch.rand(n, 2, generator=generator)
@@ -213,9 +199,7 @@ def fit(target, spec: Optional[Mapping] = None, grid: Optional[Grid2D] = None, n
     If training gives up (``TrainingDiverged``), the fit is still returned, scored as it stands, with the
     error message in ``extra["diverged"]``.
     """
-    from .train import TrainingDiverged
-
-    s = _full(spec)
+    s = full_spec(spec)
     grid = grid if grid is not None else Grid2D(s["data_range"], 64)
     model, config, n_iters = make_run(s)
     trainer = Trainer(model, target.sample, config)
@@ -269,7 +253,7 @@ def ablate(target, base: Mapping, variants: Mapping[str, Mapping], budget: Optio
             spec = {**base, **change, "seed": sd}
             if budget is not None:
                 spec = equal_compute(spec, budget)
-            key = (getattr(target, "name", id(target)), repr(sorted(_full(spec).items())))
+            key = (getattr(target, "name", id(target)), repr(sorted(full_spec(spec).items())))
             if key not in cache:
                 cache[key] = fit(target, spec, grid, n_samples=n_samples, sample_steps=sample_steps, seed=sd)
             fits.append(cache[key])
@@ -302,8 +286,6 @@ def guarded_run(target, spec: Optional[Mapping], n_iters: Optional[int] = None) 
     import json
     import tempfile
     from pathlib import Path
-
-    from .train import TrainingDiverged
 
     model, config, default_iters = make_run(spec)
     with tempfile.TemporaryDirectory() as tmp:
