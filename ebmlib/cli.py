@@ -3,6 +3,7 @@
     python -m ebmlib list
     python -m ebmlib reproduce 01_sampling --scale demo --out results/
     python -m ebmlib reproduce all --scale paper --out results/
+    python -m ebmlib train 03_mnist --scale demo --only cond_replay --out ebmlib/checkpoints
 
 ``reproduce`` runs the chapter notebook with papermill, setting its ``scale`` and ``out_dir`` parameters; the
 executed notebook (``<chapter>.ipynb``) and the metrics JSON the notebook writes (``<chapter>.json``) land in
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from .scales import SCALES
 
-__all__ = ["main", "find_notebooks", "chapters", "reproduce"]
+__all__ = ["main", "find_notebooks", "chapters", "reproduce", "train_models"]
 
 
 def find_notebooks(explicit: str | None = None) -> Path:
@@ -68,6 +69,35 @@ def reproduce(chapter: str, scale: str, out: Path, nb_dir: Path, kernel: str | N
     return dst
 
 
+def train_models(chapter: str, scale: str, out: Path, only: list[str] | None = None, dataset: str = "mnist",
+                 threads: int | None = None) -> list[Path]:
+    """Train the image EBMs of ``chapter``'s preset at ``scale`` (all, or those named in ``only``)."""
+    import torch
+
+    from . import pretrained, scales
+    from .data import load_mnist
+
+    cfg = scales.preset(chapter, scale)
+    if not hasattr(cfg, "models"):
+        raise SystemExit(f"error: chapter {chapter!r} has no image models to train")
+    todo = pretrained.recipes(cfg.models, dataset)
+    unknown = sorted(set(only or []) - set(todo))
+    if unknown:
+        raise SystemExit(f"error: unknown models {unknown}; chapter {chapter!r} has {sorted(todo)}")
+    if threads:
+        torch.set_num_threads(threads)
+    data = load_mnist(dataset, "train")
+    paths = []
+    for key, recipe in todo.items():
+        if only and key not in only:
+            continue
+        print(f"[ebmlib] training {recipe.name} ({recipe.n_iters} iterations) ...", flush=True)
+        trained = pretrained.train_recipe(recipe, data, ckpt_dir=out / f".{recipe.name}_run")
+        paths.append(pretrained.save_trained(trained, out / f"{recipe.name}.pt"))
+        print(f"[ebmlib] {recipe.name}: {trained.seconds:.0f} s -> {paths[-1]}", flush=True)
+    return paths
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ebmlib", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -78,8 +108,18 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--out", default="results", help="output folder for executed notebooks and metrics JSON")
     rep.add_argument("--notebooks", help="folder of chapter notebooks (default: ./notebooks)")
     rep.add_argument("--kernel", help="Jupyter kernel name (default: the notebook's own)")
+    tr = sub.add_parser("train", help="train a chapter's image EBMs and save their checkpoints")
+    tr.add_argument("chapter", help="chapter with image models (e.g. 03_mnist)")
+    tr.add_argument("--scale", choices=SCALES, default="demo", help="smoke | demo | paper (default: demo)")
+    tr.add_argument("--out", default="checkpoints", help="folder for <name>.pt (default: ./checkpoints)")
+    tr.add_argument("--only", nargs="+", help="train only these models of the chapter (e.g. cond_replay)")
+    tr.add_argument("--dataset", default="mnist", choices=["mnist", "fashion"], help="data set (default: mnist)")
+    tr.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args(argv)
 
+    if args.command == "train":
+        train_models(args.chapter, args.scale, Path(args.out), args.only, args.dataset, args.threads)
+        return 0
     try:
         nb_dir = find_notebooks(args.notebooks)
     except FileNotFoundError as err:

@@ -28,6 +28,7 @@ from torch import Tensor
 
 __all__ = [
     "Grid2D", "grid_kl", "grid_tv", "exact_sample_floor", "kl_bias", "mmd2", "mode_weights", "evaluations_per_step",
+    "nearest_neighbours",
 ]
 
 Bounds = Union[tuple[float, float], Sequence[Sequence[float]]]
@@ -347,3 +348,24 @@ def evaluations_per_step(sampler) -> dict[str, int]:
     if name == "RandomWalkMH":
         return {"grad": 0, "energy": 2}
     raise ValueError(f"unknown sampler type {name!r}")
+
+
+def nearest_neighbours(queries: Tensor, pool: Tensor, k: int = 1, batch_size: int = 4096) -> tuple[Tensor, Tensor]:
+    """The ``k`` nearest points of ``pool`` to each query by L2 distance (Fig. 20: are samples copies?).
+
+    Works on any sample shape (flattened); returns distances (Q, k) and pool indices (Q, k), nearest first.
+    """
+    if queries.shape[1:] != pool.shape[1:]:
+        raise ValueError(f"queries {tuple(queries.shape)} and pool {tuple(pool.shape)} differ in sample shape")
+    if not 1 <= k <= pool.shape[0]:
+        raise ValueError(f"k must lie in [1, {pool.shape[0]}], got {k}")
+    q = queries.flatten(1).double()
+    best_d = torch.full((q.shape[0], k), float("inf"), dtype=torch.float64)
+    best_i = torch.zeros((q.shape[0], k), dtype=torch.int64)
+    for start in range(0, pool.shape[0], batch_size):  # chunks keep the distance matrix small
+        d = torch.cdist(q, pool[start:start + batch_size].flatten(1).double())
+        d_all = torch.cat([best_d, d], 1)
+        i_all = torch.cat([best_i, start + torch.arange(d.shape[1]).expand(q.shape[0], -1)], 1)
+        best_d, order = d_all.topk(k, dim=1, largest=False)
+        best_i = i_all.gather(1, order)
+    return best_d, best_i

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-__all__ = ["ACTIVATIONS", "activation", "ConditionalGainBias", "MLPEnergy", "MNISTConvEnergy", "count_parameters"]
+__all__ = ["ACTIVATIONS", "activation", "ConditionalGainBias", "MLPEnergy", "MNISTConvEnergy", "MNISTClassifier", "count_parameters"]
 
 ACTIVATIONS = {
     "swish": nn.SiLU,  # Swish (Ramachandran et al. 2017); A.8: the most stable choice
@@ -147,3 +147,32 @@ class MNISTConvEnergy(_EnergyNet):
         h = self._hidden(x, y, self.convs)
         h = self.fc_act(self.fc(h.flatten(1)))
         return self.head(h).squeeze(-1)
+
+
+class MNISTClassifier(nn.Module):
+    """A small CNN classifier for 28x28 images, used to *measure* generated samples, not as an EBM.
+
+    ``features(x)`` gives the penultimate ``num_features``-dim activations: the feature space of the book's
+    offline FID stand-in (DESIGN.md: no Inception weights offline). ``forward`` gives class logits.
+    """
+
+    def __init__(self, n_classes: int = 10, width: int = 32, num_features: int = 128, in_channels: int = 1):
+        super().__init__()
+        w = width
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, w, 3, 1, 1), nn.ReLU(), nn.MaxPool2d(2),     # -> 14x14
+            nn.Conv2d(w, 2 * w, 3, 1, 1), nn.ReLU(), nn.MaxPool2d(2),           # -> 7x7
+            nn.Flatten(), nn.Linear(2 * w * 49, num_features), nn.ReLU(),
+        )
+        self.head = nn.Linear(num_features, n_classes)
+        self.num_features = num_features  # torchmetrics' FID reads this instead of probing with a 299x299 image
+        self.input_shape = (in_channels, 28, 28)
+
+    def features(self, x: Tensor) -> Tensor:
+        if x.shape[1:] != self.input_shape:
+            raise ValueError(f"MNISTClassifier expects inputs of shape (N, {', '.join(map(str, self.input_shape))}), "
+                             f"got {tuple(x.shape)}")
+        return self.body(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))

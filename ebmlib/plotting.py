@@ -1,4 +1,4 @@
-"""Small matplotlib helpers for 2D energies and samplers; every function returns what it drew.
+"""Small matplotlib helpers for 2D energies, samplers, image grids and training curves; each returns what it drew.
 
 The notebooks narrate and call these; they hold no sampling logic of their own except :func:`sampler_panel`,
 which runs one ebmlib sampler and draws the result (the same call serves a static panel grid in the book and
@@ -19,7 +19,7 @@ from .metrics import Grid2D, grid_kl
 
 __all__ = [
     "plot_energy", "plot_density", "plot_samples", "plot_trajectories", "plot_curves",
-    "landscape_figure", "sampler_panel", "panel_grid",
+    "landscape_figure", "sampler_panel", "panel_grid", "show_images", "image_rows", "plot_training",
 ]
 
 
@@ -213,3 +213,65 @@ def interactive_langevin(target, x0: Tensor, grid: Grid2D, max_steps: int = 500,
                                   description="steps"),
     )
     return widgets.interactive(show, {"manual": True, "manual_name": "run"}, **sliders)
+
+
+def show_images(images: Tensor, nrow: int = 8, ax=None, title: str = "", size: float = 0.5):
+    """Images (N, C, H, W) in [0, 1] tiled ``nrow`` per row, grey-scale for one channel."""
+    from torchvision.utils import make_grid
+
+    grid = make_grid(images.detach().float().clamp(0, 1).cpu(), nrow=nrow, padding=1, pad_value=0.5)
+    if ax is None:
+        rows = math.ceil(images.shape[0] / nrow)
+        _, ax = plt.subplots(figsize=(size * nrow + 0.2, size * rows + (0.4 if title else 0.1)))
+    ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax
+
+
+def image_rows(rows: Mapping[str, Tensor], size: float = 0.55, col_labels: Optional[Sequence[str]] = None):
+    """One labelled row of images per entry (e.g. a chain over time, or corrupted / restored / original)."""
+    names = list(rows)
+    ncol = max(r.shape[0] for r in rows.values())
+    fig, axes = plt.subplots(len(names), 1, figsize=(size * ncol + 1.6, size * len(names) + 0.3), squeeze=False)
+    for ax, name in zip(axes[:, 0], names):
+        show_images(rows[name], nrow=ncol, ax=ax)
+        ax.set_axis_on()
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for side in ax.spines.values():
+            side.set_visible(False)
+        ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+    if col_labels is not None:
+        width = rows[names[0]].shape[-1] + 1
+        axes[0, 0].set_xticks([width * (i + 0.5) for i in range(len(col_labels))])
+        axes[0, 0].set_xticklabels(col_labels, fontsize=7)
+        axes[0, 0].xaxis.tick_top()
+    fig.tight_layout()
+    return fig
+
+
+def plot_training(histories: Mapping[str, Sequence[Mapping[str, float]]], smooth: int = 20):
+    """Per model: E(data) and E(negatives) over iterations (Algorithm 1's two terms), and their gap."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+    kernel = np.ones(smooth) / smooth
+    for i, (name, hist) in enumerate(histories.items()):
+        it = np.array([h["iteration"] for h in hist], dtype=float)
+        e_pos = np.array([h["e_pos"] for h in hist])
+        e_neg = np.array([h["e_neg"] for h in hist])
+        keep = slice(smooth - 1, None) if len(it) >= smooth else slice(None)
+        smoothed = (lambda v: np.convolve(v, kernel, mode="valid")) if len(it) >= smooth else (lambda v: v)
+        color = f"C{i}"
+        axes[0].plot(it[keep], smoothed(e_pos), color=color, label=f"{name}: E(data)")
+        axes[0].plot(it[keep], smoothed(e_neg), color=color, ls="--", label=f"{name}: E(negatives)")
+        axes[1].plot(it[keep], smoothed(e_neg - e_pos), color=color, label=name)
+    axes[0].set_ylabel("mean energy")
+    axes[1].set_ylabel("E(negatives) - E(data)")
+    axes[1].axhline(0, color="0.3", lw=0.8)
+    for ax in axes:
+        ax.set_xlabel("training iteration")
+        ax.grid(alpha=0.3, lw=0.5)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

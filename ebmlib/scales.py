@@ -143,3 +143,39 @@ register("02_training_2d", {
         diverge_target="eight_gaussians", diverge_iters=1000, diverge_spec=dict(alpha=0.0, lr=0.1, max_abs_energy=50.0, checkpoint_every=10, max_rollbacks=3),
     ),
 })
+
+
+# -- 03_mnist: deep EBMs on continuous MNIST (section 4 on MNIST-class data). Models are ebmlib.pretrained
+#    recipes; "demo" loads the shipped checkpoints when they were trained by exactly these recipes. Equal
+#    compute: every model takes the same iterations, batch and Langevin steps; only the chain start differs. --
+def _mnist_models(width: int, n_iters: int, snapshot_every: int, keep_buffer: int, **train) -> dict:
+    common = dict(width=width, n_iters=n_iters, snapshot_every=snapshot_every, keep_buffer=keep_buffer)
+    return {
+        "uncond_replay": dict(common, conditional=False, train=dict(train, init="replay")),
+        "cond_replay": dict(common, conditional=True, train=dict(train, init="replay")),
+        "cond_noise": dict(common, conditional=True, train=dict(train, init="noise")),
+    }
+
+
+register("03_mnist", {
+    "smoke": dict(
+        threads=1, models=_mnist_models(4, 6, 3, 64, batch_size=16, n_steps=5, lr=1e-3, checkpoint_every=3),
+        classifier_epochs=1, classifier_train=1000, n_eval=64, fid_samples=200, eval_steps=10,
+        noise_chains=4, noise_steps=20, noise_frames=(0, 5, 10, 20), per_class=2, nn_train=2000,
+        hist_n=200, restore_n=32, restore_steps=10, convert_n=4, completions=3,
+    ),
+    "demo": dict(
+        threads=1, models=_mnist_models(16, 1200, 100, 1000, batch_size=64, n_steps=20, lr=1e-3,
+                                        channels_last=True, checkpoint_every=100),
+        classifier_epochs=2, classifier_train=60000, n_eval=1000, fid_samples=1000, eval_steps=60,
+        noise_chains=8, noise_steps=200, noise_frames=(0, 5, 10, 20, 40, 80, 120, 200), per_class=8,
+        nn_train=60000, hist_n=1000, restore_n=500, restore_steps=40, convert_n=10, completions=6,
+    ),
+    "paper": dict(
+        threads=None, models=_mnist_models(64, 30000, 1000, 10000, batch_size=128, n_steps=60, lr=1e-4,
+                                           channels_last=True, checkpoint_every=500),
+        classifier_epochs=5, classifier_train=60000, n_eval=10000, fid_samples=10000, eval_steps=60,
+        noise_chains=16, noise_steps=500, noise_frames=(0, 10, 20, 50, 100, 200, 300, 500), per_class=16,
+        nn_train=60000, hist_n=10000, restore_n=10000, restore_steps=60, convert_n=10, completions=8,
+    ),
+})

@@ -4,6 +4,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export TQDM_DISABLE=1 MPLBACKEND=Agg PYTHONHASHSEED=0
+# MNIST without a network: a shared offline copy next to the checkout, if there is one (else torchvision downloads)
+if [ -z "${EBMLIB_MNIST_SRC:-}" ] && [ -d ../shared/data/mnist ]; then
+  export EBMLIB_MNIST_SRC=$(cd ../shared/data/mnist && pwd)
+fi
 start=$(date +%s)
 
 echo "== unit tests"
