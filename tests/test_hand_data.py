@@ -1,4 +1,7 @@
 """Shadow-hand trajectory data (ebmlib.data.hand): a handful of short trajectories, skipped without MuJoCo."""
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -152,10 +155,23 @@ def test_main_writes_a_loadable_file(tmp_path, capsys):
     assert hand.default_path(2, 5, 4, root=tmp_path) == tmp_path / "hand" / "hand_n2_len4_seed5.npz"
 
 
-def test_render_states(data):
-    try:
-        frames = hand.render_states(data["states"][0, ::5], width=64, height=48)
-    except RuntimeError as err:  # no EGL/OSMesa on this machine: rendering is optional
-        pytest.skip(f"offscreen rendering unavailable: {err}")
+def test_render_states(tmp_path):
+    # In a child process: an EGL context in the test process makes a later import of triton (pulled in by
+    # torch's first Adam step elsewhere in the suite) segfault.
+    script = (
+        "import sys, numpy as np\n"
+        "from ebmlib.data import hand\n"
+        "d = hand.generate_trajectories(1, seed=0, length=10, progress=False)\n"
+        "try:\n"
+        "    f = hand.render_states(d['states'][0, ::5], width=64, height=48)\n"
+        "except RuntimeError as err:\n"
+        "    print('UNAVAILABLE', err); sys.exit(0)\n"
+        f"np.save({str(tmp_path / 'frames.npy')!r}, f)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    if "UNAVAILABLE" in run.stdout:  # no EGL/OSMesa on this machine: rendering is optional
+        pytest.skip(f"offscreen rendering unavailable: {run.stdout.strip()}")
+    frames = np.load(tmp_path / "frames.npy")
     assert frames.shape == (3, 48, 64, 3) and frames.dtype == np.uint8
     assert frames.std() > 5  # not a blank image
