@@ -6,10 +6,10 @@ random-walk MH, HMC), ``nets`` (energy networks), ``buffer`` (replay buffer), ``
 (sums and mixtures of energies), ``toy2d`` (fit and score EBMs on 2D targets), ``data`` (MNIST-class loaders,
 Shadow-hand trajectories), ``pretrained`` (training recipes and shipped checkpoints), ``quality`` (FID in a
 classifier's feature space), ``restore`` (restoration, inpainting, conversion by sampling), ``scales`` (smoke /
-demo / paper presets), ``results`` (metrics JSON), ``cli`` (``python -m ebmlib``); ``plotting`` (matplotlib)
-is imported on its own.
+demo / paper presets), ``results`` (metrics JSON), ``cli`` (``python -m ebmlib``), ``ais`` (AIS and RAISE
+likelihood bounds); ``plotting`` (matplotlib) is imported on its own.
 """
 from . import buffer, checkpoint, compose, energies, metrics, nets, results, samplers, scales, toy2d, train  # noqa: F401
-from . import data, pretrained, quality, restore  # noqa: F401
+from . import ais, data, pretrained, quality, restore  # noqa: F401
 
 __version__ = "0.1.0"
