@@ -3,7 +3,7 @@
     python -m ebmlib list
     python -m ebmlib reproduce 01_sampling --scale demo --out results/
     python -m ebmlib reproduce all --scale paper --out results/
-    python -m ebmlib train 03_mnist --scale demo --only cond_replay --out ebmlib/checkpoints
+    python -m ebmlib train 03_mnist --scale demo --only mnist_cond_replay --out ebmlib/checkpoints
 
 ``reproduce`` runs the chapter notebook with papermill, setting its ``scale`` and ``out_dir`` parameters; the
 executed notebook (``<chapter>.ipynb``) and the metrics JSON the notebook writes (``<chapter>.json``) land in
@@ -69,7 +69,7 @@ def reproduce(chapter: str, scale: str, out: Path, nb_dir: Path, kernel: str | N
     return dst
 
 
-def train_models(chapter: str, scale: str, out: Path, only: list[str] | None = None, dataset: str = "mnist",
+def train_models(chapter: str, scale: str, out: Path, only: list[str] | None = None,
                  threads: int | None = None) -> list[Path]:
     """Train the image EBMs of ``chapter``'s preset at ``scale`` (all, or those named in ``only``)."""
     import torch
@@ -80,17 +80,17 @@ def train_models(chapter: str, scale: str, out: Path, only: list[str] | None = N
     cfg = scales.preset(chapter, scale)
     if not hasattr(cfg, "models"):
         raise SystemExit(f"error: chapter {chapter!r} has no image models to train")
-    todo = pretrained.recipes(cfg.models, dataset)
+    todo = pretrained.recipes(cfg.models)
     unknown = sorted(set(only or []) - set(todo))
     if unknown:
         raise SystemExit(f"error: unknown models {unknown}; chapter {chapter!r} has {sorted(todo)}")
     if threads:
         torch.set_num_threads(threads)
-    data = load_mnist(dataset, "train")
     paths = []
     for key, recipe in todo.items():
         if only and key not in only:
             continue
+        data = load_mnist(recipe.dataset, "train")
         print(f"[ebmlib] training {recipe.name} ({recipe.n_iters} iterations) ...", flush=True)
         trained = pretrained.train_recipe(recipe, data, ckpt_dir=out / f".{recipe.name}_run")
         paths.append(pretrained.save_trained(trained, out / f"{recipe.name}.pt"))
@@ -112,13 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("chapter", help="chapter with image models (e.g. 03_mnist)")
     tr.add_argument("--scale", choices=SCALES, default="demo", help="smoke | demo | paper (default: demo)")
     tr.add_argument("--out", default="checkpoints", help="folder for <name>.pt (default: ./checkpoints)")
-    tr.add_argument("--only", nargs="+", help="train only these models of the chapter (e.g. cond_replay)")
-    tr.add_argument("--dataset", default="mnist", choices=["mnist", "fashion"], help="data set (default: mnist)")
+    tr.add_argument("--only", nargs="+", help="train only these models of the chapter (e.g. mnist_cond_replay)")
     tr.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args(argv)
 
     if args.command == "train":
-        train_models(args.chapter, args.scale, Path(args.out), args.only, args.dataset, args.threads)
+        train_models(args.chapter, args.scale, Path(args.out), args.only, args.threads)
         return 0
     try:
         nb_dir = find_notebooks(args.notebooks)

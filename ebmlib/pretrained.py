@@ -60,9 +60,9 @@ class Recipe:
         return d
 
 
-def recipes(models: dict, dataset: str = "mnist") -> dict[str, Recipe]:
-    """Recipes named ``<dataset>_<key>`` from a chapter preset's ``models`` mapping (key -> Recipe fields)."""
-    return {key: Recipe(name=f"{dataset}_{key}", dataset=dataset, **spec) for key, spec in models.items()}
+def recipes(models: dict) -> dict[str, Recipe]:
+    """Recipes from a chapter preset's ``models`` mapping (name -> Recipe fields); the key is the recipe's name."""
+    return {name: Recipe(name=name, **spec) for name, spec in models.items()}
 
 
 @dataclass

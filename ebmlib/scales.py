@@ -151,9 +151,10 @@ register("02_training_2d", {
 def _mnist_models(width: int, n_iters: int, snapshot_every: int, keep_buffer: int, **train) -> dict:
     common = dict(width=width, n_iters=n_iters, snapshot_every=snapshot_every, keep_buffer=keep_buffer)
     return {
-        "uncond_replay": dict(common, conditional=False, train=dict(train, init="replay")),
-        "cond_replay": dict(common, conditional=True, train=dict(train, init="replay")),
-        "cond_noise": dict(common, conditional=True, train=dict(train, init="noise")),
+        "mnist_uncond_replay": dict(common, dataset="mnist", conditional=False, train=dict(train, init="replay")),
+        "mnist_cond_replay": dict(common, dataset="mnist", conditional=True, train=dict(train, init="replay")),
+        "mnist_cond_noise": dict(common, dataset="mnist", conditional=True, train=dict(train, init="noise")),
+        "fashion_uncond_replay": dict(common, dataset="fashion", conditional=False, train=dict(train, init="replay")),
     }
 
 

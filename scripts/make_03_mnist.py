@@ -108,25 +108,29 @@ Three models share one network and one budget: the same iterations, batch, and $
 L2 term ($\alpha = 1$) and Adam with $\beta_1 = 0$ and A.7's gradient clip. They differ only in conditioning
 and where the chains start:
 
-* `uncond_replay`: unconditional, chains from the replay buffer (95%) or uniform noise (5%);
-* `cond_replay`: class-conditional through per-class gains and biases on every hidden layer (A.6), replay buffer;
-* `cond_noise`: class-conditional, every chain restarted from uniform noise (short-run training).
+* `mnist_uncond_replay`: unconditional, chains from the replay buffer (95%) or uniform noise (5%);
+* `mnist_cond_replay`: class-conditional through per-class gains and biases on every hidden layer (A.6), replay
+  buffer;
+* `mnist_cond_noise`: class-conditional, every chain restarted from uniform noise (short-run training).
+
+A fourth, `fashion_uncond_replay`, is the unconditional replay recipe on Fashion-MNIST (section 8).
 """)
 
 code(r"""
-recipes = pretrained.recipes(cfg.models, "mnist")
+recipes = pretrained.recipes(cfg.models)
+train_sets = {"mnist": train, "fashion": load_mnist("fashion", "train")}
 models = {}
 for key, recipe in recipes.items():
-    models[key] = pretrained.load_or_train(recipe, train, out_dir=out_dir, progress=False)
+    models[key] = pretrained.load_or_train(recipe, train_sets[recipe.dataset], out_dir=out_dir, progress=False)
 rows = []
 for key, t in models.items():
     r, c = t.recipe, t.recipe.config()
-    rows.append([key, "yes" if r.conditional else "no", c.init, r.width, f"{count_parameters(t.model):,}", r.n_iters,
+    rows.append([key, r.dataset, "yes" if r.conditional else "no", c.init, r.width, f"{count_parameters(t.model):,}", r.n_iters,
                  c.batch_size, c.n_steps, c.lr, f"{t.seconds / 60:.1f}",
                  "shipped checkpoint" if t.source != "trained" else "trained in this run"])
 metrics["models"] = {k: {"recipe": t.recipe.as_dict(), "train_seconds": t.seconds, "source": os.path.basename(t.source)}
                      for k, t in models.items()}
-display(Markdown(markdown_table(["model", "conditional", "chains start", "width", "parameters", "iterations", "batch",
+display(Markdown(markdown_table(["model", "data", "conditional", "chains start", "width", "parameters", "iterations", "batch",
                                  "K", "lr", "train minutes", "loaded from"], rows)))
 """)
 
@@ -137,7 +141,8 @@ meet; a persistent gap means the negatives are still easy to tell from data.
 """)
 
 code(r"""
-P.plot_training({k: t.history for k, t in models.items()}, smooth=min(25, max(1, len(models["cond_replay"].history) // 10)));
+mnist_models = {k: t for k, t in models.items() if t.recipe.dataset == "mnist"}
+P.plot_training({k: t.history for k, t in mnist_models.items()}, smooth=min(25, max(1, len(models["mnist_cond_replay"].history) // 10)));
 """)
 
 md(r"""
@@ -147,7 +152,7 @@ get $K$ steps.
 """)
 
 code(r"""
-for key, t in models.items():
+for key, t in mnist_models.items():
     its = sorted(t.snapshots)
     picks = [its[int(round(i))] for i in np.linspace(0, len(its) - 1, min(6, len(its)))]
     fig = P.image_rows({f"iter {i}": t.snapshots[i][:12] for i in picks})
@@ -182,7 +187,7 @@ for longer than in training; each row is one chain, each column a number of step
 code(r"""
 frames = tuple(cfg.noise_frames)
 x0 = torch.rand(cfg.noise_chains, 1, 28, 28, generator=gen)
-for key in ("uncond_replay", "cond_replay"):
+for key in ("mnist_uncond_replay", "mnist_cond_replay"):
     y = torch.arange(cfg.noise_chains) % 10 if models[key].recipe.conditional else None
     traj = sampling_frames(models[key].model, x0, frames, y=y, generator=gen)     # (frames, chains, 1, 28, 28)
     title = key + (" (row i is conditioned on digit i mod 10)" if y is not None else "")
@@ -197,7 +202,7 @@ model's sample after a very long effective chain. Fresh chains from noise get on
 """)
 
 code(r"""
-t = models["uncond_replay"]
+t = models["mnist_uncond_replay"]
 k_train = t.recipe.config().n_steps
 fresh_short = generate(t.model, 32, k_train, generator=gen)
 fresh_long = generate(t.model, 32, cfg.noise_steps, generator=gen)
@@ -214,7 +219,7 @@ md(r"""
 
 code(r"""
 labels = torch.arange(10).repeat_interleave(cfg.per_class)
-for key in ("cond_replay", "cond_noise"):
+for key in ("mnist_cond_replay", "mnist_cond_noise"):
     x = generate(models[key].model, labels.numel(), cfg.noise_steps, y=labels, generator=gen)
     P.show_images(x, nrow=cfg.per_class, title=f"{key}: digit 0 to 9, one per row ({cfg.noise_steps} steps from noise)",
                   size=0.45)
@@ -238,7 +243,7 @@ labels = torch.arange(n) % 10
 quality = {"test digits (reference)": {"fid": classifier_fid(clf, real, x_test[:n])},
            "uniform noise (reference)": {"fid": classifier_fid(clf, real, torch.rand(n, 1, 28, 28, generator=gen))}}
 rows = [[name, "", f"{v['fid']:.2f}", ""] for name, v in quality.items()]
-for key, t in models.items():
+for key, t in mnist_models.items():
     y = labels if t.recipe.conditional else None
     k = t.recipe.config().n_steps
     starts = {f"noise + {k} steps": (torch.rand(n, 1, 28, 28, generator=gen), k),
@@ -263,7 +268,7 @@ def best(key):
     name = min(entries, key=lambda k: entries[k]["fid"])
     return name.split(": ", 1)[1], entries[name]
 
-(r_how, r), (n_how, nz) = best("cond_replay"), best("cond_noise")
+(r_how, r), (n_how, nz) = best("mnist_cond_replay"), best("mnist_cond_noise")
 verdict = "lower (better)" if r["fid"] < nz["fid"] else "higher (worse)"
 display(Markdown(
     f"Best protocol per conditional model: the replay-buffer model reaches FID {r['fid']:.2f} and conditional accuracy "
@@ -282,7 +287,7 @@ to their neighbours than held-out test digits do.
 """)
 
 code(r"""
-t = models["uncond_replay"]
+t = models["mnist_uncond_replay"]
 pool = train.subset(cfg.nn_train, gen).continuous(gen)
 samples = t.buffer[:8]
 dist, idx = nearest_neighbours(samples, pool, k=3)
@@ -330,7 +335,7 @@ md(r"""
 """)
 
 code(r"""
-t = models["cond_replay"]
+t = models["mnist_cond_replay"]
 src_idx = torch.stack([torch.nonzero(test.labels == c)[0, 0] for c in range(10)])[: cfg.convert_n]
 src = x_test[src_idx]
 targets = torch.arange(10)
@@ -359,7 +364,7 @@ salt-and-pepper noise or inpainting.
 """)
 
 code(r"""
-t = models["uncond_replay"]
+t = models["mnist_uncond_replay"]
 x = x_test[: cfg.restore_n]
 clean_pred = predict(clf, x)
 mask = half_mask(x.shape, keep="top")
@@ -403,7 +408,41 @@ P.image_rows(rows, col_labels=["original", "masked"] + [f"chain {j}" for j in ra
 plt.show()
 """)
 
-md("## 8. Summary")
+md(r"""
+## 8. A second data set: Fashion-MNIST
+
+The same unconditional recipe trained on Fashion-MNIST (clothing, same size and format). Its replay buffer and
+fresh chains, and its energies of Fashion-MNIST train and test images, of its own samples, and of MNIST digits,
+which it never saw: a first look at the out-of-distribution question of a later chapter.
+""")
+
+code(r"""
+t = models["fashion_uncond_replay"]
+f_test = load_mnist("fashion", "test").continuous(gen)
+fig, axes = plt.subplots(1, 3, figsize=(12, 2.6))
+P.show_images(f_test[:32], nrow=8, ax=axes[0], title="Fashion-MNIST test images")
+P.show_images(t.buffer[:32], nrow=8, ax=axes[1], title="replay buffer (end of training)")
+P.show_images(generate(t.model, 32, cfg.noise_steps, generator=gen), nrow=8, ax=axes[2],
+              title=f"fresh chains, {cfg.noise_steps} steps")
+plt.show()
+with torch.no_grad():
+    f_energies = {"Fashion train": t.model(train_sets["fashion"].subset(cfg.hist_n, gen).continuous(gen)),
+                  "Fashion test": t.model(f_test[:cfg.hist_n]),
+                  "samples (buffer)": t.model(t.buffer[:cfg.hist_n]),
+                  "MNIST test (never seen)": t.model(x_test[:cfg.hist_n])}
+fig, ax = plt.subplots(figsize=(6, 3))
+lo = min(e.quantile(0.005).item() for e in f_energies.values())
+hi = max(e.quantile(0.995).item() for e in f_energies.values())
+for name, e in f_energies.items():
+    ax.hist(e.clamp(lo, hi).numpy(), bins=np.linspace(lo, hi, 60), histtype="step", lw=1.5, density=True, label=name)
+ax.set_xlabel("energy E(x) under the Fashion-MNIST model")
+ax.legend(fontsize=8)
+plt.show()
+metrics["fashion_energy_means"] = {k: e.mean().item() for k, e in f_energies.items()}
+print("mean energy: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics["fashion_energy_means"].items()))
+""")
+
+md("## 9. Summary")
 
 code(r"""
 metrics["wall_seconds"] = time.time() - t_start

@@ -55,10 +55,11 @@ def test_recipes_from_a_preset_and_bad_fields():
     from ebmlib import scales
     cfg = scales.preset("03_mnist", "smoke")
     rs = pretrained.recipes(cfg.models)
-    assert set(rs) == {"uncond_replay", "cond_replay", "cond_noise"}
-    assert rs["cond_noise"].config().init == "noise" and rs["cond_replay"].conditional
+    assert set(rs) == {"mnist_uncond_replay", "mnist_cond_replay", "mnist_cond_noise", "fashion_uncond_replay"}
+    assert rs["mnist_cond_noise"].config().init == "noise" and rs["mnist_cond_replay"].conditional
+    assert rs["fashion_uncond_replay"].dataset == "fashion" and rs["mnist_cond_noise"].name == "mnist_cond_noise"
     # equal compute: the models differ only in conditioning and chain initialisation
-    a, b = rs["cond_replay"], rs["cond_noise"]
+    a, b = rs["mnist_cond_replay"], rs["mnist_cond_noise"]
     assert dataclasses.replace(b, name=a.name, train=dict(b.train, init="replay")) == a
     with pytest.raises(ValueError, match="unknown TrainConfig fields"):
         tiny_recipe(train=dict(steps=3)).config()
@@ -82,7 +83,7 @@ def test_corrupted_checkpoint_is_refused(tmp_path):
 def test_cli_train_writes_checkpoints(tmp_path, monkeypatch):
     from ebmlib import cli
     monkeypatch.setattr("ebmlib.data.load_mnist", lambda name, split="train", **kw: tiny_data())
-    paths = cli.train_models("03_mnist", "smoke", tmp_path, only=["cond_noise"])
+    paths = cli.train_models("03_mnist", "smoke", tmp_path, only=["mnist_cond_noise"])
     assert [p.name for p in paths] == ["mnist_cond_noise.pt"]
     assert pretrained.load_trained(paths[0]).recipe.train["init"] == "noise"
     with pytest.raises(SystemExit, match="unknown models"):
