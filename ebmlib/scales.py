@@ -180,3 +180,18 @@ register("03_mnist", {
         nn_train=60000, hist_n=10000, restore_n=10000, restore_steps=60, convert_n=10, completions=8,
     ),
 })
+
+
+# -- 04_likelihood: AIS / RAISE bounds on continuous MNIST (A.3, Fig. 22/23). The replay model is chapter 3's
+#    recipe (same shipped checkpoint); the PCD model differs only in keeping persistent chains. --
+def _likelihood_models(scale_models: dict) -> dict:
+    replay = scale_models["mnist_uncond_replay"]
+    return {"mnist_uncond_replay": replay,
+            "mnist_uncond_pcd": dict(replay, train=dict(replay["train"], init="persistent"))}
+
+
+register("04_likelihood", {
+    "smoke": dict(threads=1, models=_likelihood_models(PRESETS["03_mnist"]["smoke"]["models"])),
+    "demo": dict(threads=1, models=_likelihood_models(PRESETS["03_mnist"]["demo"]["models"])),
+    "paper": dict(threads=None, models=_likelihood_models(PRESETS["03_mnist"]["paper"]["models"])),
+})

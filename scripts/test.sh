@@ -4,9 +4,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export TQDM_DISABLE=1 MPLBACKEND=Agg PYTHONHASHSEED=0
-# MNIST without a network: a shared offline copy next to the checkout, if there is one (else torchvision downloads)
+# Offline data: a shared copy next to the checkout, if there is one (else torchvision downloads MNIST, and the
+# dSprites test against the real frames skips)
 if [ -z "${EBMLIB_MNIST_SRC:-}" ] && [ -d ../shared/data/mnist ]; then
   export EBMLIB_MNIST_SRC=$(cd ../shared/data/mnist && pwd)
+fi
+if [ -z "${EBMLIB_DSPRITES_GIF:-}" ] && [ -f ../shared/data/dsprites/dsprites.gif ]; then
+  export EBMLIB_DSPRITES_GIF=$(cd ../shared/data/dsprites && pwd)/dsprites.gif
 fi
 start=$(date +%s)
 
