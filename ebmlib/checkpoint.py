@@ -9,10 +9,11 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 import torch
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "FORMAT"]
+__all__ = ["CheckpointError", "atomic_write", "save_checkpoint", "load_checkpoint", "FORMAT"]
 
 FORMAT = "ebmlib-checkpoint-v1"
 
@@ -21,14 +22,18 @@ class CheckpointError(RuntimeError):
     """A checkpoint could not be read: missing, corrupted, of another format, or carrying pickled objects."""
 
 
-def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
-    """Atomically write ``state`` (tensors, numbers, strings, lists, dicts) to ``path``."""
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
+    """Create ``path`` by ``write(file)`` on a temporary file in the same folder, fsync'd, then renamed over it.
+
+    A crash mid-write leaves the previous file (or none) and no partial one: every file ebmlib writes that a
+    later run trusts (checkpoints, data caches, generated data sets) goes through here.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -37,6 +42,11 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
+    """Atomically write ``state`` (tensors, numbers, strings, lists, dicts) to ``path``."""
+    return atomic_write(path, lambda f: torch.save({"format": FORMAT, **state}, f))
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:

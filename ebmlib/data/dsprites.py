@@ -60,7 +60,6 @@ keeps the images bit-packed (377 MB instead of 3 GB) and unpacks the subsets ask
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 from functools import lru_cache
 from pathlib import Path
@@ -68,7 +67,8 @@ from typing import Optional
 
 import numpy as np
 
-from ebmlib.data.root import data_root
+from ..checkpoint import atomic_write
+from .root import data_root
 
 __all__ = [
     "LATENT_NAMES", "LATENT_SIZES", "LATENT_VALUES", "SHAPE_NAMES", "N_IMAGES", "IMAGE_SIZE", "ORIGINAL_FILENAME",
@@ -469,19 +469,8 @@ def _render_packed(indices: np.ndarray, progress: bool = False, chunk: int = 409
 
 def _save_packed(path: Path, packed: np.ndarray) -> None:
     """Atomically write the packed images to ``path`` (compressed npz): temp file, fsync, os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, imgs_packed=packed, format=np.array(CACHE_FORMAT),
-                                latents_sizes=LATENT_SIZES)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda f: np.savez_compressed(f, imgs_packed=packed, format=np.array(CACHE_FORMAT),
+                                                     latents_sizes=LATENT_SIZES))
 
 
 def _read_packed(path: Path, n_expected: int) -> Optional[np.ndarray]:

@@ -80,13 +80,13 @@ import importlib.util
 import multiprocessing
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..checkpoint import atomic_write
 from .root import data_root
 
 __all__ = [
@@ -417,16 +417,7 @@ def save_trajectories(path: str | os.PathLike, data: Dict[str, Any]) -> Path:
     for key, value in arrays.items():
         if value.dtype == object:
             raise ValueError(f"{key}: object arrays cannot be saved without pickle")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
 
 
 def load_trajectories(path: str | os.PathLike) -> Dict[str, Any]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -25,6 +24,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from ..checkpoint import atomic_write
 from .root import ENV_VAR, data_root
 
 __all__ = ["DATASETS", "IDX_FILES", "ImageData", "DataMissingError", "load_mnist", "stage_idx_files",
@@ -118,10 +118,8 @@ def stage_idx_files(name: str, src_dir: str | os.PathLike, root: Optional[str | 
         if (raw / f).is_file():
             continue
         opener = gzip.open if src.suffix == ".gz" else open
-        fd, tmp = tempfile.mkstemp(dir=raw, prefix=f".{f}.")
-        with opener(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
-            shutil.copyfileobj(fin, fout)
-        os.replace(tmp, raw / f)
+        with opener(src, "rb") as fin:
+            atomic_write(raw / f, lambda fout: shutil.copyfileobj(fin, fout))
     return raw
 
 
