@@ -4,6 +4,7 @@
     python -m ebmlib reproduce 01_sampling --scale demo --out results/
     python -m ebmlib reproduce all --scale paper --out results/
     python -m ebmlib train 03_mnist --scale demo --only mnist_cond_replay --out ebmlib/checkpoints
+    python -m ebmlib data mnist --from ../shared/data/mnist     # or: fashion, dsprites, hand --n 1000
 
 ``reproduce`` runs the chapter notebook with papermill, setting its ``scale`` and ``out_dir`` parameters; the
 executed notebook (``<chapter>.ipynb``) and the metrics JSON the notebook writes (``<chapter>.json``) land in
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from .scales import SCALES
 
-__all__ = ["main", "find_notebooks", "chapters", "reproduce", "train_models"]
+__all__ = ["main", "find_notebooks", "chapters", "reproduce", "train_models", "prepare_data"]
 
 
 def find_notebooks(explicit: str | None = None) -> Path:
@@ -98,6 +99,28 @@ def train_models(chapter: str, scale: str, out: Path, only: list[str] | None = N
     return paths
 
 
+def prepare_data(name: str, root: str | None = None, source: str | None = None, rest: list[str] | None = None) -> int:
+    """Put data set ``name`` under the data root and say where it is."""
+    from . import data
+
+    if name == "hand":
+        from .data import hand  # needs mujoco
+        return hand.main((rest or []) + (["--root", root] if root else []))
+    if rest:
+        raise SystemExit(f"error: unexpected arguments for {name}: {rest}")
+    if name == "dsprites":
+        from .data import dsprites
+        ds = dsprites.load_dsprites(root)
+        print(f"[ebmlib] dSprites: {len(ds)} images cached at {ds.source}")
+        return 0
+    if source is not None:
+        data.stage_idx_files(name, source, root)
+    for split in ("train", "test"):
+        d = data.load_mnist(name, split, root=root)
+        print(f"[ebmlib] {name} {split}: {len(d)} images under {data.data_root(root)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ebmlib", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -114,8 +137,16 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--out", default="checkpoints", help="folder for <name>.pt (default: ./checkpoints)")
     tr.add_argument("--only", nargs="+", help="train only these models of the chapter (e.g. mnist_cond_replay)")
     tr.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    args = parser.parse_args(argv)
+    dat = sub.add_parser("data", help="put a data set under the data root ($EBMLIB_DATA)")
+    dat.add_argument("name", choices=["mnist", "fashion", "dsprites", "hand"])
+    dat.add_argument("--root", help="data root (default: $EBMLIB_DATA or ~/.cache/ebmlib/data)")
+    dat.add_argument("--from", dest="source", help="mnist/fashion: a directory holding the four idx files (.gz or not)")
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "data":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
 
+    if args.command == "data":
+        return prepare_data(args.name, args.root, args.source, rest)
     if args.command == "train":
         train_models(args.chapter, args.scale, Path(args.out), args.only, args.threads)
         return 0

@@ -53,3 +53,18 @@ def test_scale_presets():
         scales.preset("nope", "demo")
     with pytest.raises(ValueError, match=r"lack scales \['paper'\]"):
         scales.register("98_test", {"smoke": {}, "demo": {}})
+
+
+def test_data_command_stages_mnist(tmp_path, capsys):
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_data import fake_mnist
+
+    fake_mnist(tmp_path / "src", n_train=3, n_test=2)
+    assert cli.main(["data", "mnist", "--root", str(tmp_path / "root"), "--from", str(tmp_path / "src")]) == 0
+    out = capsys.readouterr().out
+    assert "mnist train: 3 images" in out and "mnist test: 2 images" in out
+    with pytest.raises(SystemExit, match="unexpected arguments"):
+        cli.main(["data", "mnist", "--n", "3"])
+    with pytest.raises(SystemExit):
+        cli.main(["list", "--bogus"])
