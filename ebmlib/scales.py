@@ -195,3 +195,27 @@ register("04_likelihood", {
     "demo": dict(threads=1, models=_likelihood_models(PRESETS["03_mnist"]["demo"]["models"])),
     "paper": dict(threads=None, models=_likelihood_models(PRESETS["03_mnist"]["paper"]["models"])),
 })
+
+
+# -- 05_ood_robustness: OOD detection by energy (section 4.3, Fig. 9/10) and adversarial robustness of the
+#    conditional EBM classifier (section 4.4, Fig. 11), on chapter 3's MNIST-class models (same recipes, so the
+#    same shipped checkpoints). eps in pixel units of [0, 1] images. --
+def _ood_models(scale: str) -> dict:
+    m = PRESETS["03_mnist"][scale]["models"]
+    return {k: m[k] for k in ("mnist_uncond_replay", "mnist_cond_replay", "fashion_uncond_replay")}
+
+
+register("05_ood_robustness", {
+    "smoke": dict(threads=1, models=_ood_models("smoke"), n_ood=64, pca_components=8, pca_train=500,
+                  classifier_epochs=1, classifier_train=1000, n_adv=8, pgd_steps=2, defence_steps=2,
+                  defended_norms=("linf",), eps_linf=(0.0, 0.1), eps_l2=(0.0, 1.0)),
+    # PGD through 10 differentiable Langevin steps costs ~54 s per PGD step per 100 images on this CPU, so the demo
+    # attacks the defended model in L-inf only, with 10 PGD steps on 32 digits
+    "demo": dict(threads=1, models=_ood_models("demo"), n_ood=2000, pca_components=50, pca_train=20000,
+                 classifier_epochs=2, classifier_train=60000, n_adv=32, pgd_steps=10, defence_steps=10,
+                 defended_norms=("linf",), eps_linf=(0.0, 0.1, 0.2, 0.3), eps_l2=(0.0, 1.0, 2.0, 3.0)),
+    "paper": dict(threads=None, models=_ood_models("paper"), n_ood=10000, pca_components=100, pca_train=60000,
+                  classifier_epochs=5, classifier_train=60000, n_adv=1000, pgd_steps=20, defence_steps=10,
+                  defended_norms=("linf", "l2"),
+                  eps_linf=(0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3), eps_l2=(0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)),
+})
