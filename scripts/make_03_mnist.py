@@ -2,21 +2,10 @@
 
 Kept in the repository so the notebook's source is reviewable as plain Python; edit here, regenerate, re-run.
 """
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from nbgen import Notebook
 
-cells = []
-
-
-def md(text):
-    cells.append(new_markdown_cell(text.strip("\n")))
-
-
-def code(text, tags=None):
-    cell = new_code_cell(text.strip("\n"))
-    if tags:
-        cell.metadata["tags"] = tags
-    cells.append(cell)
+nb = Notebook()
+md, code = nb.md, nb.code
 
 
 md(r"""
@@ -486,9 +475,4 @@ where a row disagrees with the paper, the disagreement is the result. The next c
 work on likelihoods (AIS) and on out-of-distribution detection.
 """)
 
-nb = new_notebook(cells=cells)
-nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
-nb.metadata["language_info"] = {"name": "python"}
-nb.metadata["mystnb"] = {"render_markdown_format": "gfm"}
-nbformat.write(nb, "notebooks/03_mnist.ipynb")
-print("wrote notebooks/03_mnist.ipynb with", len(cells), "cells")
+nb.write("notebooks/03_mnist.ipynb")

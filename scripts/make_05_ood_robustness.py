@@ -1,19 +1,8 @@
 """Write notebooks/05_ood_robustness.ipynb (cells without outputs); papermill then executes it at demo scale."""
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from nbgen import Notebook
 
-cells = []
-
-
-def md(text):
-    cells.append(new_markdown_cell(text.strip("\n")))
-
-
-def code(text, tags=None):
-    cell = new_code_cell(text.strip("\n"))
-    if tags:
-        cell.metadata["tags"] = tags
-    cells.append(cell)
+nb = Notebook()
+md, code = nb.md, nb.code
 
 
 md(r"""
@@ -220,9 +209,4 @@ These are small CPU-trained models on MNIST-class data; the paper's claims are a
 for days. Where the tables above disagree with the paper, the disagreement is this run's result.
 """)
 
-nb = new_notebook(cells=cells)
-nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
-nb.metadata["language_info"] = {"name": "python"}
-nb.metadata["mystnb"] = {"render_markdown_format": "gfm"}
-nbformat.write(nb, "notebooks/05_ood_robustness.ipynb")
-print("wrote notebooks/05_ood_robustness.ipynb with", len(cells), "cells")
+nb.write("notebooks/05_ood_robustness.ipynb")
