@@ -87,11 +87,13 @@ def train_models(chapter: str, scale: str, out: Path, only: list[str] | None = N
         raise SystemExit(f"error: unknown models {unknown}; chapter {chapter!r} has {sorted(todo)}")
     if threads:
         torch.set_num_threads(threads)
-    paths = []
+    paths, datasets = [], {}
     for key, recipe in todo.items():
         if only and key not in only:
             continue
-        data = load_mnist(recipe.dataset, "train")
+        if recipe.dataset not in datasets:
+            datasets[recipe.dataset] = load_mnist(recipe.dataset, "train")
+        data = datasets[recipe.dataset]
         print(f"[ebmlib] training {recipe.name} ({recipe.n_iters} iterations) ...", flush=True)
         trained = pretrained.train_recipe(recipe, data, ckpt_dir=out / f".{recipe.name}_run")
         paths.append(pretrained.save_trained(trained, out / f"{recipe.name}.pt"))

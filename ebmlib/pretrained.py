@@ -105,7 +105,7 @@ def train_recipe(recipe: Recipe, data: ImageData, ckpt_dir: Optional[str | os.Pa
     trainer = Trainer(model, (data.images, labels) if labels is not None else data.images, recipe.config(),
                       transform=dequantize, ckpt_dir=ckpt_dir)
     if ckpt_dir is not None and (Path(ckpt_dir) / "last.pt").exists():
-        trainer.resume()   # an interrupted run continues exactly where it stopped
+        trainer.resume()   # an interrupted run continues exactly where it stopped (earlier snapshots are not kept)
     snapshots: dict[int, Tensor] = {}
     start = time.perf_counter()
     while trainer.iteration < recipe.n_iters:
@@ -133,7 +133,10 @@ def _recipe_from_dict(d: dict) -> Recipe:
 
 
 def load_trained(path: str | os.PathLike) -> TrainedEBM:
-    state = load_checkpoint(path)
+    return _from_state(load_checkpoint(path), path)
+
+
+def _from_state(state: dict, path: str | os.PathLike) -> TrainedEBM:
     recipe = _recipe_from_dict(state["recipe"])
     model = build_model(recipe)
     model.load_state_dict(state["model"])
@@ -152,9 +155,9 @@ def load_or_train(recipe: Recipe, data: ImageData, shipped_dir: str | os.PathLik
     for folder in (shipped_dir, out_dir):
         path = Path(folder) / f"{recipe.name}.pt" if folder is not None else None
         if path is not None and path.is_file():
-            stored = load_checkpoint(path)["recipe"]
-            if stored == recipe.as_dict():
-                return load_trained(path)
+            state = load_checkpoint(path)
+            if state["recipe"] == recipe.as_dict():
+                return _from_state(state, path)
     trained = train_recipe(recipe, data, progress=progress)
     if out_dir is not None:
         save_trained(trained, Path(out_dir) / f"{recipe.name}.pt")
