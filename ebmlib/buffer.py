@@ -77,6 +77,12 @@ class ReplayBuffer:
             self.storage[idx] = chunk
             self.next_slot = int((self.next_slot + chunk.shape[0]) % self.capacity)
 
+    def newest(self, n: int) -> Tensor:
+        """The ``n`` most recently pushed samples (fewer if the buffer holds fewer), newest first."""
+        k = min(n, len(self))
+        last = (self.next_slot - 1) if len(self) == self.capacity else len(self) - 1  # index of the newest
+        return self.storage[(last - torch.arange(k)) % max(len(self), 1)].clone()
+
     def state_dict(self) -> dict:
         return {"storage": self.storage.clone(), "next_slot": self.next_slot, "capacity": self.capacity,
                 "sample_shape": list(self.sample_shape), "low": self.low, "high": self.high,

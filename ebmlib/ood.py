@@ -31,6 +31,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .adversarial import marginal_energy
+
 __all__ = ["energy_scores", "auroc", "constant_images", "uniform_noise", "interpolations", "texture_crops",
            "TEXTURE_IMAGES", "mnist_ood_sets", "ood_table", "PCAGaussian", "relative_log_likelihood"]
 
@@ -74,11 +76,7 @@ def energy_scores(model: nn.Module, x: Tensor, y: Optional[Tensor] = None, batch
             elif y is not None:
                 e = model(xb, y[start:start + batch_size].to(device))
             else:
-                # (N, C) energies, one column per class; logsumexp is the numerically stable marginalisation.
-                per_class = torch.stack(
-                    [model(xb, torch.full((xb.shape[0],), c, dtype=torch.long, device=device))
-                     for c in range(n_classes)], dim=1)
-                e = -torch.logsumexp(-per_class, dim=1)
+                e = marginal_energy(model, xb)   # -logsumexp_c(-E(x, c)), all classes in one batched pass
             out.append(e.float().cpu())
         return torch.cat(out)
     finally:

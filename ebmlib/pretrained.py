@@ -89,11 +89,7 @@ def _to_uint8(x: Tensor) -> Tensor:
 def _latest_samples(trainer: Trainer, n: int) -> Tensor:
     if trainer.config.init == "persistent" and trainer.chains is not None:
         return trainer.chains[-n:].clone()
-    store = trainer.buffer.storage
-    if len(trainer.buffer) < trainer.buffer.capacity:
-        return store[-n:].clone()
-    order = (trainer.buffer.next_slot - 1 - torch.arange(min(n, len(store)))) % len(store)  # newest first
-    return store[order].clone()
+    return trainer.buffer.newest(n)
 
 
 def train_recipe(recipe: Recipe, data: ImageData, ckpt_dir: Optional[str | os.PathLike] = None,

@@ -106,3 +106,12 @@ def test_buffer_state_round_trip_and_errors():
         ReplayBuffer(capacity=0, sample_shape=(2,))
     with pytest.raises(ValueError, match="replay_fraction"):
         ReplayBuffer(capacity=3, sample_shape=(2,), replay_fraction=1.2)
+
+
+def test_buffer_newest_is_newest_first_before_and_after_wrapping():
+    buf = ReplayBuffer(5, (1,))
+    buf.push(torch.arange(3.0)[:, None])
+    assert buf.newest(2)[:, 0].tolist() == [2.0, 1.0]
+    buf.push(torch.arange(3.0, 8.0)[:, None])        # 8 pushed into 5 slots: holds 3..7
+    assert buf.newest(3)[:, 0].tolist() == [7.0, 6.0, 5.0]
+    assert buf.newest(9)[:, 0].tolist() == [7.0, 6.0, 5.0, 4.0, 3.0]
