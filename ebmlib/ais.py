@@ -68,7 +68,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 __all__ = ["GaussianBase", "UniformBase", "AISResult", "LikelihoodBounds", "TemperatureSearch", "make_betas",
-           "tune_step_sizes", "ais_log_z", "reverse_ais_log_z", "log_likelihood_bounds", "best_temperature"]
+           "tune_step_sizes", "step_schedule", "ais_log_z", "reverse_ais_log_z", "log_likelihood_bounds", "best_temperature"]
 
 EnergyFn = Callable[[Tensor], Tensor]
 
@@ -391,7 +391,9 @@ def tune_step_sizes(energy: EnergyFn, base, betas, *, temperature: float = 1.0, 
                        generator, adapt=True, progress=progress)[3]
 
 
-def _step_schedule(energy, base, betas, temperature, generator, progress, settings) -> Tensor:
+def step_schedule(energy, base, betas, temperature, generator, progress, settings) -> Tensor:
+    """The frozen step per temperature b_1..b_K that a run with ``settings`` uses (tuned by a pilot run if
+    ``adapt``); pass it back as ``step_size`` to give several runs the same kernels (as RAISE needs)."""
     cfg, K = _Settings.for_base(base, settings), len(betas) - 1
     if isinstance(cfg.step_size, numbers.Real) and not isinstance(cfg.step_size, bool):
         if cfg.adapt:
@@ -439,7 +441,7 @@ def _summarise(log_w, x, acc, steps, betas, base_log_z, direction) -> AISResult:
 def _run(energy, base, x0, betas, temperature, generator, progress, reverse, settings) -> AISResult:
     cfg, betas = _Settings.for_base(base, settings), _check_betas(betas)
     path = _Path(energy, base, _positive("temperature", temperature))
-    steps = _step_schedule(energy, base, betas, temperature, generator, progress, settings)
+    steps = step_schedule(energy, base, betas, temperature, generator, progress, settings)
     parts = []
     with torch.no_grad():
         for chunk in x0.split(cfg.batch_size or x0.shape[0]):
@@ -519,7 +521,7 @@ def log_likelihood_bounds(energy: EnergyFn, data: Tensor, base, *, temperature: 
     _check_points(data, base, "data")
     temperature = _positive("temperature", temperature)
     betas = _resolve_betas(betas, n_temps, settings)
-    steps = _step_schedule(energy, base, betas, temperature, generator, progress, settings)
+    steps = step_schedule(energy, base, betas, temperature, generator, progress, settings)
     settings = {**settings, "step_size": steps}
     kw = dict(temperature=temperature, generator=generator, progress=progress)
     fwd = ais_log_z(energy, base, n_chains, betas, **kw, **settings)

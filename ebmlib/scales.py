@@ -183,39 +183,134 @@ register("03_mnist", {
 
 
 # -- 04_likelihood: AIS / RAISE bounds on continuous MNIST (A.3, Fig. 22/23). The replay model is chapter 3's
-#    recipe (same shipped checkpoint); the PCD model differs only in keeping persistent chains. --
-def _likelihood_models(scale_models: dict) -> dict:
+#    recipe (same shipped checkpoint); the PCD model differs only in keeping persistent chains. The Fig. 23
+#    sensitivity models vary one setting of a base recipe each: the L2 coefficient alpha (step 10) and the
+#    Langevin step size (alpha 1); on CPU they are smaller and shorter than the replay/PCD pair (stated on the page).
+def _likelihood_models(scale_models: dict, sensitivity: dict) -> dict:
     replay = scale_models["mnist_uncond_replay"]
-    return {"mnist_uncond_replay": replay,
-            "mnist_uncond_pcd": dict(replay, train=dict(replay["train"], init="persistent"))}
+    models = {"mnist_uncond_replay": replay,
+              "mnist_uncond_pcd": dict(replay, train=dict(replay["train"], init="persistent"))}
+    base = dict(replay, **{k: v for k, v in sensitivity.items() if k != "train"})
+    base["train"] = dict(replay["train"], **sensitivity.get("train", {}))
+    for alpha in SENSITIVITY_ALPHAS:                  # Fig. 23, upper block (step size 10)
+        models[f"sens_l2_{alpha:g}"] = dict(base, train=dict(base["train"], alpha=alpha, step_size=10.0))
+    for step in SENSITIVITY_STEPS[1:]:                # Fig. 23, lower block (alpha 1; step 10 is sens_l2_1)
+        models[f"sens_step_{step:g}"] = dict(base, train=dict(base["train"], alpha=1.0, step_size=step))
+    return models
 
+
+SENSITIVITY_ALPHAS = (0.01, 0.1, 1.0)
+SENSITIVITY_STEPS = (10.0, 100.0, 1000.0)
 
 register("04_likelihood", {
-    "smoke": dict(threads=1, models=_likelihood_models(PRESETS["03_mnist"]["smoke"]["models"])),
-    "demo": dict(threads=1, models=_likelihood_models(PRESETS["03_mnist"]["demo"]["models"])),
-    "paper": dict(threads=None, models=_likelihood_models(PRESETS["03_mnist"]["paper"]["models"])),
+    "smoke": dict(
+        threads=1, models=_likelihood_models(PRESETS["03_mnist"]["smoke"]["models"], dict(keep_buffer=16)),
+        exact_dims=(2, 50), exact_temps=(10, 100), exact_chains=32,
+        t_grid=(1e-3, 1e-2), t_chains=4, t_temps=5, bound_temps=(5, 10), bound_chains=4, sens_temps=5, sens_chains=4,
+        n_test=4, histogram_n=16, n_base_fit=500, ais_settings=dict(pilot_chains=4, pilot_steps=1),
+    ),
+    # AIS cost: one HMC transition (5 leapfrog steps) per temperature, ~6 energy+gradient evaluations per chain
+    # and temperature, ~0.6 ms each for the width-16 CNN at one thread (0.35 ms at width 8)
+    "demo": dict(
+        threads=1, models=_likelihood_models(PRESETS["03_mnist"]["demo"]["models"],
+                                             dict(width=8, n_iters=500, keep_buffer=200)),
+        exact_dims=(2, 50, 784), exact_temps=(10, 30, 100, 300, 1000), exact_chains=256,
+        t_grid=(1e-5, 3e-5, 1e-4, 3e-4, 1e-3), t_chains=8, t_temps=100,
+        bound_temps=(100, 1000), bound_chains=16, sens_temps=200, sens_chains=8,
+        n_test=16, histogram_n=1000, n_base_fit=20000, ais_settings=dict(pilot_chains=8, pilot_steps=1),
+    ),
+    # A.3: AIS and RAISE with 10,000 chains (Fig. 22/23); the paper does not give its number of temperatures
+    "paper": dict(
+        threads=None, models=_likelihood_models(PRESETS["03_mnist"]["paper"]["models"], {}),
+        exact_dims=(2, 50, 784), exact_temps=(10, 30, 100, 300, 1000, 3000), exact_chains=1000,
+        t_grid=(1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 1e-2), t_chains=100, t_temps=1000,
+        bound_temps=(1000, 10000), bound_chains=10000, sens_temps=10000, sens_chains=10000,
+        n_test=10000, histogram_n=10000, n_base_fit=60000,
+        ais_settings=dict(pilot_chains=64, pilot_steps=3, n_leapfrog=10),   # A.3: HMC with 10 leapfrog steps
+    ),
 })
 
 
 # -- 05_ood_robustness: OOD detection by energy (section 4.3, Fig. 9/10) and adversarial robustness of the
-#    conditional EBM classifier (section 4.4, Fig. 11), on chapter 3's MNIST-class models (same recipes, so the
-#    same shipped checkpoints). eps in pixel units of [0, 1] images. --
+#    conditional EBM classifier (section 4.4, Fig. 11). smoke/demo: chapter 3's MNIST-class models (same recipes,
+#    so the same shipped checkpoints), MNIST and Fashion-MNIST each in distribution. paper: CIFAR-10 as in the
+#    paper, the A.6 ResNets trained with A.7's settings (GPU), SVHN and DTD out of distribution. ``datasets``:
+#    what the notebook loads; ``ood_in``: the in-distribution sets of the OOD section (each needs a
+#    "<name>_uncond_replay" model); ``adv_dataset``: whose "<name>_cond_replay" model is attacked. eps in pixel
+#    units of [0, 1] images. --
 def _ood_models(scale: str) -> dict:
     m = PRESETS["03_mnist"][scale]["models"]
     return {k: m[k] for k in ("mnist_uncond_replay", "mnist_cond_replay", "fashion_uncond_replay")}
 
 
+# A.7: 60 Langevin steps of size 10 (noise 0.005, gradient clip 0.01 are TrainConfig's defaults), replay buffer
+# of 10,000, alpha 1, Adam lr 1e-4 betas (0, 0.999), batch 128 + 128. The paper trains "on 1 GPU for 2 days" and
+# gives no iteration count; 40,000 iterations is our estimate of that budget (see the chapter).
+_CIFAR_A7 = dict(batch_size=128, n_steps=60, step_size=10.0, lr=1e-4, buffer_capacity=10000, init="replay",
+                 channels_last=True, checkpoint_every=1000)
+
+
+def _cifar_models(n_iters: int) -> dict:
+    common = dict(dataset="cifar10", width=128, n_iters=n_iters, snapshot_every=2000, keep_buffer=1000, train=_CIFAR_A7)
+    return {"cifar10_uncond_replay": dict(common, conditional=False),    # ResNet32Large, Fig. 24b
+            "cifar10_cond_replay": dict(common, conditional=True)}       # ResNet32, Fig. 24a
+
+
+_MNIST_SETS = dict(datasets=("mnist", "fashion"), ood_in=("mnist", "fashion"), adv_dataset="mnist", adv_batch=None)
+
 register("05_ood_robustness", {
-    "smoke": dict(threads=1, models=_ood_models("smoke"), n_ood=64, pca_components=8, pca_train=500,
-                  classifier_epochs=1, classifier_train=1000, n_adv=8, pgd_steps=2, defence_steps=2,
+    "smoke": dict(threads=1, models=_ood_models("smoke"), **_MNIST_SETS, progress=False, n_ood=64, pca_components=8,
+                  pca_train=500, classifier_epochs=1, classifier_train=1000, n_adv=8, pgd_steps=2, defence_steps=2,
                   defended_norms=("linf",), eps_linf=(0.0, 0.1), eps_l2=(0.0, 1.0)),
     # PGD through 10 differentiable Langevin steps costs ~54 s per PGD step per 100 images on this CPU, so the demo
     # attacks the defended model in L-inf only, with 10 PGD steps on 32 digits
-    "demo": dict(threads=1, models=_ood_models("demo"), n_ood=2000, pca_components=50, pca_train=20000,
-                 classifier_epochs=2, classifier_train=60000, n_adv=32, pgd_steps=10, defence_steps=10,
+    "demo": dict(threads=1, models=_ood_models("demo"), **_MNIST_SETS, progress=False, n_ood=2000, pca_components=50,
+                 pca_train=20000, classifier_epochs=2, classifier_train=60000, n_adv=32, pgd_steps=10, defence_steps=10,
                  defended_norms=("linf",), eps_linf=(0.0, 0.1, 0.2, 0.3), eps_l2=(0.0, 1.0, 2.0, 3.0)),
-    "paper": dict(threads=None, models=_ood_models("paper"), n_ood=10000, pca_components=100, pca_train=60000,
-                  classifier_epochs=5, classifier_train=60000, n_adv=1000, pgd_steps=20, defence_steps=10,
-                  defended_norms=("linf", "l2"),
-                  eps_linf=(0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3), eps_l2=(0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)),
+    # The paper's Fig. 9 / 11 on CIFAR-10. Fig. 11's axes are in 0..255 units: L-inf 0..30, L2 0..95 (here / 255).
+    # adv_batch: PGD through 10 Langevin steps keeps the graph of 10 steps x 10 classes per image in GPU memory.
+    "paper": dict(threads=None, models=_cifar_models(40000), datasets=("cifar10",), ood_in=("cifar10",),
+                  adv_dataset="cifar10", adv_batch=25, progress=True, n_ood=10000, pca_components=100,
+                  pca_train=50000, classifier_epochs=10, classifier_train=50000, n_adv=1000, pgd_steps=20,
+                  defence_steps=10, defended_norms=("linf", "l2"),
+                  eps_linf=tuple(k / 255 for k in (0, 5, 10, 15, 20, 25, 30)),
+                  eps_l2=tuple(k / 255 for k in (0, 15, 30, 45, 60, 75, 95))),
+})
+
+
+# -- 07_composition: dSprites compositional generation (section 6, Fig. 15/16, A.5). Models are
+#    ebmlib.zeroshot recipes (shipped checkpoints load only when the recipe matches). Demo: 32x32 sprites
+#    (64x64 average-pooled), width-8 CNN energies, a few hundred iterations each, 10 Langevin steps; paper: 64x64,
+#    the release's dSprites settings (20 steps of size 500, Swish, ~0.95M-parameter nets, width 32). --
+def _composition(resolution: int, width: int, n_iters: int, ft_iters: int, judge: dict, **train) -> dict:
+    def ebm(latents, data, iters=n_iters):
+        return dict(latents=latents, data=data, resolution=resolution, width=width, n_iters=iters, train=dict(train))
+    experts = {
+        # Fig. 15: one expert per latent, each on all of dSprites
+        "ds_scale": ebm(("scale",), "full"), "ds_position": ebm(("position",), "full"),
+        "ds_rotation": ebm(("rotation",), "full"), "ds_shape": ebm(("shape",), "full"),
+        # Fig. 16: experts on D1 / D2 / D3, and the jointly conditioned baselines on the unions; a baseline gets
+        # as many iterations as the two experts of its sum together
+        "zs_size_D1": ebm(("scale",), "D1"), "zs_position_D2": ebm(("position",), "D2"),
+        "zs_shape_D3": ebm(("shape",), "D3"),
+        "zs_joint_size_position": ebm(("scale", "position"), "D1+D2", 2 * n_iters),
+        "zs_joint_shape_position": ebm(("shape", "position"), "D2+D3", 2 * n_iters),
+    }
+    # A.5 / PAPER.md: the sum fine-tuned jointly with the KL term on, Adam lr 1e-3, betas (0, 0.999)
+    ft = dict(resolution=resolution, width=width, n_iters=ft_iters, train=dict(train, lr=1e-3, kl_weight=1.0))
+    finetune = {"zs_sum_size_position": dict(ft, parts=("zs_size_D1", "zs_position_D2"), data="D1+D2"),
+                "zs_sum_shape_position": dict(ft, parts=("zs_shape_D3", "zs_position_D2"), data="D2+D3")}
+    return dict(experts=experts, finetune=finetune, judge=dict(judge, resolution=resolution))
+
+
+register("07_composition", {
+    "smoke": dict(threads=1, **_composition(32, 2, 2, 2, dict(width=2, n_iters=5, train=dict(batch=16)),
+                                            batch_size=8, n_steps=2, step_size=100.0, lr=1e-3, checkpoint_every=1),
+                  sample_steps=3, n_joint=4, n_test=8, n_show=4, n_judge_eval=32, position_tol=0.1),
+    "demo": dict(threads=1, **_composition(32, 8, 300, 100, dict(width=16, n_iters=1500, train=dict(batch=128)),
+                                           batch_size=32, n_steps=10, step_size=100.0, lr=1e-3, checkpoint_every=50),
+                 sample_steps=100, n_joint=16, n_test=200, n_show=8, n_judge_eval=2000, position_tol=0.1),
+    "paper": dict(threads=None, **_composition(64, 32, 30000, 300, dict(width=32, n_iters=20000, train=dict(batch=128)),
+                                               batch_size=128, n_steps=20, step_size=500.0, lr=1e-4, checkpoint_every=500),
+                  sample_steps=200, n_joint=64, n_test=2000, n_show=12, n_judge_eval=10000, position_tol=0.1),
 })
