@@ -52,7 +52,7 @@ from tqdm.auto import tqdm
 from .train import frozen
 
 __all__ = ["class_energies", "ebm_logits", "marginal_energy", "pgd", "langevin_defence", "defended_logits",
-           "robustness_curve", "NORMS"]
+           "robustness_curve", "train_baseline_classifier", "NORMS"]
 
 NORMS = ("linf", "l2")
 
@@ -112,6 +112,13 @@ def _l2(t: Tensor) -> Tensor:
     return t.flatten(1).norm(dim=1)
 
 
+def _draw(fn, shape, generator: Optional[torch.Generator], like: Tensor) -> Tensor:
+    """``fn`` (torch.rand / torch.randn) drawn on the generator's own device, then moved to ``like``'s: a CPU
+    generator can then drive attacks on GPU images (the values do not depend on where the images live)."""
+    device = generator.device if generator is not None else like.device
+    return fn(shape, generator=generator, dtype=like.dtype, device=device).to(like.device)
+
+
 # -- classification by lowest class energy -----------------------------------------------------------------------
 def class_energies(model: nn.Module, x: Tensor) -> Tensor:
     """E(x, c) for every class c, shape (N, C), in one batched forward pass (x repeated over the C classes).
@@ -149,13 +156,13 @@ def _project(delta: Tensor, eps: float, norm: str) -> Tensor:
 
 def _random_start(x: Tensor, eps: float, norm: str, generator) -> Tensor:
     if norm == "linf":
-        u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        u = _draw(torch.rand, x.shape, generator, x)
         return (2 * u - 1) * eps
     # uniform direction, radius eps * U^(1/d): uniform in the L2 ball
-    d = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    d = _draw(torch.randn, x.shape, generator, x)
     d = d / _view(_l2(d).clamp_min(1e-12), d)
     dim = x[0].numel()
-    r = eps * torch.rand(x.shape[0], generator=generator, dtype=x.dtype, device=x.device) ** (1.0 / dim)
+    r = eps * _draw(torch.rand, (x.shape[0],), generator, x) ** (1.0 / dim)
     return d * _view(r, d)
 
 
@@ -237,7 +244,7 @@ def langevin_defence(model: nn.Module, x: Tensor, n_steps: int = 10, bound: floa
     with frozen(model), torch.enable_grad():
         for _ in range(n_steps):
             if noise_std:
-                cur = cur + noise_std * torch.randn(cur.shape, generator=generator, dtype=cur.dtype, device=cur.device)
+                cur = cur + noise_std * _draw(torch.randn, cur.shape, generator, cur)
             if not differentiable:
                 cur = cur.detach().requires_grad_(True)
             energy = marginal_energy(model, cur)
@@ -305,3 +312,25 @@ def robustness_curve(logits_fn: LogitsFn, x: Tensor, y: Tensor, eps_list: Sequen
             accs.append(correct / n)
             bar.set_postfix(eps=f"{eps:.3g}", acc=f"{accs[-1]:.3f}")
     return accs
+
+
+# -- the undefended baseline ---------------------------------------------------------------------------------------
+def train_baseline_classifier(data, epochs: int = 1, seed: int = 0, progress: bool = True) -> nn.Module:
+    """Fig. 11's undefended comparison: an ordinary CNN trained on the same dequantised images (eval mode, on the CPU).
+
+    The network follows the images: :class:`~ebmlib.nets.MNISTClassifier` for 28x28, :class:`~ebmlib.nets.CIFARClassifier`
+    for 32x32 colour (the paper compares with a Wide ResNet18 and Madry et al.'s PGD-trained model; this is a
+    plain CNN, stated as such). ``data`` is an :class:`~ebmlib.data.ImageData`.
+    """
+    from .nets import CIFARClassifier, MNISTClassifier
+    from .quality import train_classifier
+
+    shape = tuple(data.images.shape[1:])
+    torch.manual_seed(seed)   # the same initial weights as quality.train_classifier's default model
+    if shape[1:] == (28, 28):
+        model = MNISTClassifier(n_classes=len(data.classes), in_channels=shape[0])
+    elif shape[1:] == (32, 32):
+        model = CIFARClassifier(n_classes=len(data.classes), in_channels=shape[0])
+    else:
+        raise ValueError(f"no baseline classifier for images of shape {shape}; expected (C, 28, 28) or (C, 32, 32)")
+    return train_classifier(data, epochs=epochs, seed=seed, model=model, progress=progress)

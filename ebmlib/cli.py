@@ -5,6 +5,7 @@
     python -m ebmlib reproduce all --scale paper --out results/
     python -m ebmlib train 03_mnist --scale demo --only mnist_cond_replay --out ebmlib/checkpoints
     python -m ebmlib data mnist --from ../shared/data/mnist     # or: fashion, dsprites, hand --n 1000
+    python -m ebmlib data cifar10                                # or: svhn, dtd (torchvision downloads them)
 
 ``reproduce`` runs the chapter notebook with papermill, setting its ``scale`` and ``out_dir`` parameters; the
 executed notebook (``<chapter>.ipynb``) and the metrics JSON the notebook writes (``<chapter>.json``) land in
@@ -76,7 +77,7 @@ def train_models(chapter: str, scale: str, out: Path, only: list[str] | None = N
     import torch
 
     from . import pretrained, scales
-    from .data import load_mnist
+    from .data import load_images
 
     cfg = scales.preset(chapter, scale)
     if not hasattr(cfg, "models"):
@@ -92,7 +93,7 @@ def train_models(chapter: str, scale: str, out: Path, only: list[str] | None = N
         if only and key not in only:
             continue
         if recipe.dataset not in datasets:
-            datasets[recipe.dataset] = load_mnist(recipe.dataset, "train")
+            datasets[recipe.dataset] = load_images(recipe.dataset, "train")
         data = datasets[recipe.dataset]
         print(f"[ebmlib] training {recipe.name} ({recipe.n_iters} iterations) ...", flush=True)
         trained = pretrained.train_recipe(recipe, data, ckpt_dir=out / f".{recipe.name}_run")
@@ -114,6 +115,14 @@ def prepare_data(name: str, root: str | None = None, source: str | None = None, 
         from .data import dsprites
         ds = dsprites.load_dsprites(root)
         print(f"[ebmlib] dSprites: {len(ds)} images cached at {ds.source}")
+        return 0
+    if name in ("cifar10", "svhn", "dtd"):
+        if source is not None:
+            raise SystemExit(f"error: --from is for mnist/fashion idx files, not {name}")
+        splits = {"cifar10": ("train", "test"), "svhn": ("train", "test"), "dtd": ("train", "val", "test")}[name]
+        for split in splits:   # torchvision downloads what is missing (cifar10: one archive; svhn: a file per split)
+            d = data.load_images(name, split, root=root)
+            print(f"[ebmlib] {name} {split}: {len(d)} images under {data.data_root(root)}")
         return 0
     if source is not None:
         data.stage_idx_files(name, source, root)
@@ -140,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--only", nargs="+", help="train only these models of the chapter (e.g. mnist_cond_replay)")
     tr.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     dat = sub.add_parser("data", help="put a data set under the data root ($EBMLIB_DATA)")
-    dat.add_argument("name", choices=["mnist", "fashion", "dsprites", "hand"])
+    dat.add_argument("name", choices=["mnist", "fashion", "dsprites", "hand", "cifar10", "svhn", "dtd"])
     dat.add_argument("--root", help="data root (default: $EBMLIB_DATA or ~/.cache/ebmlib/data)")
     dat.add_argument("--from", dest="source", help="mnist/fashion: a directory holding the four idx files (.gz or not)")
     args, rest = parser.parse_known_args(argv)

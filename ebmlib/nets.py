@@ -15,7 +15,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-__all__ = ["ACTIVATIONS", "activation", "ConditionalGainBias", "MLPEnergy", "MNISTConvEnergy", "MNISTClassifier", "count_parameters"]
+__all__ = ["ACTIVATIONS", "activation", "ConditionalGainBias", "MLPEnergy", "MNISTConvEnergy", "MNISTClassifier", "count_parameters",
+           "CIFAR_LAYOUTS", "ResidualBlock", "CIFARResNetEnergy", "CIFARClassifier"]
 
 ACTIVATIONS = {
     "swish": nn.SiLU,  # Swish (Ramachandran et al. 2017); A.8: the most stable choice
@@ -171,6 +172,133 @@ class MNISTClassifier(nn.Module):
     def features(self, x: Tensor) -> Tensor:
         if x.shape[1:] != self.input_shape:
             raise ValueError(f"MNISTClassifier expects inputs of shape (N, {', '.join(map(str, self.input_shape))}), "
+                             f"got {tuple(x.shape)}")
+        return self.body(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+
+# ------------------------------------------------------------------------------------------- CIFAR-10 ResNets
+#: A.6's residual energies for 32x32 colour images, as (out_channels / base width, downsample) per block after
+#: the input conv (3 -> width). "resnet32": the conditional CIFAR-10 model (Fig. 24a); "resnet32_large": the
+#: unconditional one, which A.6 found needs more capacity (Fig. 24b). Multipliers of ``width`` (128 in the paper).
+CIFAR_LAYOUTS = {
+    "resnet32": ((1, True), (1, False), (2, True), (2, False), (2, True), (2, False)),
+    "resnet32_large": ((1, True), (1, False), (1, False), (2, True), (2, False), (2, False),
+                       (4, True), (4, False), (4, False)),
+}
+
+
+class ResidualBlock(nn.Module):
+    """One residual block of A.6 (after SNGAN, Miyato et al. 2018; as in the paper's release):
+
+        h = act(conv1(x + b1[y]));  h = conv2(h + b2[y]) * g[y];  out = act(avgpool(h + shortcut(x)))
+
+    * ``b1``, ``b2``, ``g``: per-class input biases and output gain (A.6: "conditional bias and gains in each
+      residual layer"); an unconditional block has one slot. Convolutions have no bias of their own.
+    * A.6 initialises the second conv to zero so every block starts as its shortcut. Spectral norm rescales
+      any initial weight to unit spectral norm, so here the *gain* starts at zero instead (the same start:
+      h = 0, out = shortcut; SkipInit, De & Smith 2020).
+    * ``shortcut``: identity, or a spectrally normalised 3x3 conv where the channel count changes.
+    * Downsampling is 2x2 average pooling, not a strided conv (A.6, A.8).
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, downsample: bool, act: str = "leaky_relu",
+                 spectral_norm: bool = True, n_classes: Optional[int] = None):
+        super().__init__()
+        slots = n_classes if n_classes is not None else 1
+        self.n_classes = n_classes
+        self.conv1 = _maybe_sn(nn.Conv2d(in_ch, out_ch, 3, 1, 1, bias=False), spectral_norm)
+        self.conv2 = _maybe_sn(nn.Conv2d(out_ch, out_ch, 3, 1, 1, bias=False), spectral_norm)
+        self.shortcut = (_maybe_sn(nn.Conv2d(in_ch, out_ch, 3, 1, 1, bias=False), spectral_norm)
+                         if in_ch != out_ch else nn.Identity())
+        self.bias1 = nn.Embedding(slots, in_ch)
+        self.bias2 = nn.Embedding(slots, out_ch)
+        self.gain = nn.Embedding(slots, out_ch)
+        for e in (self.bias1, self.bias2, self.gain):
+            nn.init.zeros_(e.weight)
+        self.act1, self.act2 = activation(act), activation(act)
+        self.pool = nn.AvgPool2d(2) if downsample else nn.Identity()
+
+    def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
+        slot = y if y is not None else torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)
+        h = self.act1(self.conv1(x + self.bias1(slot)[:, :, None, None]))
+        h = self.conv2(h + self.bias2(slot)[:, :, None, None]) * self.gain(slot)[:, :, None, None]
+        return self.act2(self.pool(h + self.shortcut(x)))
+
+
+class CIFARResNetEnergy(_EnergyNet):
+    """The paper's residual energy for 32x32 colour images in [0, 1] (A.6, Fig. 24a/b).
+
+    conv3x3 3 -> width, then the blocks of ``CIFAR_LAYOUTS[layout]`` (:class:`ResidualBlock`), then activation,
+    sum over space (as the release does) and a linear layer to the scalar energy (not spectrally normalised,
+    so the energy's scale stays free). Leaky ReLU (slope 0.2) throughout as in A.6; spectral norm on every conv
+    (section 3.3). ``n_classes=10`` gives the conditional model (per-class gains and biases in every block).
+
+    Paper settings: ``layout="resnet32", width=128, n_classes=10`` (conditional CIFAR-10, 5.35M parameters)
+    and ``layout="resnet32_large", width=128`` (unconditional CIFAR-10, 18.6M; the paper: ~5.3M and ~18.6M). ``width`` scales every layer
+    for CPU-sized tests.
+    """
+
+    def __init__(self, width: int = 128, layout: str = "resnet32", act: str = "leaky_relu",
+                 spectral_norm: bool = True, n_classes: Optional[int] = None, in_channels: int = 3,
+                 image_size: int = 32):
+        super().__init__()
+        if layout not in CIFAR_LAYOUTS:
+            raise ValueError(f"unknown layout {layout!r}; expected one of {sorted(CIFAR_LAYOUTS)}")
+        if width < 1:
+            raise ValueError(f"width must be >= 1, got {width}")
+        n_down = sum(d for _, d in CIFAR_LAYOUTS[layout])
+        if image_size % (2 ** n_down):
+            raise ValueError(f"image_size must be divisible by {2 ** n_down} for layout {layout!r}, got {image_size}")
+        if n_classes is not None and n_classes < 1:
+            raise ValueError(f"n_classes must be None or >= 1, got {n_classes}")
+        self.input_shape = (in_channels, image_size, image_size)
+        self.n_classes = n_classes
+        self.layout = layout
+        self.conv_in = _maybe_sn(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), spectral_norm)
+        blocks, ch = [], width
+        for mult, down in CIFAR_LAYOUTS[layout]:
+            blocks.append(ResidualBlock(ch, mult * width, down, act, spectral_norm, n_classes))
+            ch = mult * width
+        self.blocks = nn.ModuleList(blocks)
+        self.out_act = activation(act)
+        self.head = nn.Linear(ch, 1)
+
+    def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
+        self._check(x, y)
+        if y is not None and (y.dtype not in (torch.int64, torch.int32) or y.shape != (x.shape[0],)
+                              or (y < 0).any() or (y >= self.n_classes).any()):
+            raise ValueError(f"labels must be integers in [0, {self.n_classes}) of shape ({x.shape[0]},), got "
+                             f"{y.dtype} {tuple(y.shape)}" + (f" in [{int(y.min())}, {int(y.max())}]" if y.numel() else ""))
+        h = self.conv_in(x)
+        for block in self.blocks:
+            h = block(h, y)
+        return self.head(self.out_act(h).sum(dim=(2, 3))).squeeze(-1)   # sum over space, then linear
+
+
+class CIFARClassifier(nn.Module):
+    """A small undefended CNN classifier for 32x32 colour images: the baseline of the robustness chapter at
+    CIFAR-10 scale (three conv stages 3 -> w -> 2w -> 4w with max pooling, then a linear layer). Not the paper's
+    Wide ResNet baseline; a plain network of the same kind as :class:`MNISTClassifier`."""
+
+    def __init__(self, n_classes: int = 10, width: int = 64, in_channels: int = 3):
+        super().__init__()
+        w = width
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, w, 3, 1, 1), nn.ReLU(), nn.Conv2d(w, w, 3, 1, 1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(w, 2 * w, 3, 1, 1), nn.ReLU(), nn.Conv2d(2 * w, 2 * w, 3, 1, 1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(2 * w, 4 * w, 3, 1, 1), nn.ReLU(), nn.MaxPool2d(2),            # -> 4x4
+            nn.Flatten(), nn.Linear(4 * w * 16, 4 * w), nn.ReLU(),
+        )
+        self.head = nn.Linear(4 * w, n_classes)
+        self.num_features = 4 * w
+        self.input_shape = (in_channels, 32, 32)
+
+    def features(self, x: Tensor) -> Tensor:
+        if x.shape[1:] != self.input_shape:
+            raise ValueError(f"CIFARClassifier expects inputs of shape (N, {', '.join(map(str, self.input_shape))}), "
                              f"got {tuple(x.shape)}")
         return self.body(x)
 

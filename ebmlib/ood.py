@@ -16,8 +16,10 @@ This module provides:
   implies (p(x) = sum_c p(x, c) proportional to sum_c exp(-E(x, c))).
 * ``auroc`` and ``ood_table``: the metric, with the convention "OOD is the positive class, higher score = more
   OOD" (energies and negative log likelihoods both already point that way).
-* OOD set builders for 28x28 grey images in [0, 1] (MNIST-scale analogues of the paper's CIFAR-10 sets):
-  ``constant_images``, ``uniform_noise``, ``interpolations``, ``texture_crops`` and ``mnist_ood_sets``.
+* OOD set builders: ``constant_images``, ``uniform_noise``, ``interpolations``, ``texture_crops``; the paper's
+  CIFAR-10 sets (``cifar_ood_sets``: SVHN, DTD textures, constant colour, uniform noise, interpolations) and
+  their MNIST-scale analogues (``mnist_ood_sets``); ``ood_sets(name, ...)`` picks the sets of a named
+  in-distribution data set and loads the data sets they need.
 * ``PCAGaussian``: a cheap exact-likelihood baseline (probabilistic PCA) standing in for PixelCNN++/Glow, to
   contrast an explicit density's OOD behaviour with the EBM's.
 * ``relative_log_likelihood``: the Fig. 10 quantity.
@@ -34,7 +36,8 @@ from torch import Tensor, nn
 from .adversarial import marginal_energy
 
 __all__ = ["energy_scores", "auroc", "constant_images", "uniform_noise", "interpolations", "texture_crops",
-           "TEXTURE_IMAGES", "mnist_ood_sets", "ood_table", "PCAGaussian", "relative_log_likelihood"]
+           "TEXTURE_IMAGES", "mnist_ood_sets", "cifar_ood_sets", "OTHER_SET", "ood_sets", "ood_table", "PCAGaussian",
+           "relative_log_likelihood"]
 
 
 # --------------------------------------------------------------------------------------------------- scores
@@ -122,22 +125,29 @@ def _check_size(size: int) -> None:
         raise ValueError(f"size must be a positive integer, got {size!r}")
 
 
-def constant_images(n: int, generator: Optional[torch.Generator] = None, size: int = 28) -> Tensor:
-    """``n`` grey images (n, 1, size, size), each one uniformly random constant value in [0, 1).
+def _check_channels(channels: int) -> None:
+    if not isinstance(channels, (int, np.integer)) or channels < 1:
+        raise ValueError(f"channels must be a positive integer, got {channels!r}")
 
-    The paper's "constant" set: featureless images to which likelihood models give very high density.
+
+def constant_images(n: int, generator: Optional[torch.Generator] = None, size: int = 28, channels: int = 1) -> Tensor:
+    """``n`` images (n, channels, size, size), each one uniformly random constant colour in [0, 1)^channels.
+
+    The paper's "constant random color" set: featureless images to which likelihood models give very high density.
     """
     _check_n(n)
     _check_size(size)
-    v = torch.rand(n, 1, 1, 1, generator=generator)
-    return v.expand(n, 1, size, size).contiguous()
+    _check_channels(channels)
+    v = torch.rand(n, channels, 1, 1, generator=generator)
+    return v.expand(n, channels, size, size).contiguous()
 
 
-def uniform_noise(n: int, generator: Optional[torch.Generator] = None, size: int = 28) -> Tensor:
-    """``n`` images (n, 1, size, size) of i.i.d. uniform [0, 1) pixels (the paper's "uniform noise" set)."""
+def uniform_noise(n: int, generator: Optional[torch.Generator] = None, size: int = 28, channels: int = 1) -> Tensor:
+    """``n`` images (n, channels, size, size) of i.i.d. uniform [0, 1) pixels (the paper's "uniform noise" set)."""
     _check_n(n)
     _check_size(size)
-    return torch.rand(n, 1, size, size, generator=generator)
+    _check_channels(channels)
+    return torch.rand(n, channels, size, size, generator=generator)
 
 
 def _check_images(x: Tensor, name: str) -> None:
@@ -242,6 +252,59 @@ def mnist_ood_sets(in_test: Tensor, n: int, generator: Optional[torch.Generator]
     sets["uniform noise"] = uniform_noise(n, generator, size=size)
     sets["interpolation"] = interpolations(in_test, n, generator)
     return sets
+
+
+def cifar_ood_sets(in_test: Tensor, n: int, generator: Optional[torch.Generator] = None,
+                   svhn: Optional[Tensor] = None, textures: Optional[Tensor] = None) -> dict[str, Tensor]:
+    """Fig. 9's OOD sets for a CIFAR-10 test set ``in_test`` (float (N, 3, 32, 32) in [0, 1]).
+
+    Returns {"svhn": svhn[:n] (if given), "textures": textures[:n] (DTD images at 32x32, if given), "constant"
+    (one random colour per image), "uniform noise", "interpolation" (the average of two different test images)},
+    each of n images (the given sets may have fewer: DTD's test split has 1,880). The three synthetic sets are
+    drawn from ``generator`` in that order.
+    """
+    _check_n(n)
+    _check_images(in_test, "in_test")
+    if in_test.shape[1:] != (3, 32, 32):
+        raise ValueError(f"in_test must be CIFAR-10 images (N, 3, 32, 32), got {tuple(in_test.shape)}")
+    sets: dict[str, Tensor] = {}
+    for name, given in (("svhn", svhn), ("textures", textures)):
+        if given is None:
+            continue
+        _check_images(given, name)
+        if given.shape[1:] != in_test.shape[1:] or given.shape[0] == 0:
+            raise ValueError(f"{name} must be a non-empty batch of (3, 32, 32) images, got {tuple(given.shape)}")
+        sets[name] = given[:n]
+    sets["constant"] = constant_images(n, generator, size=32, channels=3)
+    sets["uniform noise"] = uniform_noise(n, generator, size=32, channels=3)
+    sets["interpolation"] = interpolations(in_test, n, generator)
+    return sets
+
+
+#: in-distribution data set -> the real-image OOD set paired with it (the paper's SVHN for CIFAR-10; for the
+#: MNIST-class demo, the other MNIST-class set)
+OTHER_SET = {"cifar10": "svhn", "mnist": "fashion", "fashion": "mnist"}
+
+
+def ood_sets(in_name: str, in_test: Tensor, n: int, generator: Optional[torch.Generator] = None,
+             load: Optional[Callable] = None) -> dict[str, Tensor]:
+    """The OOD sets of in-distribution data set ``in_name`` ("cifar10", "mnist" or "fashion"), loading the real
+    image sets they need with ``load(name, split)`` (default :func:`ebmlib.data.load_images`).
+
+    CIFAR-10: :func:`cifar_ood_sets` with n SVHN test images and n DTD test images (32x32). MNIST / Fashion-MNIST:
+    :func:`mnist_ood_sets` with n test images of the other set. Real images are drawn (without replacement) and
+    dequantised with ``generator`` before the synthetic sets, so the result is deterministic given its state.
+    """
+    if in_name not in OTHER_SET:
+        raise ValueError(f"no OOD sets for data set {in_name!r}; expected one of {sorted(OTHER_SET)}")
+    if load is None:
+        from .data import load_images as load
+    other_name = OTHER_SET[in_name]
+    other = load(other_name, "test").subset(n, generator).continuous(generator)
+    if in_name == "cifar10":
+        textures = load("dtd", "test").subset(n, generator).continuous(generator)
+        return cifar_ood_sets(in_test, n, generator, svhn=other, textures=textures)
+    return mnist_ood_sets(in_test, n, generator, other=other, other_name=other_name)
 
 
 def ood_table(score_fn: Callable[[Tensor], Tensor], in_x: Tensor, sets: Mapping[str, Tensor]) -> dict[str, float]:

@@ -24,11 +24,11 @@ from torch import Tensor, nn
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data.mnist import ImageData, dequantize
-from .nets import MNISTConvEnergy
+from .nets import CIFARResNetEnergy, MNISTConvEnergy
 from .train import TrainConfig, Trainer
 
-__all__ = ["SHIPPED_DIR", "Recipe", "recipes", "TrainedEBM", "build_model", "train_recipe", "save_trained", "load_trained",
-           "load_or_train"]
+__all__ = ["SHIPPED_DIR", "Recipe", "recipes", "TrainedEBM", "build_model", "default_device", "train_recipe", "save_trained",
+           "load_trained", "load_or_train"]
 
 #: where the book's trained demo models live (inside the package, so a pip install carries them)
 SHIPPED_DIR = Path(__file__).resolve().parent / "checkpoints"
@@ -77,9 +77,22 @@ class TrainedEBM:
 
 
 def build_model(recipe: Recipe) -> nn.Module:
-    if recipe.dataset not in ("mnist", "fashion"):
-        raise ValueError(f"recipe {recipe.name!r}: no network for data set {recipe.dataset!r}")
-    return MNISTConvEnergy(width=recipe.width, n_classes=10 if recipe.conditional else None)
+    """The energy network of ``recipe``'s data set: the MNIST CNN for 28x28 grey images; for CIFAR-10 the paper's
+    ResNets (A.6): the conditional model is ResNet32 (Fig. 24a), the unconditional one the larger ResNet32Large
+    (Fig. 24b; "unconditional models need additional capacity")."""
+    n_classes = 10 if recipe.conditional else None
+    if recipe.dataset in ("mnist", "fashion"):
+        return MNISTConvEnergy(width=recipe.width, n_classes=n_classes)
+    if recipe.dataset == "cifar10":
+        return CIFARResNetEnergy(width=recipe.width, layout="resnet32" if recipe.conditional else "resnet32_large",
+                                 n_classes=n_classes)
+    raise ValueError(f"recipe {recipe.name!r}: no network for data set {recipe.dataset!r}; "
+                     "expected 'mnist', 'fashion' or 'cifar10'")
+
+
+def default_device() -> torch.device:
+    """``cuda`` when a GPU is visible, else the CPU: paper-scale recipes pick the GPU without being told."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _to_uint8(x: Tensor) -> Tensor:
@@ -93,13 +106,14 @@ def _latest_samples(trainer: Trainer, n: int) -> Tensor:
 
 
 def train_recipe(recipe: Recipe, data: ImageData, ckpt_dir: Optional[str | os.PathLike] = None,
-                 progress: bool = True) -> TrainedEBM:
-    """Train ``recipe`` on ``data`` (uint8 images, dequantised per batch as in A.3)."""
+                 progress: bool = True, device: Optional[str | torch.device] = None) -> TrainedEBM:
+    """Train ``recipe`` on ``data`` (uint8 images, dequantised per batch as in A.3) on ``device``
+    (default :func:`default_device`); the returned model stays on that device."""
     torch.manual_seed(recipe.train.get("seed", 0))
     model = build_model(recipe)
     labels = data.labels if recipe.conditional else None
     trainer = Trainer(model, (data.images, labels) if labels is not None else data.images, recipe.config(),
-                      transform=dequantize, ckpt_dir=ckpt_dir)
+                      transform=dequantize, ckpt_dir=ckpt_dir, device=device if device is not None else default_device())
     if ckpt_dir is not None and (Path(ckpt_dir) / "last.pt").exists():
         trainer.resume()   # an interrupted run continues exactly where it stopped (earlier snapshots are not kept)
     snapshots: dict[int, Tensor] = {}
@@ -143,18 +157,23 @@ def _from_state(state: dict, path: str | os.PathLike) -> TrainedEBM:
 
 
 def load_or_train(recipe: Recipe, data: ImageData, shipped_dir: str | os.PathLike = SHIPPED_DIR,
-                  out_dir: Optional[str | os.PathLike] = None, progress: bool = True) -> TrainedEBM:
+                  out_dir: Optional[str | os.PathLike] = None, progress: bool = True,
+                  device: Optional[str | torch.device] = None) -> TrainedEBM:
     """The shipped model of ``recipe`` if its checkpoint was trained by this exact recipe; else train it.
 
-    A freshly trained model is saved to ``out_dir/<name>.pt`` (when given), so the next call loads it.
+    A freshly trained model is saved to ``out_dir/<name>.pt`` (when given), so the next call loads it. The model
+    is returned on ``device`` (default :func:`default_device`: the GPU when there is one).
     """
+    device = device if device is not None else default_device()
     for folder in (shipped_dir, out_dir):
         path = Path(folder) / f"{recipe.name}.pt" if folder is not None else None
         if path is not None and path.is_file():
             state = load_checkpoint(path)
             if state["recipe"] == recipe.as_dict():
-                return _from_state(state, path)
-    trained = train_recipe(recipe, data, progress=progress)
+                loaded = _from_state(state, path)
+                loaded.model.to(device)
+                return loaded
+    trained = train_recipe(recipe, data, progress=progress, device=device)
     if out_dir is not None:
         save_trained(trained, Path(out_dir) / f"{recipe.name}.pt")
     return trained

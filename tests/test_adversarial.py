@@ -154,3 +154,37 @@ def test_robustness_curve(model):
                             generator=torch.Generator().manual_seed(0))
     assert len(accs) == 3 and accs[0] == 1.0
     assert accs[-1] <= accs[0] and all(0 <= a <= 1 for a in accs)
+
+
+# -- the undefended baseline ---------------------------------------------------------------------------------------
+def test_baseline_classifier_matches_quality_default_on_mnist_and_fits_cifar():
+    from ebmlib.adversarial import train_baseline_classifier
+    from ebmlib.data import ImageData
+    from ebmlib.nets import CIFARClassifier, MNISTClassifier
+    from ebmlib.quality import train_classifier
+
+    g = torch.Generator().manual_seed(0)
+    mnist = ImageData(torch.randint(0, 256, (24, 1, 28, 28), dtype=torch.uint8, generator=g),
+                      torch.randint(0, 10, (24,), generator=g), [str(k) for k in range(10)])
+    ours = train_baseline_classifier(mnist, epochs=1, progress=False)
+    ref = train_classifier(mnist, epochs=1, progress=False)      # the chapter's CNN before the CIFAR path existed
+    assert isinstance(ours, MNISTClassifier)
+    assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), ref.state_dict().values()))
+    cifar = ImageData(torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, generator=g),
+                      torch.randint(0, 10, (8,), generator=g), [str(k) for k in range(10)])
+    net = train_baseline_classifier(cifar, epochs=1, progress=False)
+    assert isinstance(net, CIFARClassifier) and not net.training
+    assert net(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+    with pytest.raises(ValueError, match=r"\(3, 64, 64\)"):
+        train_baseline_classifier(ImageData(torch.zeros(2, 3, 64, 64, dtype=torch.uint8), torch.zeros(2, dtype=torch.int64),
+                                            ["a"]), progress=False)
+
+
+def test_pgd_random_start_draws_on_the_generators_device():
+    # a CPU generator drives the random start whatever device the images are on; same draws as before on the CPU
+    x, y = torch.full((3, 1, 4, 4), 0.5), torch.tensor([0, 1, 0])
+    w = torch.randn(2, 16, generator=torch.Generator().manual_seed(1))
+    fn = lambda v: v.flatten(1) @ w.t()   # noqa: E731
+    a = pgd(fn, x, y, 0.1, "l2", steps=1, generator=torch.Generator().manual_seed(2))
+    b = pgd(fn, x, y, 0.1, "l2", steps=1, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(a, b) and ((a - x).flatten(1).norm(dim=1) <= 0.1 + 1e-6).all()

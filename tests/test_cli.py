@@ -68,3 +68,16 @@ def test_data_command_stages_mnist(tmp_path, capsys):
         cli.main(["data", "mnist", "--n", "3"])
     with pytest.raises(SystemExit):
         cli.main(["list", "--bogus"])
+
+
+def test_data_command_reads_dtd_and_refuses_from_for_cifar(tmp_path, capsys):
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_image_data import write_dtd
+
+    lines = write_dtd(tmp_path)
+    assert cli.main(["data", "dtd", "--root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"dtd test: {len(lines)} images" in out and "dtd val" in out
+    with pytest.raises(SystemExit, match="--from is for mnist"):
+        cli.main(["data", "cifar10", "--root", str(tmp_path), "--from", str(tmp_path)])

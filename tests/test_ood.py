@@ -7,8 +7,8 @@ import torch
 from scipy.stats import multivariate_normal
 
 from ebmlib.nets import MNISTConvEnergy
-from ebmlib.ood import (PCAGaussian, TEXTURE_IMAGES, auroc, constant_images, energy_scores, interpolations,
-                        mnist_ood_sets, ood_table, relative_log_likelihood, texture_crops, uniform_noise)
+from ebmlib.ood import (PCAGaussian, TEXTURE_IMAGES, auroc, cifar_ood_sets, constant_images, energy_scores, interpolations,
+                        mnist_ood_sets, ood_sets, ood_table, relative_log_likelihood, texture_crops, uniform_noise)
 
 
 def gen(seed=0):
@@ -214,3 +214,62 @@ def test_relative_log_likelihood():
     assert torch.allclose(r["out"], torch.tensor([-3.0], dtype=torch.float64))
     with pytest.raises(ValueError):
         relative_log_likelihood({"in": torch.ones(2)}, "missing")
+
+
+# ------------------------------------------------------------------------------------------ CIFAR-10 sets
+def test_constant_and_uniform_colour_channels():
+    c = constant_images(5, gen(3), size=32, channels=3)
+    assert c.shape == (5, 3, 32, 32)
+    flat = c.flatten(2)
+    assert torch.equal(flat.amin(2), flat.amax(2))              # constant over space in every channel
+    assert (c[:, 0, 0, 0] != c[:, 1, 0, 0]).all()                # a colour, not grey
+    u = uniform_noise(4, gen(3), size=32, channels=3)
+    assert u.shape == (4, 3, 32, 32) and 0 <= u.min() and u.max() < 1
+    # one channel draws exactly what the grey sets always drew (the MNIST results do not move)
+    assert torch.equal(constant_images(5, gen(3)), torch.rand(5, 1, 1, 1, generator=gen(3)).expand(5, 1, 28, 28))
+    with pytest.raises(ValueError, match="channels"):
+        uniform_noise(2, channels=0)
+
+
+def test_cifar_ood_sets_shapes_order_and_checks():
+    g = gen(0)
+    x = torch.rand(12, 3, 32, 32, generator=g)
+    svhn, dtd = torch.rand(20, 3, 32, 32, generator=g), torch.rand(4, 3, 32, 32, generator=g)
+    sets = cifar_ood_sets(x, 8, gen(1), svhn=svhn, textures=dtd)
+    assert list(sets) == ["svhn", "textures", "constant", "uniform noise", "interpolation"]
+    assert sets["svhn"].shape == (8, 3, 32, 32) and sets["textures"].shape == (4, 3, 32, 32)   # DTD may be smaller
+    for k in ("constant", "uniform noise", "interpolation"):
+        assert sets[k].shape == (8, 3, 32, 32)
+    again = cifar_ood_sets(x, 8, gen(1), svhn=svhn, textures=dtd)
+    assert all(torch.equal(sets[k], again[k]) for k in sets)
+    assert list(cifar_ood_sets(x, 3, gen(1))) == ["constant", "uniform noise", "interpolation"]
+    with pytest.raises(ValueError, match="CIFAR-10"):
+        cifar_ood_sets(torch.rand(4, 1, 28, 28), 3)
+    with pytest.raises(ValueError, match="svhn"):
+        cifar_ood_sets(x, 3, svhn=torch.rand(4, 1, 32, 32))
+
+
+def test_ood_sets_dispatches_and_loads_companion_sets():
+    class Fake:
+        def __init__(self, shape, n=30):
+            self.images = torch.randint(0, 256, (n, *shape), dtype=torch.uint8, generator=gen(5))
+
+        def subset(self, n, generator):
+            return self
+
+        def continuous(self, generator):
+            return self.images.float() / 256
+
+    asked = []
+
+    def load(name, split):
+        asked.append((name, split))
+        return Fake((3, 32, 32) if name in ("svhn", "dtd") else (1, 28, 28))
+
+    sets = ood_sets("cifar10", torch.rand(6, 3, 32, 32), 5, gen(0), load=load)
+    assert asked == [("svhn", "test"), ("dtd", "test")] and list(sets)[:2] == ["svhn", "textures"]
+    asked.clear()
+    sets = ood_sets("fashion", torch.rand(6, 1, 28, 28), 5, gen(0), load=load)
+    assert asked == [("mnist", "test")] and list(sets)[0] == "mnist" and sets["mnist"].shape == (5, 1, 28, 28)
+    with pytest.raises(ValueError, match="'svhn'"):
+        ood_sets("svhn", torch.rand(6, 3, 32, 32), 5, load=load)
