@@ -17,6 +17,9 @@ truth instead of by eye. Three measures live here:
 
 Energies may be unnormalised: :meth:`Grid2D.normalise` computes ``log Z`` on the grid (midpoint rule), the
 brute-force answer to eq. (2) that only works in two dimensions.
+
+:func:`frechet_distance` (the Frechet / 2-Wasserstein distance between two Gaussians, Dowson and Landau 1982)
+is the measure of section 5.1 for robot-hand roll-outs; :func:`gaussian_frechet` fits the Gaussians to samples.
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ from torch import Tensor
 
 __all__ = [
     "Grid2D", "grid_kl", "grid_tv", "exact_sample_floor", "kl_bias", "mmd2", "mode_weights", "evaluations_per_step",
-    "nearest_neighbours",
+    "nearest_neighbours", "frechet_distance", "gaussian_frechet",
 ]
 
 Bounds = Union[tuple[float, float], Sequence[Sequence[float]]]
@@ -369,3 +372,68 @@ def nearest_neighbours(queries: Tensor, pool: Tensor, k: int = 1, batch_size: in
         best_d, order = d_all.topk(k, dim=1, largest=False)
         best_i = i_all.gather(1, order)
     return best_d, best_i
+
+
+def frechet_distance(mu1, cov1, mu2, cov2) -> float:
+    """Frechet distance between N(mu1, cov1) and N(mu2, cov2): ``|mu1 - mu2|^2 + tr(C1 + C2 - 2 (C1 C2)^(1/2))``.
+
+    The squared 2-Wasserstein distance between the two Gaussians (Dowson and Landau 1982), the quantity FID and
+    section 5.1's roll-out metric report. ``(C1 C2)^(1/2)`` is ``scipy.linalg.sqrtm`` of the product, as in FID
+    code; for positive semi-definite C1, C2 its eigenvalues are real and non-negative, so an imaginary part is
+    round-off and is dropped. Where round-off is not small (nearly singular covariances, e.g. a model whose
+    roll-outs have collapsed) the trace is taken from the similar, symmetric matrix ``C1^(1/2) C2 C1^(1/2)``
+    instead, whose square root is real. Inputs are numpy arrays or tensors; computed in float64.
+    """
+    import warnings
+
+    import numpy as np
+    from scipy import linalg
+
+    mu1, mu2 = (np.atleast_1d(np.asarray(_numpy(m), dtype=np.float64)) for m in (mu1, mu2))
+    cov1, cov2 = (np.atleast_2d(np.asarray(_numpy(c), dtype=np.float64)) for c in (cov1, cov2))
+    d = mu1.shape[0]
+    if mu1.shape != (d,) or mu2.shape != (d,):
+        raise ValueError(f"means must be vectors of one length, got shapes {mu1.shape} and {mu2.shape}")
+    for name, c in (("cov1", cov1), ("cov2", cov2)):
+        if c.shape != (d, d):
+            raise ValueError(f"{name} must have shape ({d}, {d}) to match the means, got {c.shape}")
+        if not np.isfinite(c).all():
+            raise ValueError(f"{name} holds NaN or infinite values")
+        if not np.allclose(c, c.T, rtol=1e-6, atol=1e-10 * max(1.0, float(np.abs(c).max()))):
+            raise ValueError(f"{name} must be symmetric (a covariance matrix)")
+    if not (np.isfinite(mu1).all() and np.isfinite(mu2).all()):
+        raise ValueError("means hold NaN or infinite values")
+    scale = max(1.0, float(np.trace(cov1) + np.trace(cov2)))
+    with warnings.catch_warnings():  # a singular product is expected (collapsed roll-outs) and handled below
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(cov1 @ cov2)
+    if not np.isfinite(covmean).all() or (np.iscomplexobj(covmean) and np.abs(covmean.imag).max() > 1e-6 * scale):
+        root1 = linalg.sqrtm(cov1)            # cov1 is PSD: a real root, up to round-off
+        inner = np.real(root1) @ cov2 @ np.real(root1)
+        eig = np.linalg.eigvalsh((inner + inner.T) / 2)
+        tr_covmean = float(np.sqrt(np.clip(eig, 0.0, None)).sum())
+    else:
+        tr_covmean = float(np.trace(np.real(covmean)))
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(cov1) + np.trace(cov2) - 2.0 * tr_covmean)
+
+
+def gaussian_frechet(x, y) -> float:
+    """Fit a Gaussian (mean, unbiased covariance) to samples ``x`` (N, d) and ``y`` (M, d) and return their
+    :func:`frechet_distance` (section 5.1: all predicted vs all true states at one time step)."""
+    import numpy as np
+
+    x, y = np.asarray(_numpy(x), dtype=np.float64), np.asarray(_numpy(y), dtype=np.float64)
+    for name, a in (("x", x), ("y", y)):
+        if a.ndim != 2 or a.shape[0] < 2:
+            raise ValueError(f"{name} must have shape (N, d) with N >= 2 samples, got {a.shape}")
+        if not np.isfinite(a).all():
+            raise ValueError(f"{name} holds NaN or infinite values (a diverged roll-out?)")
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"x and y must have the same dimension, got {x.shape[1]} and {y.shape[1]}")
+    cx, cy = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
+    return frechet_distance(x.mean(0), np.atleast_2d(cx), y.mean(0), np.atleast_2d(cy))
+
+
+def _numpy(a):
+    return a.detach().cpu().numpy() if torch.is_tensor(a) else a

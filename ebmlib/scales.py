@@ -314,3 +314,24 @@ register("07_composition", {
                                                batch_size=128, n_steps=20, step_size=500.0, lr=1e-4, checkpoint_every=500),
                   sample_steps=200, n_joint=64, n_test=2000, n_show=12, n_judge_eval=10000, position_tol=0.1),
 })
+
+
+# -- 06_robot_hand: EBM vs FC dynamics models of the Shadow hand and cube (section 5, Fig. 12/13, A.7). Data from
+#    ebmlib.data.hand (scripted policy; ~3 trajectories/s per worker). Langevin acts on normalised displacements
+#    (ebmlib.dynamics); the demo's gradient clip is 5x A.7's so 10 steps can travel the unit spread of a step. --
+register("06_robot_hand", {
+    "smoke": dict(threads=1, n_traj=12, length=12, workers=1, data_seed=0, test_fraction=0.34, horizon=12,
+                  ebm_iters=20, fc_iters=40, batch_size=64, ebm_lr=1e-3, fc_lr=1e-3,
+                  sampling=dict(n_steps=10, step_size=10.0, noise_std=0.005, grad_clip=0.05, init_std=1.0),
+                  frame_times=(0, 4, 8, 12), frame_size=(96, 72)),
+    "demo": dict(threads=1, n_traj=1000, length=100, workers=2, data_seed=0, test_fraction=0.1, horizon=100,
+                 ebm_iters=3000, fc_iters=3000, batch_size=128, ebm_lr=1e-3, fc_lr=1e-3,
+                 sampling=dict(n_steps=10, step_size=10.0, noise_std=0.005, grad_clip=0.05, init_std=1.0),
+                 frame_times=(0, 20, 40, 60, 80, 100), frame_size=(160, 120)),
+    # section 5: 200,000 trajectories of 100 steps, 90/10 split; A.7: batch 128, Adam(0, 0.999) at 1e-4, 10 Langevin
+    # steps of size 10, noise 0.005, clip 0.01 (the paper gives no iteration count)
+    "paper": dict(threads=None, n_traj=200_000, length=100, workers=16, data_seed=0, test_fraction=0.1, horizon=100,
+                  ebm_iters=100_000, fc_iters=100_000, batch_size=128, ebm_lr=1e-4, fc_lr=1e-4,
+                  sampling=dict(n_steps=10, step_size=10.0, noise_std=0.005, grad_clip=0.01, init_std=1.0),
+                  frame_times=(0, 20, 40, 60, 80, 100), frame_size=(320, 240)),
+})
