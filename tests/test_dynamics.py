@@ -194,3 +194,28 @@ def test_save_and_load_models(tmp_path):
     torch.testing.assert_close(back["ebm"].predict(s, a, torch.Generator().manual_seed(3)),
                                ebm.predict(s, a, torch.Generator().manual_seed(3)))
     assert back["ebm"].sampling == ebm.sampling and back["ebm"].conditional
+
+
+def test_load_or_generate_caches_the_hand_data(tmp_path):
+    pytest.importorskip("mujoco")
+    pytest.importorskip("gymnasium_robotics")
+    data, how = D.load_or_generate(2, seed=3, length=3, root=tmp_path, progress=False)
+    assert how.startswith("generated") and data["states"].shape == (2, 4, 31)
+    again, how2 = D.load_or_generate(2, seed=3, length=3, root=tmp_path, progress=False)
+    assert how2.startswith("loaded")
+    np.testing.assert_array_equal(again["states"], data["states"])
+
+
+def test_render_rows_in_a_child_process():
+    pytest.importorskip("mujoco")
+    pytest.importorskip("gymnasium_robotics")
+    from ebmlib.data import hand
+    states = hand.generate_trajectories(1, seed=0, length=2, progress=False)["states"][0]
+    with pytest.raises(ValueError, match=r"\(T, 31\)"):
+        D.render_rows({"bad": states[:, :30]})
+    try:
+        frames = D.render_rows({"a": states, "b": states[:1]}, width=48, height=32)
+    except RuntimeError as err:  # no EGL / OSMesa here: rendering is optional
+        pytest.skip(f"offscreen rendering unavailable: {str(err)[:200]}")
+    assert frames["a"].shape == (3, 32, 48, 3) and frames["b"].shape == (1, 32, 48, 3)
+    assert frames["a"].dtype == np.uint8 and frames["a"].std() > 5
