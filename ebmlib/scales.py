@@ -282,13 +282,13 @@ register("05_ood_robustness", {
 #    ebmlib.zeroshot recipes (shipped checkpoints load only when the recipe matches). Demo: 32x32 sprites
 #    (64x64 average-pooled), width-8 CNN energies, a few hundred iterations each, 10 Langevin steps; paper: 64x64,
 #    the release's dSprites settings (20 steps of size 500, Swish, ~0.95M-parameter nets, width 32). --
-def _composition(resolution: int, width: int, n_iters: int, ft_iters: int, judge: dict, **train) -> dict:
+def _composition(resolution: int, width: int, n_iters: int, ds_iters: int, ft_iters: int, judge: dict, **train) -> dict:
     def ebm(latents, data, iters=n_iters):
         return dict(latents=latents, data=data, resolution=resolution, width=width, n_iters=iters, train=dict(train))
     experts = {
         # Fig. 15: one expert per latent, each on all of dSprites
-        "ds_scale": ebm(("scale",), "full"), "ds_position": ebm(("position",), "full"),
-        "ds_rotation": ebm(("rotation",), "full"), "ds_shape": ebm(("shape",), "full"),
+        "ds_scale": ebm(("scale",), "full", ds_iters), "ds_position": ebm(("position",), "full", ds_iters),
+        "ds_rotation": ebm(("rotation",), "full", ds_iters), "ds_shape": ebm(("shape",), "full", ds_iters),
         # Fig. 16: experts on D1 / D2 / D3, and the jointly conditioned baselines on the unions; a baseline gets
         # as many iterations as the two experts of its sum together
         "zs_size_D1": ebm(("scale",), "D1"), "zs_position_D2": ebm(("position",), "D2"),
@@ -304,13 +304,13 @@ def _composition(resolution: int, width: int, n_iters: int, ft_iters: int, judge
 
 
 register("07_composition", {
-    "smoke": dict(threads=1, **_composition(32, 2, 2, 2, dict(width=2, n_iters=5, train=dict(batch=16)),
+    "smoke": dict(threads=1, **_composition(32, 2, 2, 2, 2, dict(width=2, n_iters=5, train=dict(batch=16)),
                                             batch_size=8, n_steps=2, step_size=100.0, lr=1e-3, checkpoint_every=1),
                   sample_steps=3, n_joint=4, n_test=8, n_show=4, n_judge_eval=32, position_tol=0.1),
-    "demo": dict(threads=1, **_composition(32, 8, 300, 100, dict(width=16, n_iters=1500, train=dict(batch=128)),
+    "demo": dict(threads=1, **_composition(32, 8, 200, 150, 60, dict(width=8, n_iters=600, train=dict(batch=64)),
                                            batch_size=32, n_steps=10, step_size=100.0, lr=1e-3, checkpoint_every=50),
-                 sample_steps=100, n_joint=16, n_test=200, n_show=8, n_judge_eval=2000, position_tol=0.1),
-    "paper": dict(threads=None, **_composition(64, 32, 30000, 300, dict(width=32, n_iters=20000, train=dict(batch=128)),
+                 sample_steps=60, n_joint=16, n_test=100, n_show=8, n_judge_eval=1000, position_tol=0.1),
+    "paper": dict(threads=None, **_composition(64, 32, 30000, 30000, 300, dict(width=32, n_iters=20000, train=dict(batch=128)),
                                                batch_size=128, n_steps=20, step_size=500.0, lr=1e-4, checkpoint_every=500),
                   sample_steps=200, n_joint=64, n_test=2000, n_show=12, n_judge_eval=10000, position_tol=0.1),
 })
