@@ -274,8 +274,10 @@ class TransitionTrainer(Trainer):
 
 def train_ebm(data: Dict[str, Any], norm: Normaliser, conditional: bool, n_iters: int,
               sampling: SamplingConfig = SamplingConfig(), batch_size: int = 128, lr: float = 1e-4,
-              alpha: float = 1.0, hidden: int = 128, seed: int = 0, progress: bool = True) -> tuple[DynamicsModel, list]:
-    """Train an EBM dynamics model on the training trajectories ``data``; returns it and the metrics history.
+              alpha: float = 1.0, hidden: int = 128, seed: int = 0, progress: bool = True,
+              device: Optional[str | torch.device] = None) -> tuple[DynamicsModel, list]:
+    """Train an EBM dynamics model on the training trajectories ``data``; returns it (on the CPU) and the
+    metrics history. ``device`` defaults to CUDA when available.
 
     Defaults are A.7's: batch 128, Adam(0, 0.999) at 1e-4, L2 coefficient 1, Langevin step 10, noise 0.005,
     per-value gradient clip 0.01, and 10 steps for the robot.
@@ -286,30 +288,38 @@ def train_ebm(data: Dict[str, Any], norm: Normaliser, conditional: bool, n_iters
     cfg = TrainConfig(batch_size=batch_size, n_steps=sampling.n_steps, step_size=sampling.step_size,
                       noise_std=sampling.noise_std, grad_clip=sampling.grad_clip, clamp_chains=False, init="noise",
                       buffer_capacity=batch_size, alpha=alpha, lr=lr, seed=seed, checkpoint_every=100)
-    trainer = TransitionTrainer(net, z, context, cfg, init_std=sampling.init_std)
+    trainer = TransitionTrainer(net, z, context, cfg, init_std=sampling.init_std, device=_device(device))
     history = trainer.train(n_iters, progress=progress)
-    return DynamicsModel(trainer.model, norm, sampling), history
+    return DynamicsModel(trainer.model.cpu(), norm, sampling), history
 
 
 def train_fc(data: Dict[str, Any], norm: Normaliser, conditional: bool, n_iters: int, batch_size: int = 128,
-             lr: float = 1e-3, hidden: int = 128, seed: int = 0, progress: bool = True) -> tuple[DynamicsModel, list]:
-    """Train the spectrally normalised FC baseline by mean squared error on the normalised displacement."""
+             lr: float = 1e-3, hidden: int = 128, seed: int = 0, progress: bool = True,
+             device: Optional[str | torch.device] = None) -> tuple[DynamicsModel, list]:
+    """Train the spectrally normalised FC baseline by mean squared error on the normalised displacement;
+    returns it (on the CPU) and the loss history. ``device`` defaults to CUDA when available."""
     if not isinstance(n_iters, int) or n_iters < 0:
         raise ValueError(f"n_iters must be an int >= 0, got {n_iters!r}")
     torch.manual_seed(seed)
-    net = FCDynamics(conditional, hidden=hidden)
+    dev = _device(device)
+    net = FCDynamics(conditional, hidden=hidden).to(dev)
     z, context = transition_tensors(data, norm, conditional)
+    z, context = z.to(dev), context.to(dev)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     history = []
     for it in tqdm(range(n_iters), disable=not progress, desc="train FC", leave=False):
-        idx = torch.randint(z.shape[0], (batch_size,), generator=gen)
+        idx = torch.randint(z.shape[0], (batch_size,), generator=gen).to(dev)
         loss = (net(context[idx]) - z[idx]).pow(2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         history.append({"iteration": it + 1, "loss": loss.item()})
-    return DynamicsModel(net, norm), history
+    return DynamicsModel(net.cpu(), norm), history
+
+
+def _device(device: Optional[str | torch.device]) -> torch.device:
+    return torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 # ---------------------------------------------------------------------------------------------------- metrics

@@ -325,7 +325,7 @@ register("06_robot_hand", {
                   sampling=dict(n_steps=10, step_size=10.0, noise_std=0.005, grad_clip=0.05, init_std=1.0),
                   frame_times=(0, 4, 8, 12), frame_size=(96, 72)),
     "demo": dict(threads=1, n_traj=1000, length=100, workers=2, data_seed=0, test_fraction=0.1, horizon=100,
-                 ebm_iters=3000, fc_iters=3000, batch_size=128, ebm_lr=1e-3, fc_lr=1e-3,
+                 ebm_iters=2500, fc_iters=3000, batch_size=128, ebm_lr=1e-3, fc_lr=1e-3,
                  sampling=dict(n_steps=10, step_size=10.0, noise_std=0.005, grad_clip=0.05, init_std=1.0),
                  frame_times=(0, 20, 40, 60, 80, 100), frame_size=(160, 120)),
     # section 5: 200,000 trajectories of 100 steps, 90/10 split; A.7: batch 128, Adam(0, 0.999) at 1e-4, 10 Langevin
