@@ -8,8 +8,8 @@ also from the action ``a_t``. Two kinds are compared, both 3 hidden layers of 12
   Algorithm 1 (contrastive divergence + L2 energy term) with 10 Langevin steps per negative (A.7), and
   predicting by Langevin sampling of ``s_{t+1}`` with ``s_t`` (and ``a_t``) held fixed: a *sample* of the next
   state, so two roll-outs from one start state can differ (Fig. 13);
-* the **FC baseline** (:class:`FCDynamics`), a feed-forward network with spectral normalisation on every
-  layer "to prevent multi-step explosion" (section 5.1), trained by mean squared error: one deterministic
+* the **FC baseline** (:class:`FCDynamics`), a feed-forward network with spectral normalisation on its hidden
+  layers "to prevent multi-step explosion" (section 5.1), trained by mean squared error: one deterministic
   prediction, the conditional mean.
 
 **Coordinates.** Both models work in normalised units fitted on the training set (:class:`Normaliser`): the
