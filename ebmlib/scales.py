@@ -215,8 +215,8 @@ register("04_likelihood", {
         threads=1, models=_likelihood_models(PRESETS["03_mnist"]["demo"]["models"],
                                              dict(width=8, n_iters=500, keep_buffer=200)),
         exact_dims=(2, 50, 784), exact_temps=(10, 30, 100, 300, 1000), exact_chains=256,
-        t_grid=(1e-5, 3e-5, 1e-4, 3e-4, 1e-3), t_chains=8, t_temps=100,
-        bound_temps=(100, 1000), bound_chains=16, sens_temps=200, sens_chains=8,
+        t_grid=(3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3), t_chains=8, t_temps=100,
+        bound_temps=(100, 500), bound_chains=16, sens_temps=200, sens_chains=8,
         n_test=16, histogram_n=1000, n_base_fit=20000, ais_settings=dict(pilot_chains=8, pilot_steps=1),
     ),
     # A.3: AIS and RAISE with 10,000 chains (Fig. 22/23); the paper does not give its number of temperatures

@@ -95,18 +95,21 @@ def test_image_bounds_sandwich_the_exact_log_likelihood():
 
 
 def test_temperature_curve_finds_the_datas_temperature():
-    """Data from exp(-a x / 2): the likelihood of exp(-E/T) peaks at T = 2."""
+    """Data from exp(-a x / 2): the likelihood of exp(-E/T) peaks at T = 2, and both bounds sit near it."""
     a, shape = 4.0, (1, 2, 2)
     box = lk.digit_box_problem(torch.full(shape, 1 / 2 - 1 / math.expm1(2)), base="uniform")  # rate a / 2 = 2
-    data = box.sample(4000, gen(0))
+    data = box.sample(2000, gen(0))
     base = lk.fitted_base(data)
     curve = lk.temperature_curve(LinearEnergy(a), data, base, [0.5, 2.0, 8.0], n_chains=64, n_temps=20,
                                  generator=gen(1))
-    assert curve["best"] == 2.0, curve
+    assert curve["best"] == 2.0 and curve["best_upper"] == 2.0, curve
     exact = [(-a * data.flatten(1).sum(-1).double() / t).mean().item() - linear_log_z(a, 4, t)
              for t in curve["temperatures"]]
-    for got, want, se in zip(curve["log_likelihoods"], exact, curve["std_errors"]):
-        assert abs(got - want) < 4 * se + 0.05, (got, want)
+    for lo, up, want, se in zip(curve["lower"], curve["upper"], exact, curve["upper_se"]):
+        assert lo < want + 0.05 and abs(up - want) < 4 * se + 0.05, (lo, up, want)
+    assert abs(curve["lower"][1] - exact[1]) < 0.3, (curve["lower"], exact)      # tight at the right T
+    with pytest.raises(ValueError, match="temperatures must hold"):
+        lk.temperature_curve(LinearEnergy(a), data, base, [], n_chains=4, n_temps=5)
 
 
 def test_bad_inputs():
