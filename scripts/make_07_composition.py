@@ -241,7 +241,7 @@ display(Markdown("\n\n".join(verdict(t) for t in TASKS) + "\n\n"
                  f"shape-position combinations, with some loss of quality and shapes that are distinct per shape latent "
                  f"but not exact; the baseline ignores size or fails to generate. This run: {metrics['elapsed_s'] / 60:.1f} "
                  f"minutes at {scale} scale."))
-save_metrics(out_dir, "07_composition", scale, metrics)
+metrics_path = save_metrics(out_dir, "07_composition", scale, metrics)
 """)
 
 md(r"""
