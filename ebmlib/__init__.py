@@ -8,9 +8,10 @@ Shadow-hand trajectories), ``pretrained`` (training recipes and shipped checkpoi
 classifier's feature space), ``restore`` (restoration, inpainting, conversion by sampling), ``scales`` (smoke /
 demo / paper presets), ``results`` (metrics JSON), ``cli`` (``python -m ebmlib``), ``ais`` (AIS and RAISE
 likelihood bounds), ``ood`` (out-of-distribution scores and AUROC), ``adversarial`` (PGD and the sampling
-defence), ``dynamics`` (EBM and FC dynamics models of the Shadow hand, roll-outs, Frechet curves); ``plotting`` (matplotlib) is imported on its own.
+defence), ``dynamics`` (EBM and FC dynamics models of the Shadow hand, roll-outs, Frechet curves), ``latents`` (dSprites latent codes and the
+zero-shot data sets), ``zeroshot`` (latent-conditional energies, their sums, A.5 KL fine-tuning, the latent judge); ``plotting`` (matplotlib) is imported on its own.
 """
 from . import buffer, checkpoint, compose, energies, metrics, nets, results, samplers, scales, toy2d, train  # noqa: F401
-from . import adversarial, ais, data, dynamics, ood, pretrained, quality, restore  # noqa: F401
+from . import adversarial, ais, data, dynamics, latents, ood, pretrained, quality, restore, zeroshot  # noqa: F401
 
 __version__ = "0.1.0"
