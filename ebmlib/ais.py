@@ -67,6 +67,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .samplers import draw_random
+
 __all__ = ["GaussianBase", "UniformBase", "AISResult", "LikelihoodBounds", "TemperatureSearch", "make_betas",
            "tune_step_sizes", "step_schedule", "ais_log_z", "reverse_ais_log_z", "log_likelihood_bounds", "best_temperature"]
 
@@ -129,9 +131,9 @@ class GaussianBase:
     def sample(self, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
         _positive("n", n, integer=True)
         if self.box is None:
-            z = torch.randn((n, *self.shape), generator=generator, dtype=self.mean.dtype, device=self.mean.device)
+            z = draw_random(torch.randn, (n, *self.shape), generator, self.mean.dtype, self.mean.device)
             return self.mean + self.std * z
-        u = torch.rand((n, *self.shape), generator=generator, dtype=torch.float64, device=self.mean.device)
+        u = draw_random(torch.rand, (n, *self.shape), generator, torch.float64, self.mean.device)
         a, b = self._standard_limits()
         flip = a > 0                        # sample the side of the interval nearer 0 to keep Phi accurate
         lo, hi = torch.where(flip, -b, a), torch.where(flip, -a, b)
@@ -162,7 +164,7 @@ class UniformBase:
     def sample(self, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
         _positive("n", n, integer=True)
         low, high = self.box
-        u = torch.rand((n, *self.shape), generator=generator, dtype=self.dtype, device=self.device)
+        u = draw_random(torch.rand, (n, *self.shape), generator, self.dtype, self.device)
         return low + (high - low) * u
 
     def log_unnormalized(self, x: Tensor) -> Tensor:
@@ -228,7 +230,7 @@ def _log_f(s: _State, beta: float) -> tuple[Tensor, Tensor]:
 def _accept(log_alpha: Tensor, old: _State, new: _State, box, generator) -> tuple[_State, Tensor]:
     """Metropolis-Hastings test; proposals outside the box have target density 0 and are rejected."""
     log_alpha = torch.nan_to_num(log_alpha, nan=-math.inf).masked_fill(~_inside(new.x, box), -math.inf)
-    u = torch.rand(log_alpha.shape, generator=generator, dtype=torch.float64, device=log_alpha.device)
+    u = draw_random(torch.rand, log_alpha.shape, generator, torch.float64, log_alpha.device)
     ok = u.log() < log_alpha
     merged = _State(*(torch.where(ok.reshape(-1, *[1] * (a.ndim - 1)), b, a) for a, b in zip(old, new)))
     return merged, ok
@@ -239,7 +241,7 @@ def _mala(path: _Path, s: _State, beta: float, h: float, cfg: "_Settings", box, 
     log q(x'|x) = -|(x' - x - h S^2 grad log f_b(x)) / S|^2 / (4h) (Roberts & Tweedie 1996)."""
     S = cfg.scale.to(s.x)
     lf, g = _log_f(s, beta)
-    noise = torch.randn(s.x.shape, generator=generator, dtype=s.x.dtype, device=s.x.device)
+    noise = draw_random(torch.randn, s.x.shape, generator, s.x.dtype, s.x.device)
     new = path.state(s.x + h * S ** 2 * g + math.sqrt(2 * h) * S * noise)
     lf_new, g_new = _log_f(new, beta)
     log_q_fwd = -_flat_sum(((new.x - s.x - h * S ** 2 * g) / S) ** 2) / (4 * h)
@@ -265,7 +267,7 @@ def _hmc(path: _Path, s: _State, beta: float, eps: float, cfg: "_Settings", box,
     reversible, so the MH test is still exact and the energy is only ever evaluated inside the box."""
     S = cfg.scale.to(s.x)
     lf0, g = _log_f(s, beta)
-    p0 = torch.randn(s.x.shape, generator=generator, dtype=s.x.dtype, device=s.x.device)
+    p0 = draw_random(torch.randn, s.x.shape, generator, s.x.dtype, s.x.device)
     p, new = p0 + 0.5 * eps * S * g, s
     for i in range(cfg.n_leapfrog):
         q = new.x + eps * S * p

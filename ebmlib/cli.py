@@ -96,7 +96,8 @@ def train_models(chapter: str, scale: str, out: Path, only: list[str] | None = N
             datasets[recipe.dataset] = load_images(recipe.dataset, "train")
         data = datasets[recipe.dataset]
         print(f"[ebmlib] training {recipe.name} ({recipe.n_iters} iterations) ...", flush=True)
-        trained = pretrained.train_recipe(recipe, data, ckpt_dir=out / f".{recipe.name}_run")
+        trained = pretrained.train_recipe(recipe, data, ckpt_dir=out / f".{recipe.name}_run",
+                                           device=pretrained.default_device())
         paths.append(pretrained.save_trained(trained, out / f"{recipe.name}.pt"))
         print(f"[ebmlib] {recipe.name}: {trained.seconds:.0f} s -> {paths[-1]}", flush=True)
     return paths

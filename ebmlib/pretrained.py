@@ -91,7 +91,9 @@ def build_model(recipe: Recipe) -> nn.Module:
 
 
 def default_device() -> torch.device:
-    """``cuda`` when a GPU is visible, else the CPU: paper-scale recipes pick the GPU without being told."""
+    """``cuda`` when a GPU is visible, else the CPU. Callers that keep all their tensors on the model's device
+    (chapter 5, ``python -m ebmlib train``) pass it; the default of the functions below stays the CPU, because
+    chapters that feed CPU tensors to the model would otherwise break on a GPU machine."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -108,12 +110,12 @@ def _latest_samples(trainer: Trainer, n: int) -> Tensor:
 def train_recipe(recipe: Recipe, data: ImageData, ckpt_dir: Optional[str | os.PathLike] = None,
                  progress: bool = True, device: Optional[str | torch.device] = None) -> TrainedEBM:
     """Train ``recipe`` on ``data`` (uint8 images, dequantised per batch as in A.3) on ``device``
-    (default :func:`default_device`); the returned model stays on that device."""
+    (default the CPU; pass :func:`default_device` for the GPU); the returned model stays on that device."""
     torch.manual_seed(recipe.train.get("seed", 0))
     model = build_model(recipe)
     labels = data.labels if recipe.conditional else None
     trainer = Trainer(model, (data.images, labels) if labels is not None else data.images, recipe.config(),
-                      transform=dequantize, ckpt_dir=ckpt_dir, device=device if device is not None else default_device())
+                      transform=dequantize, ckpt_dir=ckpt_dir, device=device if device is not None else "cpu")
     if ckpt_dir is not None and (Path(ckpt_dir) / "last.pt").exists():
         trainer.resume()   # an interrupted run continues exactly where it stopped (earlier snapshots are not kept)
     snapshots: dict[int, Tensor] = {}
@@ -162,9 +164,9 @@ def load_or_train(recipe: Recipe, data: ImageData, shipped_dir: str | os.PathLik
     """The shipped model of ``recipe`` if its checkpoint was trained by this exact recipe; else train it.
 
     A freshly trained model is saved to ``out_dir/<name>.pt`` (when given), so the next call loads it. The model
-    is returned on ``device`` (default :func:`default_device`: the GPU when there is one).
+    is returned on ``device`` (default the CPU; pass :func:`default_device` for the GPU when there is one).
     """
-    device = device if device is not None else default_device()
+    device = device if device is not None else "cpu"
     for folder in (shipped_dir, out_dir):
         path = Path(folder) / f"{recipe.name}.pt" if folder is not None else None
         if path is not None and path.is_file():

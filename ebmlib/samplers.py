@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-__all__ = ["SampleResult", "Sampler", "PaperLangevin", "ULA", "MALA", "RandomWalkMH", "HMC", "make_sampler", "SAMPLERS"]
+__all__ = ["SampleResult", "Sampler", "PaperLangevin", "ULA", "MALA", "RandomWalkMH", "HMC", "make_sampler", "SAMPLERS", "draw_random"]
 
 EnergyFn = Callable[..., Tensor]
 
@@ -52,6 +52,13 @@ def _positive(name: str, value: float, allow_zero: bool = False) -> float:
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
     return float(value)
+
+
+def draw_random(fn, shape, generator: Optional[torch.Generator], dtype, device) -> Tensor:
+    """``fn`` (torch.rand / torch.randn) on the generator's device, then moved: a CPU generator (the trainer's, for
+    exact resume) cannot draw on a GPU, and drawing where it lives keeps the stream identical across devices."""
+    where = generator.device if generator is not None else device
+    return fn(shape, generator=generator, dtype=dtype, device=where).to(device)
 
 
 def _batch_sum(t: Tensor) -> Tensor:
@@ -137,10 +144,10 @@ class Sampler:
         return e.detach(), g.detach().to(x.dtype)
 
     def _noise(self, x: Tensor, generator) -> Tensor:
-        return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        return draw_random(torch.randn, x.shape, generator, x.dtype, x.device)
 
     def _uniform(self, n: int, x: Tensor, generator) -> Tensor:
-        return torch.rand(n, generator=generator, dtype=torch.float64, device=x.device)
+        return draw_random(torch.rand, (n,), generator, torch.float64, x.device)
 
     def _metropolis(self, log_ratio: Tensor, x: Tensor, proposal: Tensor, clamp, generator) -> Tensor:
         """Accept each chain's proposal with probability min(1, exp(log_ratio)); proposals outside clamp are rejected."""
