@@ -307,7 +307,7 @@ register("07_composition", {
     "smoke": dict(threads=1, **_composition(32, 2, 2, 2, 2, dict(width=2, n_iters=5, train=dict(batch=16)),
                                             batch_size=8, n_steps=2, step_size=100.0, lr=1e-3, checkpoint_every=1),
                   sample_steps=3, n_joint=4, n_test=8, n_show=4, n_judge_eval=32, position_tol=0.1),
-    "demo": dict(threads=1, **_composition(32, 8, 200, 150, 60, dict(width=8, n_iters=600, train=dict(batch=64)),
+    "demo": dict(threads=1, **_composition(32, 8, 200, 150, 60, dict(width=16, n_iters=3000, train=dict(batch=128)),
                                            batch_size=32, n_steps=10, step_size=100.0, lr=1e-3, checkpoint_every=50),
                  sample_steps=60, n_joint=16, n_test=100, n_show=8, n_judge_eval=1000, position_tol=0.1),
     "paper": dict(threads=None, **_composition(64, 32, 30000, 30000, 300, dict(width=32, n_iters=20000, train=dict(batch=128)),
