@@ -374,6 +374,7 @@ def _judge_loss(out: Tensor, y: Tensor) -> Tensor:
 def train_judge(recipe: LatentRecipe, progress: bool = True):
     """Train the judge on all of dSprites rendered on demand (``n_iters`` batches of ``train['batch']``)."""
     gen = torch.Generator().manual_seed(recipe.train.get("seed", 0))
+    torch.manual_seed(recipe.train.get("seed", 0))   # the initial weights too: a judge is a function of its recipe
     model = LatentJudge(recipe.resolution, recipe.width)
     opt = torch.optim.Adam(model.parameters(), lr=recipe.train.get("lr_judge", 2e-3))
     data = latent_set(recipe.data)

@@ -206,11 +206,11 @@ def test_scores_and_chance_count_the_right_hits():
 
 
 def test_judge_learns_position_quickly_and_predicts_rows():
-    r = Z.LatentRecipe("j", kind="judge", data="D2", width=4, n_iters=150, train=dict(batch=32, lr_judge=3e-3))
+    r = Z.LatentRecipe("j", kind="judge", data="D2", width=8, n_iters=150, train=dict(batch=32, lr_judge=3e-3))
     judge, hist = Z.train_judge(r, progress=False)
     assert hist[-1]["loss"] < hist[0]["loss"]
     x, y = L.latent_set("D2")(64, gen(9))
     pred = Z.judge_predict(judge, x)
     assert pred.shape == (64, 6) and torch.isnan(pred[:, 3]).all()
     err = (pred[:, 4:6] - y[:, 4:6]).abs().mean().item()
-    assert err < 0.15                                 # random guessing gives ~0.33
+    assert err < 0.1                                  # predicting the centre gives ~0.25 (width 4 sometimes got stuck there)
