@@ -34,11 +34,7 @@ notebook loads a shipped checkpoint only when it was trained by exactly the reci
 trains otherwise.
 """)
 
-code(r"""
-import os
-scale = os.environ.get("EBMLIB_SCALE", "demo")   # "smoke" | "demo" | "paper"
-out_dir = os.environ.get("EBMLIB_OUT", "_results")
-""", tags=["parameters"])
+nb.parameters()
 
 code(r"""
 import sys

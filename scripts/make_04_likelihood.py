@@ -32,11 +32,7 @@ log-likelihood of the annealing chain's own model, which approaches the EBM as $
 the truth together, and only their gap says how far from it they may be.
 """)
 
-code(r"""
-import os
-scale = os.environ.get("EBMLIB_SCALE", "demo")   # "smoke" | "demo" | "paper"
-out_dir = os.environ.get("EBMLIB_OUT", "_results")
-""", tags=["parameters"])
+nb.parameters()
 
 code(r"""
 import time

@@ -44,11 +44,7 @@ on one H100 at a sustained 100 TFLOP/s (the paper: 2 days per model on its GPU);
 sampling defence (1,000 images, 20 PGD steps, 7 epsilons, both norms) add roughly an hour.
 """)
 
-code(r"""
-import os
-scale = os.environ.get("EBMLIB_SCALE", "demo")   # "smoke" | "demo" | "paper"
-out_dir = os.environ.get("EBMLIB_OUT", "_results")
-""", tags=["parameters"])
+nb.parameters()
 
 code(r"""
 import time

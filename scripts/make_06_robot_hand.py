@@ -37,11 +37,7 @@ the numbers below are this run's, on this data: the paper's stand beside them fo
 the same setting would have to hit.
 """)
 
-code(r"""
-import os
-scale = os.environ.get("EBMLIB_SCALE", "demo")   # "smoke" | "demo" | "paper"
-out_dir = os.environ.get("EBMLIB_OUT", "_results")
-""", tags=["parameters"])
+nb.parameters()
 
 code(r"""
 import time

@@ -33,11 +33,7 @@ The 2D version of the same idea is chapter 2's Fig. 14 section ([Training on 2D 
 `ebmlib.data.dsprites` (the exact latent grid, rendered on demand).
 """)
 
-code(r"""
-import os
-scale = os.environ.get("EBMLIB_SCALE", "demo")   # "smoke" | "demo" | "paper"
-out_dir = os.environ.get("EBMLIB_OUT", "_results")
-""", tags=["parameters"])
+nb.parameters()
 
 code(r"""
 import time

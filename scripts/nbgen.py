@@ -18,6 +18,15 @@ class Notebook:
             cell.metadata["tags"] = tags
         self.cells.append(cell)
 
+    def parameters(self):
+        """The cell papermill overrides (tagged ``parameters``); the environment variables let CI and
+        ``python -m ebmlib reproduce`` pick the scale without papermill."""
+        self.code('''
+import os
+scale = os.environ.get("EBMLIB_SCALE", "demo")   # "smoke" | "demo" | "paper"
+out_dir = os.environ.get("EBMLIB_OUT", "_results")
+''', tags=["parameters"])
+
     def write(self, path):
         nb = new_notebook(cells=self.cells)
         nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
