@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -81,3 +82,18 @@ def test_data_command_reads_dtd_and_refuses_from_for_cifar(tmp_path, capsys):
     assert f"dtd test: {len(lines)} images" in out and "dtd val" in out
     with pytest.raises(SystemExit, match="--from is for mnist"):
         cli.main(["data", "cifar10", "--root", str(tmp_path), "--from", str(tmp_path)])
+
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_notebook_takes_its_scale_from_the_environment(path):
+    """CI runs every chapter with EBMLIB_SCALE=smoke: a committed papermill 'injected-parameters' cell would pin
+    the scale it was executed at and silently run CI at demo scale."""
+    cells = nbformat.read(path, as_version=4).cells
+    tags = [t for c in cells for t in c.metadata.get("tags", [])]
+    assert tags.count("parameters") == 1, f"{path.name}: expected one cell tagged 'parameters'"
+    assert "injected-parameters" not in tags, f"{path.name}: drop papermill's injected-parameters cell before committing"
+    params = next(c for c in cells if "parameters" in c.metadata.get("tags", []))
+    assert 'os.environ.get("EBMLIB_SCALE"' in params.source, f"{path.name}: the parameters cell must read EBMLIB_SCALE"
