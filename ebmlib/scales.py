@@ -215,7 +215,7 @@ register("04_likelihood", {
         threads=1, models=_likelihood_models(PRESETS["03_mnist"]["demo"]["models"],
                                              dict(width=8, n_iters=500, keep_buffer=200)),
         exact_dims=(2, 50, 784), exact_temps=(10, 30, 100, 300, 1000), exact_chains=256,
-        t_grid=(3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3), t_chains=8, t_temps=100,
+        t_grid=(3e-7, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3), t_chains=8, t_temps=100,
         bound_temps=(100, 500), bound_chains=16, sens_temps=200, sens_chains=8,
         n_test=16, histogram_n=1000, n_base_fit=20000, ais_settings=dict(pilot_chains=8, pilot_steps=1),
     ),
@@ -223,7 +223,7 @@ register("04_likelihood", {
     "paper": dict(
         threads=None, models=_likelihood_models(PRESETS["03_mnist"]["paper"]["models"], {}),
         exact_dims=(2, 50, 784), exact_temps=(10, 30, 100, 300, 1000, 3000), exact_chains=1000,
-        t_grid=(1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 1e-2), t_chains=100, t_temps=1000,
+        t_grid=(3e-7, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 1e-2), t_chains=100, t_temps=1000,
         bound_temps=(1000, 10000), bound_chains=10000, sens_temps=10000, sens_chains=10000,
         n_test=10000, histogram_n=10000, n_base_fit=60000,
         ais_settings=dict(pilot_chains=64, pilot_steps=3, n_leapfrog=10),   # A.3: HMC with 10 leapfrog steps

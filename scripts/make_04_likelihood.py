@@ -313,12 +313,12 @@ crossed_text = (f" For {', '.join(crossed)} the bounds cross (RAISE above AIS): 
 sens_gaps = [r["gap"] for r in sensitivity.values()]
 sens_lows = [r["lower"] for r in sensitivity.values()]
 sens_edge = [k for k, r in sensitivity.items() if r["temperature"] == min(cfg.t_grid)]
-sens_mids = {k: mid(r) for k, r in sensitivity.items()}
-if max(abs(g) for g in sens_gaps) >= max(sens_mids.values()) - min(sens_mids.values()):
-    sens_rank = "as large as the differences between settings, so this run cannot rank them"
-else:
-    sens_rank = ("smaller than the differences between settings; by interval midpoint: "
-                 + " > ".join(sorted(sens_mids, key=sens_mids.get, reverse=True)))
+# Two settings are ranked only when both intervals are proper (bounds not crossed) and they do not overlap.
+proper = {k: r for k, r in sensitivity.items() if r["gap"] >= 0}
+separated = [f"{a} > {b}" for a in proper for b in proper if proper[a]["lower"] > proper[b]["upper"]]
+sens_rank = (f"and of the {len(proper)} settings whose bounds do not cross, "
+             + ("only these separate: " + ", ".join(separated) if separated
+                else "every interval overlaps every other, so this run cannot rank them"))
 display(Markdown(f'''
 * **Replay vs PCD.** With K = {rep['n_temps']}, the replay-buffer model's bounds are
   [{rep['lower']:.1f}, {rep['upper']:.1f}] nats and the PCD model's [{pcd['lower']:.1f}, {pcd['upper']:.1f}]:
