@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .samplers import draw_random
 from .train import frozen
 
 __all__ = ["class_energies", "ebm_logits", "marginal_energy", "pgd", "langevin_defence", "defended_logits",
@@ -113,10 +114,9 @@ def _l2(t: Tensor) -> Tensor:
 
 
 def _draw(fn, shape, generator: Optional[torch.Generator], like: Tensor) -> Tensor:
-    """``fn`` (torch.rand / torch.randn) drawn on the generator's own device, then moved to ``like``'s: a CPU
-    generator can then drive attacks on GPU images (the values do not depend on where the images live)."""
-    device = generator.device if generator is not None else like.device
-    return fn(shape, generator=generator, dtype=like.dtype, device=device).to(like.device)
+    """``fn`` (torch.rand / torch.randn) with ``like``'s dtype and device, drawn where the generator lives: a CPU
+    generator can then drive attacks on GPU images (:func:`ebmlib.samplers.draw_random`)."""
+    return draw_random(fn, shape, generator, like.dtype, like.device)
 
 
 # -- classification by lowest class energy -----------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import BinaryIO, Callable
 
 import torch
 
-__all__ = ["CheckpointError", "atomic_write", "save_checkpoint", "load_checkpoint", "FORMAT"]
+__all__ = ["CheckpointError", "atomic_write", "save_checkpoint", "load_checkpoint", "find_recipe_checkpoint", "FORMAT"]
 
 FORMAT = "ebmlib-checkpoint-v1"
 
@@ -63,3 +63,18 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(f"{path} is not an {FORMAT} file (found format {found!r})")
     return state
+
+
+def find_recipe_checkpoint(name: str, recipe: dict, folders) -> tuple[dict, Path] | None:
+    """The first ``<folder>/<name>.pt`` (folders in order, ``None`` skipped) whose stored ``recipe`` equals
+    ``recipe``, as ``(state, path)``; ``None`` if there is none. A file of another recipe under the same name is
+    passed over, never loaded as if it matched."""
+    for folder in folders:
+        if folder is None:
+            continue
+        path = Path(folder) / f"{name}.pt"
+        if path.is_file():
+            state = load_checkpoint(path)
+            if state["recipe"] == recipe:
+                return state, path
+    return None

@@ -47,7 +47,8 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .metrics import gaussian_frechet
-from .nets import MLPEnergy, activation
+from .nets import MLPEnergy, _maybe_sn, activation
+from .pretrained import default_device
 from .samplers import PaperLangevin
 from .train import TrainConfig, Trainer, frozen
 
@@ -161,11 +162,10 @@ class FCDynamics(nn.Module):
             raise ValueError(f"need hidden, depth >= 1; got {hidden}, {depth}")
         self.conditional, self.hidden = bool(conditional), int(hidden)
         self.context_dim = STATE_DIM + (ACTION_DIM if conditional else 0)
-        sn = torch.nn.utils.parametrizations.spectral_norm if spectral_norm else (lambda m: m)
         dims = [self.context_dim] + [hidden] * depth
         layers = []
         for a, b in zip(dims[:-1], dims[1:]):
-            layers += [sn(nn.Linear(a, b)), activation(act)]
+            layers += [_maybe_sn(nn.Linear(a, b), spectral_norm), activation(act)]
         self.net = nn.Sequential(*layers, nn.Linear(hidden, STATE_DIM))
 
     def forward(self, context: Tensor) -> Tensor:
@@ -319,7 +319,7 @@ def train_fc(data: Dict[str, Any], norm: Normaliser, conditional: bool, n_iters:
 
 
 def _device(device: Optional[str | torch.device]) -> torch.device:
-    return torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    return torch.device(device) if device is not None else default_device()
 
 
 # ---------------------------------------------------------------------------------------------------- metrics

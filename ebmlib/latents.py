@@ -91,8 +91,17 @@ def render_images(y: Tensor | np.ndarray, resolution: int = 32) -> Tensor:
     return F.avg_pool2d(img, k) if k > 1 else img
 
 
+class _RenderedDraws:
+    """A draw of ``n`` latent rows (``self.sample``) together with their rendered images: ``(x, y)``, the
+    ``data(n, generator)`` interface the trainers take."""
+
+    def __call__(self, n: int, generator: Optional[torch.Generator] = None, resolution: int = 32):
+        y = self.sample(n, generator)
+        return render_images(y, resolution), y
+
+
 @dataclass(frozen=True)
-class LatentSet:
+class LatentSet(_RenderedDraws):
     """A set of latent combinations: for each latent the values allowed; a draw picks each uniformly.
 
     ``exclude_centre``: reject positions within this distance (max norm, in posX/posY units) of the centre, so
@@ -130,13 +139,9 @@ class LatentSet:
         v = torch.tensor(values, dtype=torch.float32)
         return v[torch.randint(len(v), (n,), generator=generator)]
 
-    def __call__(self, n: int, generator: Optional[torch.Generator] = None, resolution: int = 32):
-        y = self.sample(n, generator)
-        return render_images(y, resolution), y
-
 
 @dataclass(frozen=True)
-class MixtureSet:
+class MixtureSet(_RenderedDraws):
     """Draws from several sets in equal proportions (e.g. D1 and D2 for the jointly trained baseline)."""
 
     name: str
@@ -152,10 +157,6 @@ class MixtureSet:
             if len(idx):
                 out[idx] = part.sample(len(idx), generator)
         return out
-
-    def __call__(self, n: int, generator: Optional[torch.Generator] = None, resolution: int = 32):
-        y = self.sample(n, generator)
-        return render_images(y, resolution), y
 
 
 _SMALLEST = float(LATENT_VALUES["scale"][0])

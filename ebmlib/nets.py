@@ -150,7 +150,25 @@ class MNISTConvEnergy(_EnergyNet):
         return self.head(h).squeeze(-1)
 
 
-class MNISTClassifier(nn.Module):
+class _FeatureClassifier(nn.Module):
+    """A classifier as ``body`` (image -> penultimate features) then ``head`` (features -> class logits); the
+    subclass builds both and sets ``input_shape`` and ``num_features``."""
+
+    body: nn.Module
+    head: nn.Module
+    input_shape: tuple
+
+    def features(self, x: Tensor) -> Tensor:
+        if x.shape[1:] != self.input_shape:
+            raise ValueError(f"{type(self).__name__} expects inputs of shape (N, {', '.join(map(str, self.input_shape))}), "
+                             f"got {tuple(x.shape)}")
+        return self.body(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+
+class MNISTClassifier(_FeatureClassifier):
     """A small CNN classifier for 28x28 images, used to *measure* generated samples, not as an EBM.
 
     ``features(x)`` gives the penultimate ``num_features``-dim activations: the feature space of the book's
@@ -168,15 +186,6 @@ class MNISTClassifier(nn.Module):
         self.head = nn.Linear(num_features, n_classes)
         self.num_features = num_features  # torchmetrics' FID reads this instead of probing with a 299x299 image
         self.input_shape = (in_channels, 28, 28)
-
-    def features(self, x: Tensor) -> Tensor:
-        if x.shape[1:] != self.input_shape:
-            raise ValueError(f"MNISTClassifier expects inputs of shape (N, {', '.join(map(str, self.input_shape))}), "
-                             f"got {tuple(x.shape)}")
-        return self.body(x)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.features(x))
 
 
 # ------------------------------------------------------------------------------------------- CIFAR-10 ResNets
@@ -278,7 +287,7 @@ class CIFARResNetEnergy(_EnergyNet):
         return self.head(self.out_act(h).sum(dim=(2, 3))).squeeze(-1)   # sum over space, then linear
 
 
-class CIFARClassifier(nn.Module):
+class CIFARClassifier(_FeatureClassifier):
     """A small undefended CNN classifier for 32x32 colour images: the baseline of the robustness chapter at
     CIFAR-10 scale (three conv stages 3 -> w -> 2w -> 4w with max pooling, then a linear layer). Not the paper's
     Wide ResNet baseline; a plain network of the same kind as :class:`MNISTClassifier`."""
@@ -295,12 +304,3 @@ class CIFARClassifier(nn.Module):
         self.head = nn.Linear(4 * w, n_classes)
         self.num_features = 4 * w
         self.input_shape = (in_channels, 32, 32)
-
-    def features(self, x: Tensor) -> Tensor:
-        if x.shape[1:] != self.input_shape:
-            raise ValueError(f"CIFARClassifier expects inputs of shape (N, {', '.join(map(str, self.input_shape))}), "
-                             f"got {tuple(x.shape)}")
-        return self.body(x)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.features(x))

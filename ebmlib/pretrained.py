@@ -22,7 +22,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import find_recipe_checkpoint, load_checkpoint, save_checkpoint
 from .data.mnist import ImageData, dequantize
 from .nets import CIFARResNetEnergy, MNISTConvEnergy
 from .train import TrainConfig, Trainer
@@ -167,14 +167,11 @@ def load_or_train(recipe: Recipe, data: ImageData, shipped_dir: str | os.PathLik
     is returned on ``device`` (default the CPU; pass :func:`default_device` for the GPU when there is one).
     """
     device = device if device is not None else "cpu"
-    for folder in (shipped_dir, out_dir):
-        path = Path(folder) / f"{recipe.name}.pt" if folder is not None else None
-        if path is not None and path.is_file():
-            state = load_checkpoint(path)
-            if state["recipe"] == recipe.as_dict():
-                loaded = _from_state(state, path)
-                loaded.model.to(device)
-                return loaded
+    found = find_recipe_checkpoint(recipe.name, recipe.as_dict(), (shipped_dir, out_dir))
+    if found is not None:
+        loaded = _from_state(*found)
+        loaded.model.to(device)
+        return loaded
     trained = train_recipe(recipe, data, progress=progress, device=device)
     if out_dir is not None:
         save_trained(trained, Path(out_dir) / f"{recipe.name}.pt")

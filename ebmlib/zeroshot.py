@@ -36,20 +36,27 @@ from torch.nn.utils.parametrizations import spectral_norm
 from tqdm.auto import tqdm
 
 from .buffer import ReplayBuffer
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import find_recipe_checkpoint, save_checkpoint
 from .compose import sequential_langevin
 from .latents import LATENTS, encode, encoded_dim, latent_set, render_images
 from .nets import activation
+from .pretrained import SHIPPED_DIR
 from .train import TrainConfig, Trainer, clip_grad_by_adam_moments, ebm_loss, frozen
 
 __all__ = ["LatentConvEnergy", "LatentProduct", "LatentRecipe", "TrainedModel", "build", "load_or_train",
            "train_recipe", "sample_joint", "finetune_kl", "kl_last_step", "LatentJudge", "train_judge",
            "judge_predict", "judge_scores", "chance_scores", "SHIPPED_DIR"]
 
-SHIPPED_DIR = Path(__file__).resolve().parent / "checkpoints"
 
 
 # --- networks -------------------------------------------------------------------------------------------------
+
+def _coordinate_grid(resolution: int) -> Tensor:
+    """(1, 2, R, R) pixel-centre x and y coordinates in [-1, 1]: the CoordConv channels that let a network read
+    *where* something is."""
+    g = (torch.arange(resolution) + 0.5) / resolution * 2 - 1
+    return torch.stack(torch.meshgrid(g, g, indexing="xy"))[None]
+
 
 class LatentConvEnergy(nn.Module):
     """E(x | y) for (N, 1, R, R) images in [0, 1] and raw latent rows y (N, 6); returns (N,).
@@ -84,8 +91,7 @@ class LatentConvEnergy(nn.Module):
             self.embed = None
         self.head = nn.Linear(4 * w, 1)
         if self.coords:
-            g = (torch.arange(resolution) + 0.5) / resolution * 2 - 1
-            self.register_buffer("grid", torch.stack(torch.meshgrid(g, g, indexing="xy"))[None], persistent=False)
+            self.register_buffer("grid", _coordinate_grid(resolution), persistent=False)
 
     def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         r = self.resolution
@@ -164,8 +170,7 @@ class LatentRecipe:
     def from_spec(cls, name: str, spec: dict) -> "LatentRecipe":
         spec = dict(spec)
         spec["latents"] = tuple(spec.get("latents", ()))
-        spec["parts"] = tuple(_listify(LatentRecipe.from_spec(p["name"], {k: v for k, v in p.items() if k != "name"}).as_dict())
-                              if isinstance(p, dict) else p for p in spec.get("parts", ()))
+        spec["parts"] = tuple(_listify(_part(p).as_dict()) if isinstance(p, dict) else p for p in spec.get("parts", ()))
         return cls(name=name, **spec)
 
     def config(self) -> TrainConfig:
@@ -250,12 +255,10 @@ def load_or_train(recipe: LatentRecipe, shipped_dir: Optional[str | os.PathLike]
                   base: Optional[nn.Module] = None) -> TrainedModel:
     """The checkpoint ``<name>.pt`` (shipped, or in ``out_dir``) if it was made by exactly this recipe; else train
     (and save to ``out_dir``). A checkpoint of another recipe under the same name is ignored, never loaded."""
-    for folder in (shipped_dir, out_dir):
-        path = Path(folder) / f"{recipe.name}.pt" if folder is not None else None
-        if path is not None and path.is_file():
-            state = load_checkpoint(path)
-            if state["recipe"] == recipe.as_dict():
-                return _from_state(state, recipe, path)
+    found = find_recipe_checkpoint(recipe.name, recipe.as_dict(), (shipped_dir, out_dir))
+    if found is not None:
+        state, path = found
+        return _from_state(state, recipe, path)
     trained = train_recipe(recipe, progress=progress, base=base)
     if out_dir is not None:
         save_trained(trained, Path(out_dir) / f"{recipe.name}.pt")
@@ -351,8 +354,7 @@ class LatentJudge(nn.Module):
         super().__init__()
         self.resolution = resolution
         w = width
-        g = (torch.arange(resolution) + 0.5) / resolution * 2 - 1
-        self.register_buffer("grid", torch.stack(torch.meshgrid(g, g, indexing="xy"))[None], persistent=False)
+        self.register_buffer("grid", _coordinate_grid(resolution), persistent=False)
         self.body = nn.Sequential(
             nn.Conv2d(3, w, 3, 1, 1), nn.ReLU(), nn.Conv2d(w, 2 * w, 3, 2, 1), nn.ReLU(),
             nn.Conv2d(2 * w, 4 * w, 3, 2, 1), nn.ReLU(), nn.Conv2d(4 * w, 4 * w, 3, 2, 1), nn.ReLU(),
@@ -366,9 +368,9 @@ class LatentJudge(nn.Module):
 
 
 def _judge_loss(out: Tensor, y: Tensor) -> Tensor:
+    # shape as a class index; scale and position in the conditioning code's units (judge_predict inverts them)
     shape = torch.round(y[:, 1]).long() - 1
-    target = torch.stack([(y[:, 2] - 0.75) / 0.25, 2 * y[:, 4] - 1, 2 * y[:, 5] - 1], 1)
-    return F.cross_entropy(out[:, :3], shape) + F.mse_loss(out[:, 3:], target) * 10
+    return F.cross_entropy(out[:, :3], shape) + F.mse_loss(out[:, 3:], encode(y, ("scale", "position"))) * 10
 
 
 def train_judge(recipe: LatentRecipe, progress: bool = True):
@@ -411,16 +413,17 @@ def _hits(pred: Tensor, req: Tensor, position_tol: float) -> dict[str, Tensor]:
 def judge_scores(judge: LatentJudge, x: Tensor, requested: Tensor, latents: Sequence[str],
                  position_tol: float = 0.1) -> dict[str, float]:
     """Fractions of images whose judged latents match the requested ones, per latent and for all of ``latents``."""
-    hits = _hits(judge_predict(judge, x), requested.float(), position_tol)
-    out = {k: hits[k].float().mean().item() for k in latents}
-    out["all"] = torch.stack([hits[k] for k in latents]).all(0).float().mean().item()
-    return out
+    return _match_fractions(judge_predict(judge, x), requested, latents, position_tol)
 
 
 def chance_scores(requested: Tensor, guesses: Tensor, latents: Sequence[str], position_tol: float = 0.1) -> dict[str, float]:
     """The same fractions for ``guesses`` latent rows that ignore the request (e.g. random dSprites latents):
     what a generator that never looked at the requested latents would score."""
-    hits = _hits(guesses.float(), requested.float(), position_tol)
+    return _match_fractions(guesses, requested, latents, position_tol)
+
+
+def _match_fractions(pred: Tensor, requested: Tensor, latents: Sequence[str], position_tol: float) -> dict[str, float]:
+    hits = _hits(pred.float(), requested.float(), position_tol)
     out = {k: hits[k].float().mean().item() for k in latents}
     out["all"] = torch.stack([hits[k] for k in latents]).all(0).float().mean().item()
     return out
