@@ -5,7 +5,7 @@
 
 The reference is the loop a PyTorch user writes first: parameters' ``requires_grad`` switched off, NCHW float32
 tensors, ``E(x).sum().backward()`` for grad_x E, spectral norm recomputed at every forward pass. The library
-path (``ebmlib.samplers.PaperLangevin`` under ``ebmlib.train.frozen``) differs in three ways:
+path (``ebmlib.core.samplers.PaperLangevin`` under ``ebmlib.train.frozen``) differs in three ways:
 
 * channels_last (NHWC) memory layout for the model and the chains: oneDNN's convolutions are faster in it;
 * spectrally normalised weights computed once per chain (``parametrize.cached``) rather than once per step;
@@ -25,9 +25,9 @@ import time
 
 import torch
 
-from ebmlib.nets import MNISTConvEnergy
-from ebmlib.samplers import PaperLangevin
-from ebmlib.train import TrainConfig, Trainer, ebm_loss, frozen
+from ebmlib.core.nets import MNISTConvEnergy
+from ebmlib.core.samplers import PaperLangevin
+from ebmlib.core.train import TrainConfig, Trainer, ebm_loss, frozen
 
 A7 = dict(step_size=10.0, noise_std=0.005, grad_clip=0.01)  # the paper's Langevin settings
 

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from .scales import SCALES
+from ebmlib.presets import SCALES
 
 __all__ = ["main", "find_notebooks", "chapters", "reproduce", "train_models", "prepare_data"]
 
@@ -76,8 +76,9 @@ def train_models(chapter: str, scale: str, out: Path, only: list[str] | None = N
     """Train the image EBMs of ``chapter``'s preset at ``scale`` (all, or those named in ``only``)."""
     import torch
 
-    from . import pretrained, scales
-    from .data import load_images
+    from ebmlib.core import pretrained
+    from ebmlib import presets as scales
+    from ebmlib.data import load_images
 
     cfg = scales.preset(chapter, scale)
     if not hasattr(cfg, "models"):
@@ -105,15 +106,15 @@ def train_models(chapter: str, scale: str, out: Path, only: list[str] | None = N
 
 def prepare_data(name: str, root: str | None = None, source: str | None = None, rest: list[str] | None = None) -> int:
     """Put data set ``name`` under the data root and say where it is."""
-    from . import data
+    from ebmlib import data
 
     if name == "hand":
-        from .data import hand  # needs mujoco
+        from ebmlib.data import hand  # needs mujoco
         return hand.main((rest or []) + (["--root", root] if root else []))
     if rest:
         raise SystemExit(f"error: unexpected arguments for {name}: {rest}")
     if name == "dsprites":
-        from .data import dsprites
+        from ebmlib.data import dsprites
         ds = dsprites.load_dsprites(root)
         print(f"[ebmlib] dSprites: {len(ds)} images cached at {ds.source}")
         return 0

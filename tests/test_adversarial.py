@@ -5,9 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ebmlib.adversarial import (class_energies, defended_logits, ebm_logits, langevin_defence, marginal_energy, pgd,
+from ebmlib.chapters.ood_robustness.adversarial import (class_energies, defended_logits, ebm_logits, langevin_defence, marginal_energy, pgd,
                                 robustness_curve)
-from ebmlib.nets import MNISTConvEnergy
+from ebmlib.core.nets import MNISTConvEnergy
 
 
 def tiny_model(seed=0, n_classes=3):
@@ -158,10 +158,9 @@ def test_robustness_curve(model):
 
 # -- the undefended baseline ---------------------------------------------------------------------------------------
 def test_baseline_classifier_matches_quality_default_on_mnist_and_fits_cifar():
-    from ebmlib.adversarial import train_baseline_classifier
-    from ebmlib.data import ImageData
-    from ebmlib.nets import CIFARClassifier, MNISTClassifier
-    from ebmlib.quality import train_classifier
+    from ebmlib.chapters.ood_robustness.adversarial import train_baseline_classifier
+    from ebmlib.core.images import ImageData
+    from ebmlib.core.classifiers import CIFARClassifier, MNISTClassifier, train_classifier
 
     g = torch.Generator().manual_seed(0)
     mnist = ImageData(torch.randint(0, 256, (24, 1, 28, 28), dtype=torch.uint8, generator=g),

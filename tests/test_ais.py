@@ -14,9 +14,9 @@ import math
 import pytest
 import torch
 
-from ebmlib import ais
-from ebmlib.energies import toy_2d
-from ebmlib.metrics import Grid2D
+from ebmlib.core import ais
+from ebmlib.core.energies import toy_2d
+from ebmlib.core.metrics import Grid2D
 
 MU, SIGMA = 0.5, 0.7
 

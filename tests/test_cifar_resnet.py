@@ -7,10 +7,12 @@ import pytest
 import torch
 from torch.nn.utils import parametrize
 
-from ebmlib import adversarial as A
-from ebmlib import ood, pretrained, scales
+from ebmlib.chapters.ood_robustness import adversarial as A
+from ebmlib.chapters.ood_robustness import ood
+from ebmlib.core import pretrained
+from ebmlib import presets as scales
 from ebmlib.data import load_cifar10, load_dtd, load_svhn
-from ebmlib.nets import CIFAR_LAYOUTS, CIFARResNetEnergy, ResidualBlock, count_parameters
+from ebmlib.core.nets import CIFAR_LAYOUTS, CIFARResNetEnergy, ResidualBlock, count_parameters
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_image_data import write_cifar, write_dtd, write_svhn  # noqa: E402

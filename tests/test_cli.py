@@ -7,7 +7,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ebmlib import cli, scales
+from ebmlib import cli
+from ebmlib import presets as scales
 
 
 def write_chapter(folder, name="01_tiny"):

@@ -4,11 +4,11 @@ import math
 import pytest
 import torch
 
-from ebmlib import compose as C
-from ebmlib import energies as E
-from ebmlib import toy2d as T
-from ebmlib.metrics import Grid2D, grid_kl
-from ebmlib.samplers import PaperLangevin
+from ebmlib.core import compose as C
+from ebmlib.core import energies as E
+from ebmlib.chapters import training_2d as T
+from ebmlib.core.metrics import Grid2D, grid_kl
+from ebmlib.core.samplers import PaperLangevin
 
 
 def test_sum_of_two_gaussian_energies_is_their_product_density():

@@ -5,7 +5,8 @@ import struct
 import pytest
 import torch
 
-from ebmlib.data import DataMissingError, data_root, dequantize, load_mnist, stage_idx_files
+from ebmlib.core.images import dequantize
+from ebmlib.data import DataMissingError, data_root, load_mnist, stage_idx_files
 from ebmlib.data.mnist import IDX_FILES
 
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from ebmlib import dynamics as D
-from ebmlib.metrics import frechet_distance, gaussian_frechet
+from ebmlib.chapters import robot_hand as D
+from ebmlib.core.metrics import frechet_distance, gaussian_frechet
 
 
 # ---------------------------------------------------------------------------------------------------- Frechet

@@ -14,7 +14,7 @@ import pytest
 import torch
 from scipy import integrate
 
-from ebmlib.energies import TOY_2D, Arc, Gaussian, Mixture, SmoothBox, _log_diff_ndtr, toy_2d
+from ebmlib.core.energies import TOY_2D, Arc, Gaussian, Mixture, SmoothBox, _log_diff_ndtr, toy_2d
 
 N_SE = 5.0  # tolerance of every statistical comparison, in standard errors
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from ebmlib import likelihood as lk
+from ebmlib.chapters import likelihood as lk
 
 
 def gen(seed: int = 0) -> torch.Generator:

@@ -7,9 +7,9 @@ import torch
 
 matplotlib.use("Agg")
 
-from ebmlib import energies as E  # noqa: E402
-from ebmlib import metrics as M  # noqa: E402
-from ebmlib import samplers as S  # noqa: E402
+from ebmlib.core import energies as E# noqa: E402
+from ebmlib.core import metrics as M# noqa: E402
+from ebmlib.core import samplers as S# noqa: E402
 
 
 def gen(seed=0):

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from ebmlib.buffer import ReplayBuffer
-from ebmlib.nets import MLPEnergy, MNISTConvEnergy, count_parameters
+from ebmlib.core.buffer import ReplayBuffer
+from ebmlib.core.nets import MLPEnergy, MNISTConvEnergy, count_parameters
 
 
 def test_mlp_energy_shapes_and_errors():

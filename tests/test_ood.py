@@ -6,8 +6,8 @@ import pytest
 import torch
 from scipy.stats import multivariate_normal
 
-from ebmlib.nets import MNISTConvEnergy
-from ebmlib.ood import (PCAGaussian, TEXTURE_IMAGES, auroc, cifar_ood_sets, constant_images, energy_scores, interpolations,
+from ebmlib.core.nets import MNISTConvEnergy
+from ebmlib.chapters.ood_robustness.ood import (PCAGaussian, TEXTURE_IMAGES, auroc, cifar_ood_sets, constant_images, energy_scores, interpolations,
                         mnist_ood_sets, ood_sets, ood_table, relative_log_likelihood, texture_crops, uniform_noise)
 
 

@@ -4,9 +4,9 @@ import dataclasses
 import pytest
 import torch
 
-from ebmlib import pretrained
-from ebmlib.checkpoint import CheckpointError
-from ebmlib.data.mnist import ImageData
+from ebmlib.core import pretrained
+from ebmlib.core.checkpoint import CheckpointError
+from ebmlib.core.images import ImageData
 
 
 def tiny_data(n=64, seed=0):
@@ -52,7 +52,7 @@ def test_load_or_train_uses_a_checkpoint_only_for_its_exact_recipe(tmp_path):
 
 
 def test_recipes_from_a_preset_and_bad_fields():
-    from ebmlib import scales
+    from ebmlib import presets as scales
     cfg = scales.preset("03_mnist", "smoke")
     rs = pretrained.recipes(cfg.models)
     assert set(rs) == {"mnist_uncond_replay", "mnist_cond_replay", "mnist_cond_noise", "fashion_uncond_replay"}
@@ -69,7 +69,7 @@ def test_recipes_from_a_preset_and_bad_fields():
 
 def test_shipped_checkpoints_load_with_weights_only():
     """Every demo recipe of every chapter has its shipped checkpoint, trained by exactly that recipe."""
-    from ebmlib import scales
+    from ebmlib import presets as scales
     demo = {}
     for chapter in scales.PRESETS:
         cfg = scales.preset(chapter, "demo")

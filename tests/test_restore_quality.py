@@ -3,12 +3,13 @@ import pytest
 import torch
 from torch import nn
 
-from ebmlib.data.mnist import ImageData
-from ebmlib.metrics import nearest_neighbours
-from ebmlib.nets import MNISTClassifier, MNISTConvEnergy
-from ebmlib.quality import accuracy, classifier_fid, predict, train_classifier
-from ebmlib.restore import ClampedEnergy, changed_fraction, half_mask, restore, salt_and_pepper
-from ebmlib.samplers import PaperLangevin
+from ebmlib.core.images import ImageData
+from ebmlib.core.metrics import nearest_neighbours
+from ebmlib.core.classifiers import MNISTClassifier, accuracy, predict, train_classifier
+from ebmlib.core.nets import MNISTConvEnergy
+from ebmlib.core.quality import classifier_fid
+from ebmlib.core.restore import ClampedEnergy, changed_fraction, half_mask, restore, salt_and_pepper
+from ebmlib.core.samplers import PaperLangevin
 
 
 class QuadraticImageEnergy(nn.Module):

@@ -18,8 +18,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ebmlib import energies
-from ebmlib.samplers import HMC, MALA, SAMPLERS, ULA, PaperLangevin, RandomWalkMH, SampleResult, make_sampler
+from ebmlib.core import energies
+from ebmlib.core.samplers import HMC, MALA, SAMPLERS, ULA, PaperLangevin, RandomWalkMH, SampleResult, make_sampler
 
 N_SE = 5.0
 

@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from ebmlib import energies as E
-from ebmlib import toy2d as T
-from ebmlib.metrics import Grid2D
+from ebmlib.core import energies as E
+from ebmlib.chapters import training_2d as T
+from ebmlib.core.metrics import Grid2D
 
 
 def test_learned_cells_of_an_unnormalised_gaussian_energy_match_the_exact_density():

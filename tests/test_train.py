@@ -4,10 +4,10 @@ import math
 import pytest
 import torch
 
-from ebmlib import energies
-from ebmlib.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from ebmlib.nets import MLPEnergy
-from ebmlib.train import TrainConfig, Trainer, TrainingDiverged, clip_grad_by_adam_moments, ebm_loss, frozen
+from ebmlib.core import energies
+from ebmlib.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ebmlib.core.nets import MLPEnergy
+from ebmlib.core.train import TrainConfig, Trainer, TrainingDiverged, clip_grad_by_adam_moments, ebm_loss, frozen
 
 TOY = dict(batch_size=64, n_steps=10, step_size=0.05, noise_std=0.3, grad_clip=None, data_range=(-4.0, 4.0),
            lr=1e-3, alpha=0.1, buffer_capacity=512, checkpoint_every=2)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from ebmlib import latents as L
-from ebmlib import zeroshot as Z
-from ebmlib.checkpoint import save_checkpoint
+from ebmlib.chapters.composition import latents as L
+from ebmlib.chapters.composition import zeroshot as Z
+from ebmlib.core.checkpoint import save_checkpoint
 from ebmlib.data.dsprites import LATENT_VALUES
 
 

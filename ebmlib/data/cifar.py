@@ -28,8 +28,9 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .mnist import DataMissingError, ImageData
-from .root import ENV_VAR, data_root
+from ebmlib.core.images import ImageData
+from ebmlib.data.mnist import DataMissingError
+from ebmlib.data.root import ENV_VAR, data_root
 
 __all__ = ["IMAGE_SIZE", "SVHN_FOLDER", "load_cifar10", "load_svhn", "load_dtd", "resize_center_crop"]
 

@@ -67,8 +67,8 @@ from typing import Optional
 
 import numpy as np
 
-from ..checkpoint import atomic_write
-from .root import data_root
+from ebmlib.core.checkpoint import atomic_write
+from ebmlib.data.root import data_root
 
 __all__ = [
     "LATENT_NAMES", "LATENT_SIZES", "LATENT_VALUES", "SHAPE_NAMES", "N_IMAGES", "IMAGE_SIZE", "ORIGINAL_FILENAME",

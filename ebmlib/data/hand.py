@@ -86,8 +86,8 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..checkpoint import atomic_write
-from .root import data_root
+from ebmlib.core.checkpoint import atomic_write
+from ebmlib.data.root import data_root
 
 __all__ = [
     "ACTION_DIM", "ACTION_NAMES", "CONTROL_DT", "CUBE_POS", "CUBE_QUAT", "HAND_JOINTS", "IN_HAND_HEIGHT",

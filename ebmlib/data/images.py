@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-from .mnist import ImageData, load_mnist
+from ebmlib.core.images import ImageData
+from ebmlib.data.mnist import load_mnist
 
 __all__ = ["IMAGE_DATASETS", "DISPLAY_NAMES", "load_images", "image_shape"]
 
@@ -40,7 +41,7 @@ def load_images(name: str, split: str = "train", root: Optional[str | os.PathLik
     _check(name)
     if name in ("mnist", "fashion"):
         return load_mnist(name, split, root=root, download=download)
-    from . import cifar
+    from ebmlib.data import cifar
 
     loader = {"cifar10": cifar.load_cifar10, "svhn": cifar.load_svhn, "dtd": cifar.load_dtd}[name]
     return loader(split, root=root, download=download)

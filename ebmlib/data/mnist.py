@@ -24,11 +24,11 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from ..checkpoint import atomic_write
-from .root import ENV_VAR, data_root
+from ebmlib.core.checkpoint import atomic_write
+from ebmlib.core.images import ImageData
+from ebmlib.data.root import ENV_VAR, data_root
 
-__all__ = ["DATASETS", "IDX_FILES", "ImageData", "DataMissingError", "load_mnist", "stage_idx_files",
-           "offline_source", "dequantize"]
+__all__ = ["DATASETS", "IDX_FILES", "DataMissingError", "load_mnist", "stage_idx_files", "offline_source"]
 
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -51,29 +51,6 @@ DATASETS = {
 
 class DataMissingError(FileNotFoundError):
     """The data set's files are not on disk and could not be fetched."""
-
-
-@dataclass
-class ImageData:
-    """A split of an image data set: uint8 images (N, 1, 28, 28), int64 labels (N,) and the class names."""
-
-    images: Tensor
-    labels: Tensor
-    classes: list[str]
-
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
-    def subset(self, n: int, generator: Optional[torch.Generator] = None) -> "ImageData":
-        """``n`` examples drawn without replacement (all of them, in order, if n >= len)."""
-        if n >= len(self):
-            return self
-        idx = torch.randperm(len(self), generator=generator)[:n]
-        return ImageData(self.images[idx], self.labels[idx], self.classes)
-
-    def continuous(self, generator: Optional[torch.Generator] = None) -> Tensor:
-        """The images dequantised to float in [0, 1) (A.3)."""
-        return dequantize(self.images, generator)
 
 
 def _spec(name: str) -> _Spec:
@@ -171,15 +148,3 @@ def load_mnist(name: str = "mnist", split: str = "train", root: Optional[str | o
     return ImageData(images, ds.targets.to(torch.int64), list(ds.classes))
 
 
-def dequantize(pixels: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
-    """uint8 pixels -> float in [0, 1): (pixel + U(0, 1)) / 256, the paper's continuous MNIST (A.3).
-
-    Every value stays inside its own 1/256 bin, so ``floor(256 x) == pixel`` and the data density is a
-    proper density on [0, 1]^D (needed for the likelihoods of chapter 5).
-    """
-    if pixels.dtype != torch.uint8:
-        raise TypeError(f"dequantize expects uint8 pixels, got {pixels.dtype}")
-    p = pixels.to(torch.float32)
-    x = (p + torch.rand(pixels.shape, generator=generator)) / 256.0
-    # float32 rounding can carry p + u (u just below 1) up to p + 1: keep x strictly inside its bin
-    return torch.minimum(x, torch.nextafter((p + 1.0) / 256.0, torch.zeros(())))

@@ -1,0 +1,411 @@
+"""Out-of-distribution (OOD) detection by energy (Du & Mordatch 2019, section 4.3, Fig. 9 and Fig. 10).
+
+An EBM defines p(x) proportional to exp(-E(x)), so the energy itself is an (unnormalised) OOD score: an input
+the model finds unlikely gets a HIGH energy. The normaliser Z is the same constant for every x, so it does not
+change how inputs are ranked, and ranking is all a detector needs. Section 4.3 scores in-distribution test
+images against OOD sets (SVHN, textures, constant images, uniform noise, interpolations of test images) and
+reports the area under the ROC curve (AUROC). Likelihood models such as PixelCNN++ and Glow are known to give
+*higher* likelihood to some OOD data (e.g. constant images: their Glow AUROC is 0.30 on CIFAR-10 vs. constant),
+whereas the EBM does better on most sets. Fig. 10 shows histograms of relative log likelihoods, i.e. negative
+energies shifted so the in-distribution mean is 0.
+
+This module provides:
+
+* ``energy_scores``: E(x) for an unconditional model; for a conditional model E(x, y) when labels are given, and
+  otherwise the free energy -logsumexp_c(-E(x, c)), which is the unconditional energy the conditional EBM
+  implies (p(x) = sum_c p(x, c) proportional to sum_c exp(-E(x, c))).
+* ``auroc`` and ``ood_table``: the metric, with the convention "OOD is the positive class, higher score = more
+  OOD" (energies and negative log likelihoods both already point that way).
+* OOD set builders: ``constant_images``, ``uniform_noise``, ``interpolations``, ``texture_crops``; the paper's
+  CIFAR-10 sets (``cifar_ood_sets``: SVHN, DTD textures, constant colour, uniform noise, interpolations) and
+  their MNIST-scale analogues (``mnist_ood_sets``); ``ood_sets(name, ...)`` picks the sets of a named
+  in-distribution data set and loads the data sets they need.
+* ``PCAGaussian``: a cheap exact-likelihood baseline (probabilistic PCA) standing in for PixelCNN++/Glow, to
+  contrast an explicit density's OOD behaviour with the EBM's.
+* ``relative_log_likelihood``: the Fig. 10 quantity.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Callable, Mapping, Optional
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ebmlib.chapters.ood_robustness.adversarial import marginal_energy
+
+__all__ = ["energy_scores", "auroc", "constant_images", "uniform_noise", "interpolations", "texture_crops",
+           "TEXTURE_IMAGES", "mnist_ood_sets", "cifar_ood_sets", "OTHER_SET", "ood_sets", "ood_table", "PCAGaussian",
+           "relative_log_likelihood"]
+
+
+# --------------------------------------------------------------------------------------------------- scores
+def _model_device(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+@torch.no_grad()
+def energy_scores(model: nn.Module, x: Tensor, y: Optional[Tensor] = None, batch_size: int = 500) -> Tensor:
+    """Energies of ``x`` (shape (N,), on the CPU); higher = less likely = more OOD.
+
+    Unconditional model: E(x). Conditional model (``model.n_classes`` not None): E(x, y) if labels ``y`` are
+    given, else the free energy F(x) = -logsumexp_c(-E(x, c)) over all classes, i.e. the energy of the marginal
+    p(x) that the class-conditional EBM implies (up to the same constant for every x).
+
+    The model is evaluated in eval mode and then put back in its previous mode: in train mode spectral
+    normalisation runs a power iteration per forward pass, so merely scoring would change the model.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if x.ndim < 2 or x.shape[0] == 0:
+        raise ValueError(f"x must be a non-empty batch (N, ...), got shape {tuple(x.shape)}")
+    n_classes = getattr(model, "n_classes", None)
+    if y is not None:
+        if n_classes is None:
+            raise ValueError("labels y were given but the model is unconditional (n_classes=None)")
+        if y.shape != (x.shape[0],):
+            raise ValueError(f"y must have shape ({x.shape[0]},), got {tuple(y.shape)}")
+    device = _model_device(model)
+    was_training = model.training
+    model.eval()
+    try:
+        out = []
+        for start in range(0, x.shape[0], batch_size):
+            xb = x[start:start + batch_size].to(device)
+            if n_classes is None:
+                e = model(xb)
+            elif y is not None:
+                e = model(xb, y[start:start + batch_size].to(device))
+            else:
+                e = marginal_energy(model, xb)   # -logsumexp_c(-E(x, c)), all classes in one batched pass
+            out.append(e.float().cpu())
+        return torch.cat(out)
+    finally:
+        model.train(was_training)
+
+
+def _as_scores(s, name: str) -> np.ndarray:
+    a = s.detach().cpu().double().numpy() if isinstance(s, Tensor) else np.asarray(s, dtype=np.float64)
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array of scores, got shape {a.shape}")
+    if a.size == 0:
+        raise ValueError(f"{name} is empty: need at least one score")
+    bad = ~np.isfinite(a)
+    if bad.any():
+        raise ValueError(f"{name} contains {int(bad.sum())} non-finite score(s) (NaN/inf), e.g. {a[bad][0]}")
+    return a
+
+
+def auroc(in_scores, out_scores) -> float:
+    """Area under the ROC curve for separating OOD from in-distribution inputs by a score.
+
+    Convention: OOD is the positive class and a HIGHER score means "more OOD" (pass energies or negative log
+    likelihoods, not log likelihoods). 0.5 = chance; 1.0 = every OOD input scores above every in-distribution
+    input; below 0.5 = the OOD data looks MORE likely than the in-distribution data (as Glow does on constant
+    images in section 4.3, AUROC 0.30). Ties count one half (sklearn's ``roc_auc_score``).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    a = _as_scores(in_scores, "in_scores")
+    b = _as_scores(out_scores, "out_scores")
+    labels = np.concatenate([np.zeros(a.size), np.ones(b.size)])
+    return float(roc_auc_score(labels, np.concatenate([a, b])))
+
+
+# ----------------------------------------------------------------------------------------------- OOD sets
+def _check_n(n: int) -> None:
+    if not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+
+
+def _check_size(size: int) -> None:
+    if not isinstance(size, (int, np.integer)) or size < 1:
+        raise ValueError(f"size must be a positive integer, got {size!r}")
+
+
+def _check_channels(channels: int) -> None:
+    if not isinstance(channels, (int, np.integer)) or channels < 1:
+        raise ValueError(f"channels must be a positive integer, got {channels!r}")
+
+
+def constant_images(n: int, generator: Optional[torch.Generator] = None, size: int = 28, channels: int = 1) -> Tensor:
+    """``n`` images (n, channels, size, size), each one uniformly random constant colour in [0, 1)^channels.
+
+    The paper's "constant random color" set: featureless images to which likelihood models give very high density.
+    """
+    _check_n(n)
+    _check_size(size)
+    _check_channels(channels)
+    v = torch.rand(n, channels, 1, 1, generator=generator)
+    return v.expand(n, channels, size, size).contiguous()
+
+
+def uniform_noise(n: int, generator: Optional[torch.Generator] = None, size: int = 28, channels: int = 1) -> Tensor:
+    """``n`` images (n, channels, size, size) of i.i.d. uniform [0, 1) pixels (the paper's "uniform noise" set)."""
+    _check_n(n)
+    _check_size(size)
+    _check_channels(channels)
+    return torch.rand(n, channels, size, size, generator=generator)
+
+
+def _check_images(x: Tensor, name: str) -> None:
+    if not isinstance(x, Tensor) or not x.is_floating_point() or x.ndim != 4:
+        raise ValueError(f"{name} must be a float tensor of images (N, C, H, W) in [0, 1], got "
+                         f"{getattr(x, 'dtype', type(x))} {tuple(getattr(x, 'shape', ()))}")
+    if x.numel() and (x.min() < 0 or x.max() > 1):
+        raise ValueError(f"{name} must lie in [0, 1], got values in [{float(x.min()):.4g}, {float(x.max()):.4g}]")
+
+
+def interpolations(x: Tensor, n: int, generator: Optional[torch.Generator] = None, alpha: float = 0.5) -> Tensor:
+    """``n`` convex mixtures alpha * x[i] + (1 - alpha) * x[j] of two random distinct images of ``x`` (Fig. 9's
+    "interpolation" set: blends of two test images are near the data but are not digits)."""
+    _check_n(n)
+    _check_images(x, "x")
+    if x.shape[0] < 2:
+        raise ValueError(f"interpolations need at least 2 images in x, got {x.shape[0]}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+    i = torch.randint(x.shape[0], (n,), generator=generator)
+    # j = i + k (mod N) with k in [1, N): always a different image, uniform over the others.
+    j = (i + torch.randint(1, x.shape[0], (n,), generator=generator)) % x.shape[0]
+    return (alpha * x[i] + (1.0 - alpha) * x[j]).clamp(0.0, 1.0)
+
+
+# Images shipped inside scikit-image (no download needed): three textures named in the brief plus natural
+# photos and scanned text, all of which give textured 28x28 crops once downscaled.
+TEXTURE_IMAGES = ("brick", "grass", "gravel", "moon", "coins", "camera", "text", "coffee")
+_TEXTURE_DOWNSCALE = 4  # 512x512 -> 128x128: a 28x28 crop then spans ~22% of the image, enough to show texture
+
+
+@functools.lru_cache(maxsize=None)
+def _texture_bank(size: int) -> tuple[np.ndarray, ...]:
+    """Grey, downscaled, min-max scaled [0, 1] float32 versions of ``TEXTURE_IMAGES`` (cached)."""
+    import skimage.data
+    from skimage.color import rgb2gray
+    from skimage.transform import downscale_local_mean
+
+    bank = []
+    for name in TEXTURE_IMAGES:
+        img = np.asarray(getattr(skimage.data, name)(), dtype=np.float64)
+        if img.ndim == 3:
+            img = rgb2gray(img[..., :3] / 255.0)
+        # Downscale by block averaging (anti-aliased), but never below the crop size.
+        f = max(1, min(_TEXTURE_DOWNSCALE, min(img.shape) // size))
+        # Trim to a multiple of f first: downscale_local_mean zero-pads partial blocks, darkening the edges.
+        img = img[: img.shape[0] // f * f, : img.shape[1] // f * f]
+        img = downscale_local_mean(img, (f, f))
+        lo, hi = img.min(), img.max()
+        img = (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
+        if min(img.shape) < size:
+            continue
+        bank.append(img.astype(np.float32))
+    if not bank:
+        raise ValueError(f"size {size} is larger than every texture image")
+    return tuple(bank)
+
+
+def texture_crops(n: int, generator: Optional[torch.Generator] = None, size: int = 28) -> Tensor:
+    """``n`` random ``size`` x ``size`` grey crops (n, 1, size, size) in [0, 1] of scikit-image's bundled images
+    ``TEXTURE_IMAGES`` (brick, grass, gravel, moon, coins, camera, text, coffee): converted to grey, downscaled
+    4x by block averaging so a crop shows texture rather than a flat patch, and min-max scaled to [0, 1] per
+    image. An MNIST-scale stand-in for the paper's "textures" set (Describable Textures Dataset)."""
+    _check_n(n)
+    _check_size(size)
+    bank = _texture_bank(int(size))
+    which = torch.randint(len(bank), (n,), generator=generator)
+    u = torch.rand(n, 2, generator=generator, dtype=torch.float64)
+    out = torch.empty(n, 1, size, size)
+    for k in range(n):
+        img = bank[int(which[k])]
+        top = int(u[k, 0] * (img.shape[0] - size + 1))
+        left = int(u[k, 1] * (img.shape[1] - size + 1))
+        out[k, 0] = torch.from_numpy(img[top:top + size, left:left + size])
+    return out
+
+
+def mnist_ood_sets(in_test: Tensor, n: int, generator: Optional[torch.Generator] = None,
+                   other: Optional[Tensor] = None, other_name: str = "Fashion-MNIST") -> dict[str, Tensor]:
+    """The OOD sets for an MNIST-like in-distribution test set ``in_test`` (float (N, 1, S, S) in [0, 1]).
+
+    Returns {other_name: other[:n] (only if ``other`` is given), "textures", "constant", "uniform noise",
+    "interpolation"}, each (n, 1, S, S) (``other`` may have fewer than n images). Deterministic given the
+    generator's state (sets are drawn in that order from the one generator).
+    """
+    _check_n(n)
+    _check_images(in_test, "in_test")
+    if in_test.shape[1] != 1 or in_test.shape[2] != in_test.shape[3]:
+        raise ValueError(f"in_test must be square grey images (N, 1, S, S), got {tuple(in_test.shape)}")
+    size = int(in_test.shape[-1])
+    sets: dict[str, Tensor] = {}
+    if other is not None:
+        _check_images(other, "other")
+        if other.shape[1:] != in_test.shape[1:]:
+            raise ValueError(f"other's image shape {tuple(other.shape[1:])} does not match in_test's "
+                             f"{tuple(in_test.shape[1:])}")
+        if other.shape[0] == 0:
+            raise ValueError("other is empty")
+        sets[other_name] = other[:n]
+    sets["textures"] = texture_crops(n, generator, size=size)
+    sets["constant"] = constant_images(n, generator, size=size)
+    sets["uniform noise"] = uniform_noise(n, generator, size=size)
+    sets["interpolation"] = interpolations(in_test, n, generator)
+    return sets
+
+
+def cifar_ood_sets(in_test: Tensor, n: int, generator: Optional[torch.Generator] = None,
+                   svhn: Optional[Tensor] = None, textures: Optional[Tensor] = None) -> dict[str, Tensor]:
+    """Fig. 9's OOD sets for a CIFAR-10 test set ``in_test`` (float (N, 3, 32, 32) in [0, 1]).
+
+    Returns {"svhn": svhn[:n] (if given), "textures": textures[:n] (DTD images at 32x32, if given), "constant"
+    (one random colour per image), "uniform noise", "interpolation" (the average of two different test images)},
+    each of n images (the given sets may have fewer: DTD's test split has 1,880). The three synthetic sets are
+    drawn from ``generator`` in that order.
+    """
+    _check_n(n)
+    _check_images(in_test, "in_test")
+    if in_test.shape[1:] != (3, 32, 32):
+        raise ValueError(f"in_test must be CIFAR-10 images (N, 3, 32, 32), got {tuple(in_test.shape)}")
+    sets: dict[str, Tensor] = {}
+    for name, given in (("svhn", svhn), ("textures", textures)):
+        if given is None:
+            continue
+        _check_images(given, name)
+        if given.shape[1:] != in_test.shape[1:] or given.shape[0] == 0:
+            raise ValueError(f"{name} must be a non-empty batch of (3, 32, 32) images, got {tuple(given.shape)}")
+        sets[name] = given[:n]
+    sets["constant"] = constant_images(n, generator, size=32, channels=3)
+    sets["uniform noise"] = uniform_noise(n, generator, size=32, channels=3)
+    sets["interpolation"] = interpolations(in_test, n, generator)
+    return sets
+
+
+#: in-distribution data set -> the real-image OOD set paired with it (the paper's SVHN for CIFAR-10; for the
+#: MNIST-class demo, the other MNIST-class set)
+OTHER_SET = {"cifar10": "svhn", "mnist": "fashion", "fashion": "mnist"}
+
+
+def ood_sets(in_name: str, in_test: Tensor, n: int, generator: Optional[torch.Generator] = None,
+             load: Optional[Callable] = None) -> dict[str, Tensor]:
+    """The OOD sets of in-distribution data set ``in_name`` ("cifar10", "mnist" or "fashion"), loading the real
+    image sets they need with ``load(name, split)`` (default :func:`ebmlib.data.load_images`).
+
+    CIFAR-10: :func:`cifar_ood_sets` with n SVHN test images and n DTD test images (32x32). MNIST / Fashion-MNIST:
+    :func:`mnist_ood_sets` with n test images of the other set. Real images are drawn (without replacement) and
+    dequantised with ``generator`` before the synthetic sets, so the result is deterministic given its state.
+    """
+    if in_name not in OTHER_SET:
+        raise ValueError(f"no OOD sets for data set {in_name!r}; expected one of {sorted(OTHER_SET)}")
+    if load is None:
+        from ebmlib.data import load_images as load
+    other_name = OTHER_SET[in_name]
+    other = load(other_name, "test").subset(n, generator).continuous(generator)
+    if in_name == "cifar10":
+        textures = load("dtd", "test").subset(n, generator).continuous(generator)
+        return cifar_ood_sets(in_test, n, generator, svhn=other, textures=textures)
+    return mnist_ood_sets(in_test, n, generator, other=other, other_name=other_name)
+
+
+def ood_table(score_fn: Callable[[Tensor], Tensor], in_x: Tensor, sets: Mapping[str, Tensor]) -> dict[str, float]:
+    """AUROC of every OOD set in ``sets`` against ``in_x``, plus "average" (the mean over the sets).
+
+    ``score_fn(x)`` must return (N,) scores with higher = more OOD, e.g. ``lambda x: energy_scores(model, x)``
+    or ``lambda x: -baseline.log_prob(x)``.
+    """
+    if len(sets) == 0:
+        raise ValueError("sets is empty: need at least one OOD set")
+    if "average" in sets:
+        raise ValueError("'average' is reserved for the mean AUROC; rename that set")
+    for name, s in sets.items():
+        if s.shape[1:] != in_x.shape[1:]:
+            raise ValueError(f"set {name!r} has image shape {tuple(s.shape[1:])}, in_x has {tuple(in_x.shape[1:])}")
+
+    def scores(x: Tensor, name: str) -> Tensor:
+        s = score_fn(x)
+        if tuple(np.shape(s)) != (x.shape[0],):
+            raise ValueError(f"score_fn returned shape {tuple(np.shape(s))} for {name} of {x.shape[0]} inputs; "
+                             f"expected ({x.shape[0]},)")
+        return s
+
+    s_in = scores(in_x, "in_x")
+    table = {name: auroc(s_in, scores(x, repr(name))) for name, x in sets.items()}
+    table["average"] = float(np.mean(list(table.values())))
+    return table
+
+
+# ------------------------------------------------------------------------------------- likelihood baseline
+class PCAGaussian:
+    """Probabilistic PCA (Tipping & Bishop 1999): x ~ N(mu, W W^T + sigma^2 I) with W of rank ``n_components``
+    and sigma^2 the mean variance of the discarded directions; an exact-likelihood baseline for OOD contrast.
+
+    Wraps ``sklearn.decomposition.PCA(...).score_samples``, which is exactly this Gaussian's log density.
+    Images are flattened; on dequantised pixels (continuous in [0, 1]) it is a proper density, so ``log_prob``
+    is in nats per image. The OOD score is ``-log_prob(x)``.
+    """
+
+    def __init__(self, n_components: int = 50):
+        if not isinstance(n_components, (int, np.integer)) or n_components < 1:
+            raise ValueError(f"n_components must be a positive integer, got {n_components!r}")
+        self.n_components = int(n_components)
+        self.pca = None
+        self._shape: Optional[tuple[int, ...]] = None
+
+    @staticmethod
+    def _flat(x) -> np.ndarray:
+        a = x.detach().cpu().double().numpy() if isinstance(x, Tensor) else np.asarray(x, dtype=np.float64)
+        if a.ndim < 2:
+            raise ValueError(f"x must be a batch (N, ...), got shape {a.shape}")
+        return a.reshape(a.shape[0], -1)
+
+    def fit(self, x) -> "PCAGaussian":
+        from sklearn.decomposition import PCA
+
+        a = self._flat(x)
+        n, d = a.shape
+        # The discarded subspace must be non-empty, or sigma^2 (and the density) is undefined.
+        if self.n_components >= min(n, d):
+            raise ValueError(f"n_components={self.n_components} must be < min(n_samples, n_features) = "
+                             f"min({n}, {d})")
+        if not np.isfinite(a).all():
+            raise ValueError("x contains non-finite values")
+        if not a.var(axis=0).sum() > 0:
+            raise ValueError("x has zero variance in every feature: the fitted noise variance would be 0 and the "
+                             "density infinite")
+        pca = PCA(n_components=self.n_components, svd_solver="full").fit(a)
+        if not pca.noise_variance_ > 0:
+            raise ValueError(f"fitted noise variance is {pca.noise_variance_}: the data are degenerate (e.g. "
+                             f"not dequantised); the density would be infinite")
+        self.pca = pca
+        self._shape = tuple(np.shape(x)[1:])
+        return self
+
+    def log_prob(self, x) -> Tensor:
+        """log p(x) in nats per input, shape (N,)."""
+        if self.pca is None:
+            raise ValueError("PCAGaussian is not fitted: call fit(x) first")
+        if tuple(np.shape(x)[1:]) != self._shape:
+            raise ValueError(f"x has per-input shape {tuple(np.shape(x)[1:])}, fitted on {self._shape}")
+        return torch.from_numpy(self.pca.score_samples(self._flat(x)))
+
+    def mean_and_covariance(self) -> tuple[np.ndarray, np.ndarray]:
+        """The fitted Gaussian's mean (D,) and covariance W W^T + sigma^2 I (D, D)."""
+        if self.pca is None:
+            raise ValueError("PCAGaussian is not fitted: call fit(x) first")
+        return self.pca.mean_, self.pca.get_covariance()
+
+
+# ------------------------------------------------------------------------------------------------ Fig. 10
+def relative_log_likelihood(scores: Mapping[str, Tensor], reference: str) -> dict[str, Tensor]:
+    """Fig. 10's relative log likelihoods: -E(x) shifted so the ``reference`` set's mean is 0.
+
+    ``scores`` maps set names to energies (N,); log p(x) = -E(x) - log Z, and the unknown log Z cancels in the
+    shift, so these are comparable across sets (reference mean 0; OOD sets should sit to the left).
+    """
+    if reference not in scores:
+        raise ValueError(f"reference {reference!r} is not one of the sets {sorted(scores)}")
+    ref = torch.as_tensor(scores[reference], dtype=torch.float64)
+    if ref.numel() == 0:
+        raise ValueError(f"reference set {reference!r} is empty")
+    shift = ref.mean()
+    return {name: -(torch.as_tensor(s, dtype=torch.float64)) + shift for name, s in scores.items()}

@@ -1,0 +1,47 @@
+"""Image data as the EBMs see it: uint8 pixels kept as they are stored, made continuous per draw (A.3)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+__all__ = ["ImageData", "dequantize"]
+
+
+@dataclass
+class ImageData:
+    """A split of an image data set: uint8 images (N, 1, 28, 28), int64 labels (N,) and the class names."""
+
+    images: Tensor
+    labels: Tensor
+    classes: list[str]
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def subset(self, n: int, generator: Optional[torch.Generator] = None) -> "ImageData":
+        """``n`` examples drawn without replacement (all of them, in order, if n >= len)."""
+        if n >= len(self):
+            return self
+        idx = torch.randperm(len(self), generator=generator)[:n]
+        return ImageData(self.images[idx], self.labels[idx], self.classes)
+
+    def continuous(self, generator: Optional[torch.Generator] = None) -> Tensor:
+        """The images dequantised to float in [0, 1) (A.3)."""
+        return dequantize(self.images, generator)
+
+
+def dequantize(pixels: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
+    """uint8 pixels -> float in [0, 1): (pixel + U(0, 1)) / 256, the paper's continuous MNIST (A.3).
+
+    Every value stays inside its own 1/256 bin, so ``floor(256 x) == pixel`` and the data density is a
+    proper density on [0, 1]^D (needed for the likelihoods of chapter 5).
+    """
+    if pixels.dtype != torch.uint8:
+        raise TypeError(f"dequantize expects uint8 pixels, got {pixels.dtype}")
+    p = pixels.to(torch.float32)
+    x = (p + torch.rand(pixels.shape, generator=generator)) / 256.0
+    # float32 rounding can carry p + u (u just below 1) up to p + 1: keep x strictly inside its bin
+    return torch.minimum(x, torch.nextafter((p + 1.0) / 256.0, torch.zeros(())))

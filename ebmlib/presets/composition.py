@@ -1,0 +1,98 @@
+"""Chapter 07 (compositional generation on dSprites, section 6, Fig. 15 / 16, A.5): sizes per scale.
+
+``experts`` and ``finetune`` map a recipe name to the fields of
+``ebmlib.chapters.composition.zeroshot.LatentRecipe``; a finetune recipe names the experts it sums in ``parts``.
+Shipped checkpoints load only when the recipe matches. Demo: 32x32 sprites (64x64 average-pooled), width-8 CNN
+energies, a few hundred iterations each, 10 Langevin steps; paper: 64x64 with the release's dSprites settings
+(20 steps of size 500, Swish, width 32). A jointly conditioned baseline gets as many iterations as the two experts
+of its sum together. DEMO is written out whole; SMOKE and PAPER name only the keys they change (each replaces
+DEMO's value whole).
+"""
+
+_DEMO_TRAIN = dict(batch_size=32, n_steps=10, step_size=100.0, lr=1e-3, checkpoint_every=50)
+_DEMO = dict(resolution=32, width=8, train=_DEMO_TRAIN)
+# A.5: the sum is fine-tuned jointly with the KL term on, Adam lr 1e-3, betas (0, 0.999)
+_DEMO_FT = dict(resolution=32, width=8, n_iters=60, train=dict(_DEMO_TRAIN, lr=1e-3, kl_weight=1.0))
+
+DEMO = dict(
+    threads=1, device="cpu",
+    experts={
+        # Fig. 15: one expert per latent, each on all of dSprites
+        "ds_scale": dict(_DEMO, latents=("scale",), data="full", n_iters=150),
+        "ds_position": dict(_DEMO, latents=("position",), data="full", n_iters=150),
+        "ds_rotation": dict(_DEMO, latents=("rotation",), data="full", n_iters=150),
+        "ds_shape": dict(_DEMO, latents=("shape",), data="full", n_iters=150),
+        # Fig. 16: experts on D1 / D2 / D3, and the jointly conditioned baselines on the unions
+        "zs_size_D1": dict(_DEMO, latents=("scale",), data="D1", n_iters=200),
+        "zs_position_D2": dict(_DEMO, latents=("position",), data="D2", n_iters=200),
+        "zs_shape_D3": dict(_DEMO, latents=("shape",), data="D3", n_iters=200),
+        "zs_joint_size_position": dict(_DEMO, latents=("scale", "position"), data="D1+D2", n_iters=400),
+        "zs_joint_shape_position": dict(_DEMO, latents=("shape", "position"), data="D2+D3", n_iters=400),
+    },
+    finetune={
+        "zs_sum_size_position": dict(_DEMO_FT, parts=("zs_size_D1", "zs_position_D2"), data="D1+D2"),
+        "zs_sum_shape_position": dict(_DEMO_FT, parts=("zs_shape_D3", "zs_position_D2"), data="D2+D3"),
+    },
+    judge=dict(resolution=32, width=16, n_iters=3000, train=dict(batch=128)),   # reads latents off images
+    sample_steps=60, n_joint=16, n_test=100, n_show=8, n_judge_eval=1000, position_tol=0.1,
+)
+
+_SMOKE_TRAIN = dict(batch_size=8, n_steps=2, step_size=100.0, lr=1e-3, checkpoint_every=1)
+_SMOKE = dict(resolution=32, width=2, train=_SMOKE_TRAIN)
+_SMOKE_FT = dict(resolution=32, width=2, n_iters=2, train=dict(_SMOKE_TRAIN, lr=1e-3, kl_weight=1.0))
+
+SMOKE = dict(
+    experts={
+        "ds_scale": dict(_SMOKE, latents=("scale",), data="full", n_iters=2),
+        "ds_position": dict(_SMOKE, latents=("position",), data="full", n_iters=2),
+        "ds_rotation": dict(_SMOKE, latents=("rotation",), data="full", n_iters=2),
+        "ds_shape": dict(_SMOKE, latents=("shape",), data="full", n_iters=2),
+        "zs_size_D1": dict(_SMOKE, latents=("scale",), data="D1", n_iters=2),
+        "zs_position_D2": dict(_SMOKE, latents=("position",), data="D2", n_iters=2),
+        "zs_shape_D3": dict(_SMOKE, latents=("shape",), data="D3", n_iters=2),
+        "zs_joint_size_position": dict(_SMOKE, latents=("scale", "position"), data="D1+D2", n_iters=4),
+        "zs_joint_shape_position": dict(_SMOKE, latents=("shape", "position"), data="D2+D3", n_iters=4),
+    },
+    finetune={
+        "zs_sum_size_position": dict(_SMOKE_FT, parts=("zs_size_D1", "zs_position_D2"), data="D1+D2"),
+        "zs_sum_shape_position": dict(_SMOKE_FT, parts=("zs_shape_D3", "zs_position_D2"), data="D2+D3"),
+    },
+    judge=dict(resolution=32, width=2, n_iters=5, train=dict(batch=16)),
+    sample_steps=3, n_joint=4, n_test=8, n_show=4, n_judge_eval=32,
+)
+
+# the release's dSprites settings: 64x64, 20 Langevin steps of size 500, lr 1e-4, batch 128
+_PAPER_TRAIN = dict(batch_size=128, n_steps=20, step_size=500.0, lr=1e-4, checkpoint_every=500)
+_PAPER = dict(resolution=64, width=32, train=_PAPER_TRAIN)
+_PAPER_FT = dict(resolution=64, width=32, n_iters=300, train=dict(_PAPER_TRAIN, lr=1e-3, kl_weight=1.0))
+
+PAPER = dict(
+    threads=None, device="auto",
+    experts={
+        "ds_scale": dict(_PAPER, latents=("scale",), data="full", n_iters=30000),
+        "ds_position": dict(_PAPER, latents=("position",), data="full", n_iters=30000),
+        "ds_rotation": dict(_PAPER, latents=("rotation",), data="full", n_iters=30000),
+        "ds_shape": dict(_PAPER, latents=("shape",), data="full", n_iters=30000),
+        "zs_size_D1": dict(_PAPER, latents=("scale",), data="D1", n_iters=30000),
+        "zs_position_D2": dict(_PAPER, latents=("position",), data="D2", n_iters=30000),
+        "zs_shape_D3": dict(_PAPER, latents=("shape",), data="D3", n_iters=30000),
+        "zs_joint_size_position": dict(_PAPER, latents=("scale", "position"), data="D1+D2", n_iters=60000),
+        "zs_joint_shape_position": dict(_PAPER, latents=("shape", "position"), data="D2+D3", n_iters=60000),
+    },
+    finetune={
+        "zs_sum_size_position": dict(_PAPER_FT, parts=("zs_size_D1", "zs_position_D2"), data="D1+D2"),
+        "zs_sum_shape_position": dict(_PAPER_FT, parts=("zs_shape_D3", "zs_position_D2"), data="D2+D3"),
+    },
+    judge=dict(resolution=64, width=32, n_iters=20000, train=dict(batch=128)),
+    sample_steps=200, n_joint=64, n_test=2000, n_show=12, n_judge_eval=10000,
+)
+
+# CI runs the paper branch with these sizes (64x64 sprites, the release's sampler, a few iterations)
+PAPER_SHRUNK = {
+    **{f"experts.{m}.{k}": v for m in PAPER["experts"] for k, v in dict(width=2, n_iters=2).items()},
+    **{f"experts.{m}.train": dict(_PAPER_TRAIN, batch_size=4, n_steps=2) for m in PAPER["experts"]},
+    **{f"finetune.{m}.{k}": v for m in PAPER["finetune"] for k, v in dict(width=2, n_iters=2).items()},
+    **{f"finetune.{m}.train": dict(_PAPER_FT["train"], batch_size=4, n_steps=2) for m in PAPER["finetune"]},
+    "judge.width": 2, "judge.n_iters": 2, "judge.train": dict(batch=8),
+    "sample_steps": 2, "n_joint": 2, "n_test": 4, "n_show": 2, "n_judge_eval": 16,
+}

@@ -1,0 +1,71 @@
+"""Chapter 03 (deep EBMs on continuous MNIST): sizes per scale.
+
+``models`` maps a recipe name to the fields of ``ebmlib.core.image_ebm.ImageEBMRecipe``; ``train`` holds the
+``TrainConfig`` fields of Algorithm 1. A shipped checkpoint (``ebmlib/checkpoints/<name>.pt``) is used only when
+its stored recipe equals one of these exactly. Equal compute: the four models of a scale take the same
+iterations, batch and Langevin steps; only the data set, the conditioning and the chain start differ. DEMO is
+written out whole; SMOKE and PAPER name only the keys they change (each replaces DEMO's value whole).
+"""
+
+_DEMO = dict(width=16, n_iters=1200, snapshot_every=100, keep_buffer=1000)
+_DEMO_TRAIN = dict(batch_size=64, n_steps=20, lr=1e-3, channels_last=True, checkpoint_every=100)
+
+DEMO = dict(
+    threads=1, device="cpu",
+    models={
+        "mnist_uncond_replay": dict(_DEMO, dataset="mnist", conditional=False, train=dict(_DEMO_TRAIN, init="replay")),
+        "mnist_cond_replay": dict(_DEMO, dataset="mnist", conditional=True, train=dict(_DEMO_TRAIN, init="replay")),
+        "mnist_cond_noise": dict(_DEMO, dataset="mnist", conditional=True, train=dict(_DEMO_TRAIN, init="noise")),
+        "fashion_uncond_replay": dict(_DEMO, dataset="fashion", conditional=False,
+                                      train=dict(_DEMO_TRAIN, init="replay")),
+    },
+    classifier_epochs=2, classifier_train=60000,           # the classifier that measures samples
+    n_eval=1000, fid_samples=1000, eval_steps=60,           # FID in classifier space, conditional accuracy
+    noise_chains=8, noise_steps=200, noise_frames=(0, 5, 10, 20, 40, 80, 120, 200),   # Fig. 21
+    per_class=8, nn_train=60000, hist_n=1000,               # Fig. 17, Fig. 20, Fig. 2
+    restore_n=500, restore_steps=40, convert_n=10, completions=6,   # Fig. 6, 7, 8
+)
+
+_SMOKE = dict(width=4, n_iters=6, snapshot_every=3, keep_buffer=64)
+_SMOKE_TRAIN = dict(batch_size=16, n_steps=5, lr=1e-3, checkpoint_every=3)
+
+SMOKE = dict(
+    models={
+        "mnist_uncond_replay": dict(_SMOKE, dataset="mnist", conditional=False, train=dict(_SMOKE_TRAIN, init="replay")),
+        "mnist_cond_replay": dict(_SMOKE, dataset="mnist", conditional=True, train=dict(_SMOKE_TRAIN, init="replay")),
+        "mnist_cond_noise": dict(_SMOKE, dataset="mnist", conditional=True, train=dict(_SMOKE_TRAIN, init="noise")),
+        "fashion_uncond_replay": dict(_SMOKE, dataset="fashion", conditional=False,
+                                      train=dict(_SMOKE_TRAIN, init="replay")),
+    },
+    classifier_epochs=1, classifier_train=1000, n_eval=64, fid_samples=200, eval_steps=10,
+    noise_chains=4, noise_steps=20, noise_frames=(0, 5, 10, 20), per_class=2, nn_train=2000,
+    hist_n=200, restore_n=32, restore_steps=10, convert_n=4, completions=3,
+)
+
+# A.7 for MNIST: 60 Langevin steps, Adam lr 1e-4, batch 128; the paper gives no iteration count for MNIST
+_PAPER = dict(width=64, n_iters=30000, snapshot_every=1000, keep_buffer=10000)
+_PAPER_TRAIN = dict(batch_size=128, n_steps=60, lr=1e-4, channels_last=True, checkpoint_every=500)
+
+PAPER = dict(
+    threads=None, device="auto",
+    models={
+        "mnist_uncond_replay": dict(_PAPER, dataset="mnist", conditional=False, train=dict(_PAPER_TRAIN, init="replay")),
+        "mnist_cond_replay": dict(_PAPER, dataset="mnist", conditional=True, train=dict(_PAPER_TRAIN, init="replay")),
+        "mnist_cond_noise": dict(_PAPER, dataset="mnist", conditional=True, train=dict(_PAPER_TRAIN, init="noise")),
+        "fashion_uncond_replay": dict(_PAPER, dataset="fashion", conditional=False,
+                                      train=dict(_PAPER_TRAIN, init="replay")),
+    },
+    classifier_epochs=5, n_eval=10000, fid_samples=10000,
+    noise_chains=16, noise_steps=500, noise_frames=(0, 10, 20, 50, 100, 200, 300, 500), per_class=16,
+    hist_n=10000, restore_n=10000, restore_steps=60, completions=8,
+)
+
+# CI runs the paper branch with these sizes (the width-64 network and A.7's settings, a few iterations)
+PAPER_SHRUNK = {
+    **{f"models.{m}.{k}": v for m in PAPER["models"]
+       for k, v in dict(n_iters=2, snapshot_every=1, keep_buffer=16).items()},
+    **{f"models.{m}.train.{k}": v for m in PAPER["models"] for k, v in dict(batch_size=8, n_steps=2).items()},
+    "classifier_train": 500, "n_eval": 32, "fid_samples": 64, "eval_steps": 2, "noise_chains": 2, "noise_steps": 4,
+    "noise_frames": (0, 2, 4), "per_class": 1, "nn_train": 500, "hist_n": 32, "restore_n": 16, "restore_steps": 2,
+    "convert_n": 2, "completions": 2,
+}
