@@ -1,35 +1,41 @@
-"""``python -m ebmlib``: reproduce chapters headless with papermill.
+"""``python -m ebmlib``: the one command line of the book.
 
-    python -m ebmlib list
-    python -m ebmlib reproduce 01_sampling --scale demo --out results/
-    python -m ebmlib reproduce all --scale paper --out results/
-    python -m ebmlib train 03_mnist --scale demo --only mnist_cond_replay --out ebmlib/checkpoints
-    python -m ebmlib data mnist --from ../shared/data/mnist     # or: fashion, dsprites, hand --n 1000
-    python -m ebmlib data cifar10                                # or: svhn, dtd (torchvision downloads them)
+    python -m ebmlib list                                           # chapters, and which have trained models
+    python -m ebmlib reproduce 03 --scale paper --seed 1 --set n_eval=500 --out results/
+    python -m ebmlib reproduce all --scale demo --in-place          # re-make the committed outputs
+    python -m ebmlib train 03 --scale demo --only mnist_cond_replay --out ebmlib/checkpoints
+    python -m ebmlib data mnist --from ../shared/data/mnist          # or fashion, cifar10, svhn, dtd, dsprites
+    python -m ebmlib data hand --n 1000 --workers 2                  # MuJoCo trajectories of chapter 06
+    python -m ebmlib data fixtures --root /tmp/fixture-data          # tiny CIFAR-10/SVHN/DTD in their real formats
+    python -m ebmlib bench langevin --width 32                       # throughput against a plain loop
 
-``reproduce`` runs the chapter notebook with papermill, setting its ``scale`` and ``out_dir`` parameters; the
-executed notebook (``<chapter>.ipynb``) and the metrics JSON the notebook writes (``<chapter>.json``) land in
-the output folder.
+``reproduce`` executes the chapter's Jupytext source (``notebooks/NN_name.py``) with papermill, passing the
+parameters ``scale``, ``seed``, ``out_dir`` and ``overrides``; the executed notebook and the metrics JSON the
+chapter writes land in ``--out``. ``--in-place`` writes the executed notebook over ``notebooks/NN_name.ipynb``
+instead (the committed demo outputs; demo scale, seed 0, no overrides).
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from ebmlib.presets import SCALES
+from ebmlib.presets import CHAPTERS, SCALES, chapter_name, parse_overrides, preset
 
-__all__ = ["main", "find_notebooks", "chapters", "reproduce", "train_models", "prepare_data"]
+__all__ = ["main", "find_notebooks", "reproduce", "train_models", "prepare_data"]
+
+DATA_SETS = ("mnist", "fashion", "cifar10", "svhn", "dtd", "dsprites", "hand", "fixtures")
+BENCHMARKS = {"langevin": "ebmlib.bench.langevin"}
 
 
 def find_notebooks(explicit: str | None = None) -> Path:
     """The folder of chapter notebooks: --notebooks, $EBMLIB_NOTEBOOKS, ./notebooks, or the source checkout's."""
-    if explicit is not None:
-        candidates = [explicit]
-    else:
-        candidates = [os.environ.get("EBMLIB_NOTEBOOKS"), "notebooks", str(Path(__file__).resolve().parent.parent / "notebooks")]
+    candidates = [explicit] if explicit is not None else [
+        os.environ.get("EBMLIB_NOTEBOOKS"), "notebooks", str(Path(__file__).resolve().parent.parent / "notebooks")]
     for c in candidates:
         if c and Path(c).is_dir() and any(Path(c).glob("[0-9][0-9]_*.ipynb")):
             return Path(c).resolve()
@@ -38,144 +44,172 @@ def find_notebooks(explicit: str | None = None) -> Path:
                             "book's checkout or pass --notebooks DIR / set EBMLIB_NOTEBOOKS")
 
 
-def chapters(nb_dir: Path) -> list[str]:
-    return sorted(p.stem for p in nb_dir.glob("[0-9][0-9]_*.ipynb"))
-
-
-def _resolve(name: str, known: list[str]) -> list[str]:
+def _chapters(name: str, nb_dir: Path) -> list[str]:
+    known = sorted(p.stem for p in nb_dir.glob("[0-9][0-9]_*.ipynb"))
     if name == "all":
         return known
-    matches = [c for c in known if c == name or c.split("_", 1)[0] == name or c.split("_", 1)[-1] == name]
+    matches = [c for c in known if name in (c, c.split("_", 1)[0], c.split("_", 1)[-1])]
     if len(matches) != 1:
         raise SystemExit(f"error: unknown chapter {name!r}; expected 'all' or one of {known}")
     return matches
 
 
-def reproduce(chapter: str, scale: str, out: Path, nb_dir: Path, kernel: str | None = None) -> Path:
-    """Execute one chapter with papermill at ``scale``; returns the executed notebook's path."""
-    import papermill  # imported here so the library itself does not need it
+def _source_notebook(nb_dir: Path, chapter: str):
+    """The chapter as a notebook: its Jupytext source when there is one (the source of truth), else the .ipynb."""
+    import nbformat
 
+    py = nb_dir / f"{chapter}.py"
+    if py.is_file():
+        import jupytext
+        return jupytext.read(py)
+    return nbformat.read(nb_dir / f"{chapter}.ipynb", as_version=4)
+
+
+def reproduce(chapter: str, scale: str, out: Path, nb_dir: Path, seed: int = 0, overrides: dict | None = None,
+              kernel: str | None = None, in_place: bool = False) -> Path:
+    """Execute one chapter with papermill; returns the executed notebook's path."""
+    import nbformat
+    import papermill
+
+    overrides = dict(overrides or {})
+    if in_place and (scale != "demo" or seed != 0 or overrides):
+        raise SystemExit("error: --in-place re-makes the committed outputs, which are the demo scale at seed 0 with "
+                         "no overrides; drop --scale/--seed/--set or write to --out instead")
+    if chapter in CHAPTERS:
+        preset(chapter, scale, overrides)               # a bad scale or override fails here, not in the kernel
     out.mkdir(parents=True, exist_ok=True)
-    src = nb_dir / f"{chapter}.ipynb"
-    dst = out / f"{chapter}.ipynb"
-    env_scale = os.environ.get("EBMLIB_SCALE")
-    os.environ["EBMLIB_SCALE"] = scale  # also seen by code that reads the scale from the environment
-    try:
-        papermill.execute_notebook(str(src), str(dst), parameters={"scale": scale, "out_dir": str(out.resolve())},
-                                   cwd=str(nb_dir), kernel_name=kernel, progress_bar=False)
-    finally:
-        if env_scale is None:
-            os.environ.pop("EBMLIB_SCALE", None)
-        else:
-            os.environ["EBMLIB_SCALE"] = env_scale
+    dst = nb_dir / f"{chapter}.ipynb" if in_place else out / f"{chapter}.ipynb"
+    params = {"scale": scale, "seed": seed, "out_dir": str(out.resolve()), "overrides": overrides}
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / f"{chapter}.ipynb"
+        nbformat.write(_source_notebook(nb_dir, chapter), src)
+        papermill.execute_notebook(str(src), str(dst), parameters=params, cwd=str(nb_dir), kernel_name=kernel,
+                                   progress_bar=False)
+    if in_place:                                        # the committed notebook reads its parameters itself
+        nb = nbformat.read(dst, as_version=4)
+        nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+        nbformat.write(nb, dst)
     return dst
 
 
-def train_models(chapter: str, scale: str, out: Path, only: list[str] | None = None,
-                 threads: int | None = None) -> list[Path]:
-    """Train the image EBMs of ``chapter``'s preset at ``scale`` (all, or those named in ``only``)."""
-    import torch
-
-    from ebmlib.core import pretrained
-    from ebmlib import presets as scales
-    from ebmlib.data import load_images
-
-    cfg = scales.preset(chapter, scale)
-    if not hasattr(cfg, "models"):
-        raise SystemExit(f"error: chapter {chapter!r} has no image models to train")
-    todo = pretrained.recipes(cfg.models)
-    unknown = sorted(set(only or []) - set(todo))
-    if unknown:
-        raise SystemExit(f"error: unknown models {unknown}; chapter {chapter!r} has {sorted(todo)}")
-    if threads:
-        torch.set_num_threads(threads)
-    paths, datasets = [], {}
-    for key, recipe in todo.items():
-        if only and key not in only:
-            continue
-        if recipe.dataset not in datasets:
-            datasets[recipe.dataset] = load_images(recipe.dataset, "train")
-        data = datasets[recipe.dataset]
-        print(f"[ebmlib] training {recipe.name} ({recipe.n_iters} iterations) ...", flush=True)
-        trained = pretrained.train_recipe(recipe, data, ckpt_dir=out / f".{recipe.name}_run",
-                                           device=pretrained.default_device())
-        paths.append(pretrained.save_trained(trained, out / f"{recipe.name}.pt"))
-        print(f"[ebmlib] {recipe.name}: {trained.seconds:.0f} s -> {paths[-1]}", flush=True)
-    return paths
+def train_models(chapter: str, scale: str, out: Path, only: list[str] | None = None, seed: int = 0,
+                 overrides: dict | None = None) -> list[Path]:
+    """Train (or find already trained) every model of ``chapter``'s preset at ``scale`` and save ``<name>.pt``."""
+    chapter = chapter_name(chapter)
+    module = importlib.import_module(f"ebmlib.chapters.{CHAPTERS[chapter]}")
+    if not hasattr(module, "train_models"):
+        raise SystemExit(f"error: chapter {chapter} has no trained models")
+    cfg = preset(chapter, scale, overrides)
+    start = time.perf_counter()
+    trained = module.train_models(cfg, out_dir=out, only=only, seed=seed, shipped_dir=None)
+    for name, t in trained.items():
+        print(f"[ebmlib] {name}: {t.origin()} ({t.seconds:.0f} s of training)", flush=True)
+    print(f"[ebmlib] {len(trained)} models of {chapter} in {time.perf_counter() - start:.0f} s -> {out}")
+    return [out / f"{name}.pt" for name in trained]
 
 
-def prepare_data(name: str, root: str | None = None, source: str | None = None, rest: list[str] | None = None) -> int:
-    """Put data set ``name`` under the data root and say where it is."""
+def prepare_data(args) -> int:
+    """Put data set ``args.name`` under the data root and say where it is."""
     from ebmlib import data
 
+    name, root = args.name, args.root
+    if args.source is not None and name not in ("mnist", "fashion"):
+        raise SystemExit(f"error: --from is for mnist/fashion idx files, not {name}")
     if name == "hand":
-        from ebmlib.data import hand  # needs mujoco
-        return hand.main((rest or []) + (["--root", root] if root else []))
-    if rest:
-        raise SystemExit(f"error: unexpected arguments for {name}: {rest}")
+        from ebmlib.data import hand   # needs MuJoCo
+        path = hand.generate_to_file(args.n, seed=args.seed, length=args.length, workers=args.workers, root=root)
+        print(f"[ebmlib] hand: {args.n} trajectories -> {path}")
+        return 0
+    if name == "fixtures":
+        from ebmlib.data import fixtures
+        if root is None:
+            raise SystemExit("error: data fixtures needs --root DIR (tiny stand-in files must never land in your "
+                             "real data root)")
+        for line in fixtures.write_all(root):
+            print(f"[ebmlib] fixture: {line}")
+        return 0
     if name == "dsprites":
         from ebmlib.data import dsprites
         ds = dsprites.load_dsprites(root)
         print(f"[ebmlib] dSprites: {len(ds)} images cached at {ds.source}")
         return 0
-    if name in ("cifar10", "svhn", "dtd"):
-        if source is not None:
-            raise SystemExit(f"error: --from is for mnist/fashion idx files, not {name}")
-        splits = {"cifar10": ("train", "test"), "svhn": ("train", "test"), "dtd": ("train", "val", "test")}[name]
-        for split in splits:   # torchvision downloads what is missing (cifar10: one archive; svhn: a file per split)
-            d = data.load_images(name, split, root=root)
-            print(f"[ebmlib] {name} {split}: {len(d)} images under {data.data_root(root)}")
-        return 0
-    if source is not None:
-        data.stage_idx_files(name, source, root)
-    for split in ("train", "test"):
-        d = data.load_mnist(name, split, root=root)
+    if args.source is not None:
+        data.stage_idx_files(name, args.source, root)
+    splits = {"cifar10": ("train", "test"), "svhn": ("train", "test"), "dtd": ("train", "val", "test")}
+    for split in splits.get(name, ("train", "test")):   # torchvision downloads what is missing
+        d = data.load_images(name, split, root=root)
         print(f"[ebmlib] {name} {split}: {len(d)} images under {data.data_root(root)}")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ebmlib", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list the chapters").add_argument("--notebooks", help="folder of chapter notebooks")
-    rep = sub.add_parser("reproduce", help="run chapter notebooks headless with papermill")
-    rep.add_argument("chapter", help="chapter name (e.g. 01_sampling, or 01), or 'all'")
-    rep.add_argument("--scale", choices=SCALES, default="demo", help="smoke | demo | paper (default: demo)")
-    rep.add_argument("--out", default="results", help="output folder for executed notebooks and metrics JSON")
+    for verb, help_text in (("reproduce", "run chapters headless with papermill"),
+                            ("train", "train a chapter's models and save their checkpoints")):
+        p = sub.add_parser(verb, help=help_text)
+        p.add_argument("chapter", help="chapter name, number or module (03_mnist, 03, mnist)"
+                       + (", or 'all'" if verb == "reproduce" else ""))
+        p.add_argument("--scale", choices=SCALES, default="demo", help="smoke | demo | paper (default: demo)")
+        p.add_argument("--seed", type=int, default=0, help="seed of the run (default 0: the committed outputs)")
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a preset value (dotted keys reach into dicts); repeatable")
+    rep = sub.choices["reproduce"]
+    rep.add_argument("--out", default="results", help="folder for executed notebooks and metrics JSON")
     rep.add_argument("--notebooks", help="folder of chapter notebooks (default: ./notebooks)")
     rep.add_argument("--kernel", help="Jupyter kernel name (default: the notebook's own)")
-    tr = sub.add_parser("train", help="train a chapter's image EBMs and save their checkpoints")
-    tr.add_argument("chapter", help="chapter with image models (e.g. 03_mnist)")
-    tr.add_argument("--scale", choices=SCALES, default="demo", help="smoke | demo | paper (default: demo)")
+    rep.add_argument("--in-place", action="store_true", help="write the executed notebook over the committed one")
+    tr = sub.choices["train"]
     tr.add_argument("--out", default="checkpoints", help="folder for <name>.pt (default: ./checkpoints)")
-    tr.add_argument("--only", nargs="+", help="train only these models of the chapter (e.g. mnist_cond_replay)")
-    tr.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    tr.add_argument("--only", nargs="+", help="train only these models of the chapter")
+    tr.add_argument("--threads", type=int, help="torch CPU threads (default: the preset's)")
     dat = sub.add_parser("data", help="put a data set under the data root ($EBMLIB_DATA)")
-    dat.add_argument("name", choices=["mnist", "fashion", "dsprites", "hand", "cifar10", "svhn", "dtd"])
+    dat.add_argument("name", choices=DATA_SETS)
     dat.add_argument("--root", help="data root (default: $EBMLIB_DATA or ~/.cache/ebmlib/data)")
     dat.add_argument("--from", dest="source", help="mnist/fashion: a directory holding the four idx files (.gz or not)")
-    args, rest = parser.parse_known_args(argv)
-    if rest and args.command != "data":
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    dat.add_argument("--n", type=int, default=1000, help="hand: number of trajectories (paper: 200000)")
+    dat.add_argument("--seed", type=int, default=0, help="hand: seed; trajectory i uses default_rng([seed, i])")
+    dat.add_argument("--length", type=int, default=100, help="hand: transitions per trajectory")
+    dat.add_argument("--workers", type=int, default=1, help="hand: worker processes (the result does not depend on it)")
+    ben = sub.add_parser("bench", help="run a benchmark (prints ratios against a plain reference)")
+    ben.add_argument("name", choices=sorted(BENCHMARKS))
+    return parser
 
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "bench":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "data":
-        return prepare_data(args.name, args.root, args.source, rest)
+        for name in ("n", "length", "workers"):
+            if getattr(args, name) < 1:
+                parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+        return prepare_data(args)
+    if args.command == "bench":
+        return importlib.import_module(BENCHMARKS[args.name]).main(rest)
+    overrides = parse_overrides(getattr(args, "overrides", []) or [])
     if args.command == "train":
-        train_models(args.chapter, args.scale, Path(args.out), args.only, args.threads)
+        if args.threads:
+            import torch
+            torch.set_num_threads(args.threads)
+        train_models(args.chapter, args.scale, Path(args.out), args.only, args.seed, overrides)
         return 0
     try:
         nb_dir = find_notebooks(args.notebooks)
     except FileNotFoundError as err:
         parser.exit(2, f"error: {err}\n")
-    known = chapters(nb_dir)
     if args.command == "list":
-        print("\n".join(known))
+        for chapter in _chapters("all", nb_dir):
+            module = CHAPTERS.get(chapter)
+            print(f"{chapter:20s} ebmlib.chapters.{module}" if module else chapter)
         return 0
     out = Path(args.out)
-    for chapter in _resolve(args.chapter, known):
+    for chapter in _chapters(args.chapter, nb_dir):
         start = time.perf_counter()
-        print(f"[ebmlib] {chapter}: running at {args.scale} scale ...", flush=True)
-        dst = reproduce(chapter, args.scale, out, nb_dir, args.kernel)
+        print(f"[ebmlib] {chapter}: running at {args.scale} scale, seed {args.seed} ...", flush=True)
+        dst = reproduce(chapter, args.scale, out, nb_dir, args.seed, overrides, args.kernel, args.in_place)
         metrics = out / f"{chapter}.json"
         print(f"[ebmlib] {chapter}: done in {time.perf_counter() - start:.0f} s -> {dst}"
               + (f", {metrics}" if metrics.exists() else " (the notebook wrote no metrics JSON)"), flush=True)

@@ -23,9 +23,10 @@
 # composes, `ebmlib.train` is Algorithm 1); this notebook sets sizes, calls, and reads the numbers.
 
 # %% tags=["parameters"]
-import os
-scale = os.environ.get("EBMLIB_SCALE", "demo")   # "smoke" | "demo" | "paper"
-out_dir = os.environ.get("EBMLIB_OUT", "_results")
+scale = None        # "smoke" | "demo" | "paper"; None: $EBMLIB_SCALE, else "demo"
+seed = 0            # 0 gives the committed outputs (and uses the shipped checkpoints)
+out_dir = None      # metrics JSON and trained models; None: $EBMLIB_OUT, else "_results"
+overrides = {}      # preset values to replace, e.g. {"n_test": 100}; also $EBMLIB_SET (JSON)
 
 # %%
 import math
@@ -42,11 +43,12 @@ import ebmlib.core.compose as C
 import ebmlib.core.energies as E
 import ebmlib.core.metrics as M
 import ebmlib.notebook.plotting as P
-import ebmlib.presets
 import ebmlib.chapters.training_2d as T
 from ebmlib.notebook.results import save_metrics
+from ebmlib.notebook.setup import start
 
-cfg = ebmlib.presets.preset("02_training_2d", scale)
+ch = start("02_training_2d", scale, seed, out_dir, overrides)
+cfg, scale, out_dir = ch.cfg, ch.scale, ch.out_dir
 # One thread: on a shared 2-core machine a small 2D MLP trains several times faster on one thread than on two
 # contending ones (measured while writing this chapter); raise cfg.threads on a bigger machine.
 T.set_threads(cfg.threads)

@@ -24,11 +24,13 @@
 # trains otherwise.
 
 # %% tags=["parameters"]
-import os
-scale = os.environ.get("EBMLIB_SCALE", "demo")   # "smoke" | "demo" | "paper"
-out_dir = os.environ.get("EBMLIB_OUT", "_results")
+scale = None        # "smoke" | "demo" | "paper"; None: $EBMLIB_SCALE, else "demo"
+seed = 0            # 0 gives the committed outputs (and uses the shipped checkpoints)
+out_dir = None      # metrics JSON and trained models; None: $EBMLIB_OUT, else "_results"
+overrides = {}      # preset values to replace, e.g. {"n_test": 100}; also $EBMLIB_SET (JSON)
 
 # %%
+import os
 import sys
 import time
 
@@ -38,17 +40,21 @@ import torch
 from IPython.display import Markdown, display
 
 import ebmlib.notebook.plotting as P
-import ebmlib.presets
-from ebmlib.core import pretrained
+from ebmlib.chapters.mnist import train_models
+from ebmlib.core.classifiers import ClassifierRecipe, accuracy, predict
+from ebmlib.core.recipes import load_or_train
 from ebmlib.data import load_mnist
 from ebmlib.core.metrics import nearest_neighbours
 from ebmlib.core.nets import count_parameters
-from ebmlib.core.quality import accuracy, classifier_fid, predict, train_classifier
+from ebmlib.core.quality import classifier_fid
 from ebmlib.core.restore import changed_fraction, generate, half_mask, restore, salt_and_pepper, sampling_frames
 from ebmlib.notebook.results import save_metrics
-from ebmlib.chapters.training_2d import markdown_table, set_threads
+from ebmlib.notebook.setup import start
+from ebmlib.notebook.setup import set_threads
+from ebmlib.notebook.tables import markdown_table
 
-cfg = ebmlib.presets.preset("03_mnist", scale)
+ch = start("03_mnist", scale, seed, out_dir, overrides)
+cfg, scale, out_dir = ch.cfg, ch.scale, ch.out_dir
 if cfg.threads:          # one thread is fastest on a shared 2-core machine; paper scale leaves torch's default
     set_threads(cfg.threads)
 torch.manual_seed(0)
@@ -90,17 +96,13 @@ P.show_images(x_show, nrow=16, title="dequantised training digits");
 # A fourth, `fashion_uncond_replay`, is the unconditional replay recipe on Fashion-MNIST (section 8).
 
 # %%
-recipes = pretrained.recipes(cfg.models)
-train_sets = {"mnist": train, "fashion": load_mnist("fashion", "train")}
-models = {}
-for key, recipe in recipes.items():
-    models[key] = pretrained.load_or_train(recipe, train_sets[recipe.dataset], out_dir=out_dir, progress=False)
+models = train_models(cfg, seed, out_dir=out_dir, progress=False, device=ch.device)
 rows = []
 for key, t in models.items():
     r, c = t.recipe, t.recipe.config()
     rows.append([key, r.dataset, "yes" if r.conditional else "no", c.init, r.width, f"{count_parameters(t.model):,}", r.n_iters,
                  c.batch_size, c.n_steps, c.lr, f"{t.seconds / 60:.1f}",
-                 "shipped checkpoint" if t.source != "trained" else "trained in this run"])
+                 t.origin()])
 metrics["models"] = {k: {"recipe": t.recipe.as_dict(), "train_seconds": t.seconds, "source": os.path.basename(t.source)}
                      for k, t in models.items()}
 display(Markdown(markdown_table(["model", "data", "conditional", "chains start", "width", "parameters", "iterations", "batch",
@@ -137,7 +139,8 @@ for key, t in mnist_models.items():
 # only comparable with numbers from the same classifier.
 
 # %%
-clf = train_classifier(train.subset(cfg.classifier_train, gen), epochs=cfg.classifier_epochs, progress=False)
+clf = load_or_train(ClassifierRecipe("mnist_classifier", "mnist", cfg.classifier_epochs, cfg.classifier_train, seed=seed),
+                    data=train, out_dir=out_dir, progress=False).model
 x_test = test.continuous(gen)
 metrics["classifier_test_accuracy"] = accuracy(clf, x_test, test.labels)
 print(f"classifier: {cfg.classifier_epochs} epoch(s) on {min(cfg.classifier_train, len(train))} images, "
@@ -170,7 +173,7 @@ k_train = t.recipe.config().n_steps
 fresh_short = generate(t.model, 32, k_train, generator=gen)
 fresh_long = generate(t.model, 32, cfg.noise_steps, generator=gen)
 fig, axes = plt.subplots(1, 3, figsize=(12, 2.6))
-P.show_images(t.buffer[:32], nrow=8, ax=axes[0], title="replay buffer (end of training)")
+P.show_images(t.samples[:32], nrow=8, ax=axes[0], title="replay buffer (end of training)")
 P.show_images(fresh_short, nrow=8, ax=axes[1], title=f"fresh chains, {k_train} steps (as in training)")
 P.show_images(fresh_long, nrow=8, ax=axes[2], title=f"fresh chains, {cfg.noise_steps} steps")
 plt.show()
@@ -183,7 +186,7 @@ plt.show()
 # %%
 labels = torch.arange(10).repeat_interleave(cfg.per_class)
 t = models["mnist_cond_replay"]
-start = t.buffer[torch.randint(len(t.buffer), (labels.numel(),), generator=gen)]
+start = t.samples[torch.randint(len(t.samples), (labels.numel(),), generator=gen)]
 panels = {f"mnist_cond_replay: own buffer + {cfg.eval_steps} steps": generate(t.model, labels.numel(), cfg.eval_steps, y=labels, x0=start, generator=gen),
           f"mnist_cond_replay: noise + {cfg.noise_steps} steps": generate(t.model, labels.numel(), cfg.noise_steps, y=labels, generator=gen),
           f"mnist_cond_noise: noise + {cfg.noise_steps} steps": generate(models["mnist_cond_noise"].model, labels.numel(), cfg.noise_steps, y=labels, generator=gen)}
@@ -213,7 +216,7 @@ for key, t in mnist_models.items():
     k = t.recipe.config().n_steps
     starts = {f"noise + {k} steps": (torch.rand(n, 1, 28, 28, generator=gen), k),
               f"noise + {cfg.noise_steps} steps": (torch.rand(n, 1, 28, 28, generator=gen), cfg.noise_steps),
-              f"own buffer + {cfg.eval_steps} steps": (t.buffer[torch.randint(len(t.buffer), (n,), generator=gen)], cfg.eval_steps)}
+              f"own buffer + {cfg.eval_steps} steps": (t.samples[torch.randint(len(t.samples), (n,), generator=gen)], cfg.eval_steps)}
     for how, (x0, steps) in starts.items():
         x = generate(t.model, n, steps, y=y, x0=x0, generator=gen)
         entry = {"fid": classifier_fid(clf, real, x)}
@@ -252,12 +255,12 @@ metrics["best_cond_replay"], metrics["best_cond_noise"] = {"samples": r_how, **r
 # %%
 t = models["mnist_uncond_replay"]
 pool = train.subset(cfg.nn_train, gen).continuous(gen)
-samples = t.buffer[:8]
+samples = t.samples[:8]
 dist, idx = nearest_neighbours(samples, pool, k=3)
 P.image_rows({f"sample {i}": torch.cat([samples[i:i + 1], pool[idx[i]]]) for i in range(len(samples))},
              col_labels=["sample", "1st NN", "2nd NN", "3rd NN"]);
 plt.show()
-d_samples = nearest_neighbours(t.buffer[:cfg.hist_n], pool)[0][:, 0]
+d_samples = nearest_neighbours(t.samples[:cfg.hist_n], pool)[0][:, 0]
 d_test = nearest_neighbours(x_test[:cfg.hist_n], pool)[0][:, 0]
 metrics["nn_distance"] = {"samples_median": d_samples.median().item(), "test_median": d_test.median().item()}
 print(f"median L2 distance to the nearest of {len(pool)} training digits: buffer samples "
@@ -272,7 +275,7 @@ print(f"median L2 distance to the nearest of {len(pool)} training digits: buffer
 with torch.no_grad():
     energies = {"train": t.model(train.subset(cfg.hist_n, gen).continuous(gen)),
                 "test": t.model(x_test[:cfg.hist_n]),
-                "samples (buffer)": t.model(t.buffer[:cfg.hist_n]),
+                "samples (buffer)": t.model(t.samples[:cfg.hist_n]),
                 "uniform noise": t.model(torch.rand(cfg.hist_n, 1, 28, 28, generator=gen))}
 fig, ax = plt.subplots(figsize=(6, 3))
 lo = min(e.min().item() for e in energies.values())
@@ -374,14 +377,14 @@ t = models["fashion_uncond_replay"]
 f_test = load_mnist("fashion", "test").continuous(gen)
 fig, axes = plt.subplots(1, 3, figsize=(12, 2.6))
 P.show_images(f_test[:32], nrow=8, ax=axes[0], title="Fashion-MNIST test images")
-P.show_images(t.buffer[:32], nrow=8, ax=axes[1], title="replay buffer (end of training)")
+P.show_images(t.samples[:32], nrow=8, ax=axes[1], title="replay buffer (end of training)")
 P.show_images(generate(t.model, 32, cfg.noise_steps, generator=gen), nrow=8, ax=axes[2],
               title=f"fresh chains, {cfg.noise_steps} steps")
 plt.show()
 with torch.no_grad():
     f_energies = {"Fashion train": t.model(train_sets["fashion"].subset(cfg.hist_n, gen).continuous(gen)),
                   "Fashion test": t.model(f_test[:cfg.hist_n]),
-                  "samples (buffer)": t.model(t.buffer[:cfg.hist_n]),
+                  "samples (buffer)": t.model(t.samples[:cfg.hist_n]),
                   "MNIST test (never seen)": t.model(x_test[:cfg.hist_n])}
 fig, ax = plt.subplots(figsize=(6, 3))
 lo = min(e.quantile(0.005).item() for e in f_energies.values())

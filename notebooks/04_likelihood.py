@@ -25,11 +25,13 @@
 # the truth together, and only their gap says how far from it they may be.
 
 # %% tags=["parameters"]
-import os
-scale = os.environ.get("EBMLIB_SCALE", "demo")   # "smoke" | "demo" | "paper"
-out_dir = os.environ.get("EBMLIB_OUT", "_results")
+scale = None        # "smoke" | "demo" | "paper"; None: $EBMLIB_SCALE, else "demo"
+seed = 0            # 0 gives the committed outputs (and uses the shipped checkpoints)
+out_dir = None      # metrics JSON and trained models; None: $EBMLIB_OUT, else "_results"
+overrides = {}      # preset values to replace, e.g. {"n_test": 100}; also $EBMLIB_SET (JSON)
 
 # %%
+import os
 import time
 
 import matplotlib.pyplot as plt
@@ -37,21 +39,23 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-import ebmlib.presets
 from ebmlib.chapters import likelihood as L
-from ebmlib.core import pretrained
-from ebmlib.data import dequantize, load_mnist
+from ebmlib.core.images import dequantize
+from ebmlib.data import load_mnist
 from ebmlib.notebook.results import save_metrics
-from ebmlib.chapters.training_2d import markdown_table, set_threads
+from ebmlib.notebook.setup import start
+from ebmlib.notebook.setup import set_threads
+from ebmlib.notebook.tables import markdown_table
 
-cfg = ebmlib.presets.preset("04_likelihood", scale)
+ch = start("04_likelihood", scale, seed, out_dir, overrides)
+cfg, scale, out_dir = ch.cfg, ch.scale, ch.out_dir
 if cfg.threads:
     set_threads(cfg.threads)
 torch.manual_seed(0)
 gen = torch.Generator().manual_seed(0)
 plt.rcParams.update({"figure.dpi": 80, "savefig.dpi": 80, "font.size": 9})
 t_start = time.time()
-metrics = {"settings": {k: v for k, v in vars(cfg).items() if k != "models"}}
+metrics = {"settings": {k: v for k, v in cfg.as_dict().items() if k != "models"}}
 PAPER_22 = {"mnist_uncond_replay": (1925.0, 2218.3), "mnist_uncond_pcd": (380.9, 482.0)}
 
 # %% [markdown]
@@ -162,12 +166,9 @@ display(Markdown(f"The fitted base scores **{base_ll.mean().item():.1f} nats** p
 # peaked) the target, so maximising it rewards the run's failure rather than the model.
 
 # %%
-recipes = pretrained.recipes(cfg.models)
-trained = {}
-for key, recipe in recipes.items():
-    trained[key] = pretrained.load_or_train(recipe, mnist_train, out_dir=out_dir, progress=False)
-    print(f"{key}: width {recipe.width}, {recipe.n_iters} iterations, "
-          f"{'loaded from ' + os.path.relpath(trained[key].source) if trained[key].source != 'trained' else 'trained in this run'}")
+trained = L.train_models(cfg, seed, out_dir=out_dir, progress=False, device=ch.device)
+for key, t in trained.items():
+    print(f"{key}: width {t.recipe.width}, {t.recipe.n_iters} iterations, {t.origin()}")
 
 main_models = ("mnist_uncond_replay", "mnist_uncond_pcd")
 curves = {}
@@ -264,7 +265,7 @@ display(Markdown(f"K = {cfg.sens_temps} temperatures, {cfg.sens_chains} AIS chai
                                    "paper lower / upper"], rows)))
 fig, axes = plt.subplots(1, len(sensitivity), figsize=(2.0 * len(sensitivity), 2.2))
 for ax, (key, r) in zip(axes, sensitivity.items()):
-    ax.imshow(trained[key].buffer[:16].reshape(4, 4, 28, 28).permute(0, 2, 1, 3).reshape(112, 112), cmap="gray")
+    ax.imshow(trained[key].samples[:16].reshape(4, 4, 28, 28).permute(0, 2, 1, 3).reshape(112, 112), cmap="gray")
     ax.set_title(key, fontsize=8)
     ax.axis("off")
 plt.suptitle("replay-buffer samples of the sensitivity models", fontsize=9)

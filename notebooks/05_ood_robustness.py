@@ -37,11 +37,13 @@
 # sampling defence (1,000 images, 20 PGD steps, 7 epsilons, both norms) add roughly an hour.
 
 # %% tags=["parameters"]
-import os
-scale = os.environ.get("EBMLIB_SCALE", "demo")   # "smoke" | "demo" | "paper"
-out_dir = os.environ.get("EBMLIB_OUT", "_results")
+scale = None        # "smoke" | "demo" | "paper"; None: $EBMLIB_SCALE, else "demo"
+seed = 0            # 0 gives the committed outputs (and uses the shipped checkpoints)
+out_dir = None      # metrics JSON and trained models; None: $EBMLIB_OUT, else "_results"
+overrides = {}      # preset values to replace, e.g. {"n_test": 100}; also $EBMLIB_SET (JSON)
 
 # %%
+import os
 import time
 
 import matplotlib.pyplot as plt
@@ -50,29 +52,31 @@ import torch
 from IPython.display import Markdown, display
 
 import ebmlib.notebook.plotting as P
-import ebmlib.presets
 from ebmlib.chapters.ood_robustness import adversarial as A
 from ebmlib.chapters.ood_robustness import ood
-from ebmlib.core import pretrained
+from ebmlib.chapters.ood_robustness import train_models
+from ebmlib.core.classifiers import ClassifierRecipe
+from ebmlib.core.recipes import load_or_train
 from ebmlib.data import DISPLAY_NAMES, load_images
 from ebmlib.notebook.results import save_metrics
-from ebmlib.chapters.training_2d import markdown_table, set_threads
+from ebmlib.notebook.setup import start
+from ebmlib.notebook.setup import set_threads
+from ebmlib.notebook.tables import markdown_table
 
-cfg = ebmlib.presets.preset("05_ood_robustness", scale)
+ch = start("05_ood_robustness", scale, seed, out_dir, overrides)
+cfg, scale, out_dir = ch.cfg, ch.scale, ch.out_dir
 if cfg.threads:
     set_threads(cfg.threads)
 torch.manual_seed(0)
 gen = torch.Generator().manual_seed(0)
-device = pretrained.default_device()   # the GPU when there is one (paper scale), else the CPU
+device = ch.device   # the preset's: the GPU when there is one at paper scale, else the CPU
 plt.rcParams.update({"figure.dpi": 80, "savefig.dpi": 80, "font.size": 9})
 t_start = time.time()
 metrics = {}
 data = {name: {split: load_images(name, split) for split in ("train", "test")} for name in cfg.datasets}
-models = {}
-for key, recipe in pretrained.recipes(cfg.models).items():
-    models[key] = pretrained.load_or_train(recipe, data[recipe.dataset]["train"], out_dir=out_dir,
-                                           progress=cfg.progress, device=device)
-    print(f"{key}: {'loaded from ' + os.path.relpath(models[key].source) if models[key].source != 'trained' else 'trained in this run'}")
+models = train_models(cfg, seed, out_dir=out_dir, progress=cfg.progress, device=device)
+for key, t in models.items():
+    print(f"{key}: {t.origin()}")
 print(f"in distribution: {', '.join(DISPLAY_NAMES[n] for n in cfg.ood_in)}; attacked: {DISPLAY_NAMES[cfg.adv_dataset]}; device: {device}")
 
 # %% [markdown]
@@ -166,8 +170,8 @@ adv = cfg.adv_dataset
 cond = models[f"{adv}_cond_replay"].model
 for p in cond.parameters():
     p.requires_grad_(False)
-cnn = A.train_baseline_classifier(data[adv]["train"].subset(cfg.classifier_train, gen), epochs=cfg.classifier_epochs,
-                                  progress=cfg.progress).to(device)
+cnn = load_or_train(ClassifierRecipe(f"{adv}_baseline_cnn", adv, cfg.classifier_epochs, cfg.classifier_train, seed=seed),
+                    data=data[adv]["train"], out_dir=out_dir, progress=cfg.progress, device=device).model
 for p in cnn.parameters():
     p.requires_grad_(False)
 x_adv_in = data[adv]["test"].subset(cfg.n_adv, gen)

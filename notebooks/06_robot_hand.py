@@ -30,11 +30,13 @@
 # the same setting would have to hit.
 
 # %% tags=["parameters"]
-import os
-scale = os.environ.get("EBMLIB_SCALE", "demo")   # "smoke" | "demo" | "paper"
-out_dir = os.environ.get("EBMLIB_OUT", "_results")
+scale = None        # "smoke" | "demo" | "paper"; None: $EBMLIB_SCALE, else "demo"
+seed = 0            # 0 gives the committed outputs (and uses the shipped checkpoints)
+out_dir = None      # metrics JSON and trained models; None: $EBMLIB_OUT, else "_results"
+overrides = {}      # preset values to replace, e.g. {"n_test": 100}; also $EBMLIB_SET (JSON)
 
 # %%
+import os
 import time
 
 import matplotlib.pyplot as plt
@@ -42,13 +44,15 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-import ebmlib.presets
 from ebmlib.chapters import robot_hand as D
 from ebmlib.data import hand
 from ebmlib.notebook.results import save_metrics
-from ebmlib.chapters.training_2d import markdown_table, set_threads
+from ebmlib.notebook.setup import start
+from ebmlib.notebook.setup import set_threads
+from ebmlib.notebook.tables import markdown_table
 
-cfg = ebmlib.presets.preset("06_robot_hand", scale)
+ch = start("06_robot_hand", scale, seed, out_dir, overrides)
+cfg, scale, out_dir = ch.cfg, ch.scale, ch.out_dir
 if cfg.threads:
     set_threads(cfg.threads)
 plt.rcParams.update({"figure.dpi": 80, "savefig.dpi": 80, "font.size": 9})

@@ -26,9 +26,10 @@
 # `ebmlib.data.dsprites` (the exact latent grid, rendered on demand).
 
 # %% tags=["parameters"]
-import os
-scale = os.environ.get("EBMLIB_SCALE", "demo")   # "smoke" | "demo" | "paper"
-out_dir = os.environ.get("EBMLIB_OUT", "_results")
+scale = None        # "smoke" | "demo" | "paper"; None: $EBMLIB_SCALE, else "demo"
+seed = 0            # 0 gives the committed outputs (and uses the shipped checkpoints)
+out_dir = None      # metrics JSON and trained models; None: $EBMLIB_OUT, else "_results"
+overrides = {}      # preset values to replace, e.g. {"n_test": 100}; also $EBMLIB_SET (JSON)
 
 # %%
 import time
@@ -38,13 +39,15 @@ import torch
 from IPython.display import Markdown, display
 
 import ebmlib.notebook.plotting as P
-import ebmlib.presets
 from ebmlib.chapters.composition import latents as L
 from ebmlib.chapters.composition import zeroshot as Z
 from ebmlib.notebook.results import save_metrics
-from ebmlib.chapters.training_2d import markdown_table, set_threads
+from ebmlib.notebook.setup import start
+from ebmlib.notebook.setup import set_threads
+from ebmlib.notebook.tables import markdown_table
 
-cfg = ebmlib.presets.preset("07_composition", scale)
+ch = start("07_composition", scale, seed, out_dir, overrides)
+cfg, scale, out_dir = ch.cfg, ch.scale, ch.out_dir
 if cfg.threads:
     set_threads(cfg.threads)
 torch.manual_seed(0)
@@ -52,7 +55,7 @@ gen = torch.Generator().manual_seed(0)
 plt.rcParams.update({"figure.dpi": 80, "savefig.dpi": 80, "font.size": 9})
 t_start = time.time()
 metrics = {"scale": scale}
-models = Z.chapter_models(cfg, out_dir=out_dir, progress=False)
+models = Z.train_models(cfg, seed, out_dir=out_dir, progress=False, device=ch.device)
 res = cfg.judge["resolution"]
 ex = next(iter(cfg.experts.values()))
 sampling = dict(step_size=ex["train"]["step_size"], noise_std=0.005, grad_clip=0.01)   # the training sampler (A.7)

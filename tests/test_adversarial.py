@@ -157,26 +157,23 @@ def test_robustness_curve(model):
 
 
 # -- the undefended baseline ---------------------------------------------------------------------------------------
-def test_baseline_classifier_matches_quality_default_on_mnist_and_fits_cifar():
-    from ebmlib.chapters.ood_robustness.adversarial import train_baseline_classifier
+def test_baseline_classifier_recipe_matches_train_classifier_on_mnist_and_fits_cifar():
+    from ebmlib.core import recipes
+    from ebmlib.core.classifiers import CIFARClassifier, ClassifierRecipe, MNISTClassifier, train_classifier
     from ebmlib.core.images import ImageData
-    from ebmlib.core.classifiers import CIFARClassifier, MNISTClassifier, train_classifier
 
     g = torch.Generator().manual_seed(0)
     mnist = ImageData(torch.randint(0, 256, (24, 1, 28, 28), dtype=torch.uint8, generator=g),
                       torch.randint(0, 10, (24,), generator=g), [str(k) for k in range(10)])
-    ours = train_baseline_classifier(mnist, epochs=1, progress=False)
-    ref = train_classifier(mnist, epochs=1, progress=False)      # the chapter's CNN before the CIFAR path existed
+    ours = recipes.train(ClassifierRecipe("cnn", "mnist", epochs=1), data=mnist, progress=False, device="cpu").model
+    ref = train_classifier(mnist, epochs=1, progress=False)      # the chapter's CNN before the recipe layer
     assert isinstance(ours, MNISTClassifier)
     assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), ref.state_dict().values()))
     cifar = ImageData(torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, generator=g),
                       torch.randint(0, 10, (8,), generator=g), [str(k) for k in range(10)])
-    net = train_baseline_classifier(cifar, epochs=1, progress=False)
+    net = recipes.train(ClassifierRecipe("cnn", "cifar10", epochs=1), data=cifar, progress=False, device="cpu").model
     assert isinstance(net, CIFARClassifier) and not net.training
     assert net(torch.rand(2, 3, 32, 32)).shape == (2, 10)
-    with pytest.raises(ValueError, match=r"\(3, 64, 64\)"):
-        train_baseline_classifier(ImageData(torch.zeros(2, 3, 64, 64, dtype=torch.uint8), torch.zeros(2, dtype=torch.int64),
-                                            ["a"]), progress=False)
 
 
 def test_pgd_random_start_draws_on_the_generators_device():

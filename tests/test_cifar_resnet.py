@@ -9,13 +9,14 @@ from torch.nn.utils import parametrize
 
 from ebmlib.chapters.ood_robustness import adversarial as A
 from ebmlib.chapters.ood_robustness import ood
-from ebmlib.core import pretrained
 from ebmlib import presets as scales
+from ebmlib.core import recipes as R
+from ebmlib.core.image_ebm import ImageEBMRecipe, image_recipes
 from ebmlib.data import load_cifar10, load_dtd, load_svhn
 from ebmlib.core.nets import CIFAR_LAYOUTS, CIFARResNetEnergy, ResidualBlock, count_parameters
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_image_data import write_cifar, write_dtd, write_svhn  # noqa: E402
+from ebmlib.data.fixtures import write_cifar10 as write_cifar, write_dtd, write_svhn  # noqa: E402
 
 
 def gen(seed=0):
@@ -96,12 +97,12 @@ def test_spectral_norm_on_every_conv_not_on_the_head():
 def test_paper_preset_is_cifar10_with_a7_settings():
     cfg = scales.preset("05_ood_robustness", "paper")
     assert cfg.datasets == ("cifar10",) and cfg.ood_in == ("cifar10",) and cfg.adv_dataset == "cifar10"
-    recipes = pretrained.recipes(cfg.models)
+    recipes = image_recipes(cfg.models)
     for name, r in recipes.items():
         c = r.config()
         assert (r.dataset, r.width, c.batch_size, c.n_steps, c.step_size, c.noise_std, c.grad_clip, c.lr, c.alpha,
                 c.buffer_capacity, c.betas) == ("cifar10", 128, 128, 60, 10.0, 0.005, 0.01, 1e-4, 1.0, 10000, (0.0, 0.999))
-    layouts = {n: pretrained.build_model(r.__class__(**{**r.__dict__, "width": 2})).layout for n, r in recipes.items()}
+    layouts = {n: r.__class__(**{**r.__dict__, "width": 2}).build().layout for n, r in recipes.items()}
     assert layouts == {"cifar10_uncond_replay": "resnet32_large", "cifar10_cond_replay": "resnet32"}
     assert cfg.pgd_steps == 20 and cfg.defence_steps == 10 and set(cfg.defended_norms) == {"linf", "l2"}
 
@@ -124,13 +125,13 @@ def test_cifar_branch_end_to_end_on_fixtures(cifar_root, tmp_path):
     tiny = dict(batch_size=4, n_steps=2, buffer_capacity=16, checkpoint_every=1)
     models = {}
     for name, spec in scales.preset("05_ood_robustness", "paper").models.items():
-        recipe = pretrained.Recipe(name=name, **{**spec, "width": 2, "n_iters": 2, "snapshot_every": 1, "keep_buffer": 4,
+        recipe = ImageEBMRecipe(name=name, **{**spec, "width": 2, "n_iters": 2, "snapshot_every": 1, "keep_buffer": 4,
                                                  "train": {**spec["train"], **tiny}})
-        models[name] = pretrained.load_or_train(recipe, train, shipped_dir=tmp_path / "none", out_dir=tmp_path / "out",
-                                                progress=False, device="cpu")
+        models[name] = R.load_or_train(recipe, data=train, shipped_dir=tmp_path / "none", out_dir=tmp_path / "out",
+                                       progress=False, device="cpu")
         assert models[name].source == "trained" and (tmp_path / "out" / f"{name}.pt").is_file()
-        again = pretrained.load_or_train(recipe, train, shipped_dir=tmp_path / "none", out_dir=tmp_path / "out",
-                                         progress=False, device="cpu")
+        again = R.load_or_train(recipe, data=train, shipped_dir=tmp_path / "none", out_dir=tmp_path / "out",
+                                progress=False, device="cpu")
         assert again.source.endswith(f"{name}.pt") and isinstance(again.model, CIFARResNetEnergy)
     g = gen(0)
     x_in = test.subset(6, g).continuous(g)
@@ -144,7 +145,8 @@ def test_cifar_branch_end_to_end_on_fixtures(cifar_root, tmp_path):
     lp = pca.log_prob(x_in)   # one call: sklearn inverts the 3072 x 3072 covariance per call (the slow part here)
     assert lp.shape == (6,) and torch.isfinite(lp).all()
     cond = models["cifar10_cond_replay"].model
-    cnn = A.train_baseline_classifier(train, epochs=1, progress=False)
+    from ebmlib.core.classifiers import ClassifierRecipe
+    cnn = R.train(ClassifierRecipe("cnn", "cifar10"), data=train, progress=False, device="cpu").model
     x, y = x_in[:4], test.labels[:4]
     for fn in (lambda v: A.ebm_logits(cond, v), A.defended_logits(cond, n_steps=1, bound=0.03), cnn):
         accs = A.robustness_curve(fn, x, y, [0.0, 8 / 255], "linf", steps=1, generator=g, batch_size=2, progress=False)

@@ -11,13 +11,16 @@ from ebmlib import cli
 from ebmlib import presets as scales
 
 
+PARAMETERS = "scale = None\nseed = 0\nout_dir = None\noverrides = {}"
+
+
 def write_chapter(folder, name="01_tiny"):
     nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell('import os\nscale = os.environ.get("EBMLIB_SCALE", "demo")\nout_dir = "_results"')
+    params = nbformat.v4.new_code_cell(PARAMETERS)
     params.metadata["tags"] = ["parameters"]
     body = nbformat.v4.new_code_cell(
-        "from ebmlib.results import save_metrics\n"
-        f"save_metrics(out_dir, {name!r}, scale, {{'scale_seen': scale, 'answer': 6 * 7}})")
+        "from ebmlib.notebook.results import save_metrics\n"
+        f"save_metrics(out_dir, {name!r}, scale, {{'scale_seen': scale, 'seed': seed, 'over': overrides}})")
     nb.cells = [params, body]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     folder.mkdir(parents=True, exist_ok=True)
@@ -27,10 +30,11 @@ def write_chapter(folder, name="01_tiny"):
 def test_reproduce_writes_notebook_and_metrics(tmp_path):
     write_chapter(tmp_path / "nbs")
     out = tmp_path / "out"
-    rc = cli.main(["reproduce", "01", "--scale", "smoke", "--out", str(out), "--notebooks", str(tmp_path / "nbs")])
+    rc = cli.main(["reproduce", "01", "--scale", "smoke", "--seed", "3", "--set", "grid_n=7", "--out", str(out),
+                   "--notebooks", str(tmp_path / "nbs")])
     assert rc == 0
     record = json.loads((out / "01_tiny.json").read_text())
-    assert record["scale"] == "smoke" and record["metrics"] == {"scale_seen": "smoke", "answer": 42}
+    assert record["scale"] == "smoke" and record["metrics"] == {"scale_seen": "smoke", "seed": 3, "over": {"grid_n": 7}}
     executed = nbformat.read(out / "01_tiny.ipynb", as_version=4)
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
 
@@ -46,15 +50,41 @@ def test_unknown_chapter_and_scale_are_refused(tmp_path):
     assert run.returncode == 2 and "cannot find the chapter notebooks" in run.stderr
 
 
-def test_scale_presets():
-    scales.register("99_test", {"smoke": {"n": 1}, "demo": {"n": 10}, "paper": {"n": 100}})
-    assert scales.preset("99_test", "demo").n == 10
+def test_in_place_is_for_the_committed_demo_only(tmp_path):
+    write_chapter(tmp_path / "nbs")
+    with pytest.raises(SystemExit, match="in-place re-makes the committed outputs"):
+        cli.main(["reproduce", "01", "--scale", "smoke", "--in-place", "--notebooks", str(tmp_path / "nbs")])
+
+
+def test_presets_scales_overrides_and_errors():
+    demo, smoke = scales.preset("03_mnist", "demo"), scales.preset("03", "smoke")
+    assert demo.scale == "demo" and demo.models["mnist_cond_replay"]["n_iters"] == 1200
+    assert smoke.models["mnist_cond_replay"]["n_iters"] == 6 and smoke.per_class == 2
+    assert demo.per_class == 8                                  # SMOKE replaced a copy, not DEMO itself
+    cfg = scales.preset("04", "demo", {"models.sens_l2_0.01.n_iters": 7, "n_test": 3})
+    assert cfg.models["sens_l2_0.01"]["n_iters"] == 7 and cfg.n_test == 3 and cfg.models["sens_l2_0.1"]["n_iters"] == 500
+    with pytest.raises(KeyError, match="has no key 'n_tset'"):
+        scales.preset("04", "demo", {"n_tset": 3})
     with pytest.raises(ValueError, match="scale must be one of"):
-        scales.preset("99_test", "huge")
-    with pytest.raises(KeyError, match="no presets for chapter 'nope'"):
+        scales.preset("03_mnist", "huge")
+    with pytest.raises(KeyError, match="unknown chapter 'nope'"):
         scales.preset("nope", "demo")
-    with pytest.raises(ValueError, match=r"lack scales \['paper'\]"):
-        scales.register("98_test", {"smoke": {}, "demo": {}})
+    with pytest.raises(AttributeError, match="read-only"):
+        demo.per_class = 3
+    with pytest.raises(ValueError, match="only"):
+        scales.preset("03", "demo", shrink=True)
+    assert scales.parse_overrides(["a=3", "b.c=0.5", "d=(1, 2)", "e=text"]) == {"a": 3, "b.c": 0.5, "d": (1, 2), "e": "text"}
+    with pytest.raises(ValueError, match="key=value"):
+        scales.parse_overrides(["nothing"])
+
+
+@pytest.mark.parametrize("chapter", sorted(scales.CHAPTERS))
+def test_every_chapter_has_three_scales_and_a_shrunk_paper_branch(chapter):
+    import importlib
+    module = importlib.import_module(f"ebmlib.presets.{scales.CHAPTERS[chapter]}")
+    assert isinstance(module.DEMO, dict) and isinstance(module.SMOKE, dict) and isinstance(module.PAPER, dict)
+    shrunk = scales.preset(chapter, "paper", shrink=True)
+    assert shrunk.shrunk and shrunk.get("device") == scales.preset(chapter, "paper").get("device")
 
 
 def test_data_command_stages_mnist(tmp_path, capsys):
@@ -66,8 +96,6 @@ def test_data_command_stages_mnist(tmp_path, capsys):
     assert cli.main(["data", "mnist", "--root", str(tmp_path / "root"), "--from", str(tmp_path / "src")]) == 0
     out = capsys.readouterr().out
     assert "mnist train: 3 images" in out and "mnist test: 2 images" in out
-    with pytest.raises(SystemExit, match="unexpected arguments"):
-        cli.main(["data", "mnist", "--n", "3"])
     with pytest.raises(SystemExit):
         cli.main(["list", "--bogus"])
 
@@ -75,7 +103,7 @@ def test_data_command_stages_mnist(tmp_path, capsys):
 def test_data_command_reads_dtd_and_refuses_from_for_cifar(tmp_path, capsys):
     from pathlib import Path
     sys.path.insert(0, str(Path(__file__).parent))
-    from test_image_data import write_dtd
+    from ebmlib.data.fixtures import write_dtd
 
     lines = write_dtd(tmp_path)
     assert cli.main(["data", "dtd", "--root", str(tmp_path)]) == 0
@@ -97,4 +125,6 @@ def test_committed_notebook_takes_its_scale_from_the_environment(path):
     assert tags.count("parameters") == 1, f"{path.name}: expected one cell tagged 'parameters'"
     assert "injected-parameters" not in tags, f"{path.name}: drop papermill's injected-parameters cell before committing"
     params = next(c for c in cells if "parameters" in c.metadata.get("tags", []))
-    assert 'os.environ.get("EBMLIB_SCALE"' in params.source, f"{path.name}: the parameters cell must read EBMLIB_SCALE"
+    names = [line.split("=")[0].strip() for line in params.source.splitlines() if "=" in line and not line.startswith("#")]
+    assert names == ["scale", "seed", "out_dir", "overrides"], f"{path.name}: parameters cell sets {names}"
+    assert "scale = None" in params.source, f"{path.name}: scale must default to None ($EBMLIB_SCALE then decides)"

@@ -146,9 +146,9 @@ def test_bad_input(data, tmp_path):
         hand.render_states(np.zeros((4, 30)))
 
 
-def test_main_writes_a_loadable_file(tmp_path, capsys):
+def test_generate_to_file_writes_a_loadable_file(tmp_path, capsys):
     out = tmp_path / "cli.npz"
-    assert hand.main(["--n", "2", "--length", "4", "--seed", "5", "--out", str(out), "--no-progress"]) == 0
+    assert hand.generate_to_file(2, seed=5, length=4, out=out, progress=False) == out
     loaded = hand.load_trajectories(out)
     assert loaded["states"].shape == (2, 5, 31) and loaded["seed"] == 5
     assert "cube in hand" in capsys.readouterr().out

@@ -1,8 +1,6 @@
 """CIFAR-10 / SVHN / DTD loaders on tiny fixtures written here in the real on-disk formats, so torchvision's own
 parsing code runs: CIFAR's python pickle batches + meta, SVHN's MATLAB .mat files (X (32, 32, 3, N), y with 10
 for the digit 0), DTD's image folders + label text files."""
-import pickle
-
 import numpy as np
 import pytest
 import scipy.io
@@ -12,55 +10,8 @@ from PIL import Image
 from ebmlib.data import DISPLAY_NAMES, IMAGE_DATASETS, DataMissingError, image_shape, load_cifar10, load_dtd, load_images, load_svhn
 from ebmlib.data.cifar import resize_center_crop
 
-CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-
-
-def write_cifar(root, n_per_batch=3, n_test=4, seed=0):
-    """cifar-10-batches-py/: data_batch_1..5 and test_batch ({'data': uint8 (n, 3072) rows in CHW order,
-    'labels': list}) and batches.meta ({'label_names': [...]}), pickled as the real files are."""
-    rng = np.random.default_rng(seed)
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    truth = {}
-    for name, n in [(f"data_batch_{i}", n_per_batch) for i in range(1, 6)] + [("test_batch", n_test)]:
-        data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
-        labels = rng.integers(0, 10, n).tolist()
-        with open(folder / name, "wb") as f:
-            pickle.dump({"batch_label": name, "data": data, "labels": labels, "filenames": [f"{k}.png" for k in range(n)]}, f)
-        truth[name] = (data, labels)
-    with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({"label_names": CIFAR_CLASSES, "num_cases_per_batch": n_per_batch, "num_vis": 3072}, f)
-    return truth
-
-
-def write_svhn(folder, split="test", n=5, seed=0):
-    """<split>_32x32.mat with X (32, 32, 3, N) uint8 and y (N, 1) in 1..10 (10 = digit 0), via scipy.io.savemat."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    x = rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8)
-    y = np.array([[10], [1], [5], [10], [9]][:n], dtype=np.uint8)
-    scipy.io.savemat(folder / f"{split}_32x32.mat", {"X": x, "y": y})
-    return x, y
-
-
-DTD_COLOURS = {"banded": (200, 30, 30), "dotted": (20, 180, 60), "zigzagged": (40, 60, 220)}
-
-
-def write_dtd(root, partition=1):
-    """dtd/dtd/images/<class>/<class>_000k.jpg (constant-colour photos of odd sizes) and dtd/dtd/labels/
-    {train,val,test}<partition>.txt listing '<class>/<file>' per line."""
-    base = root / "dtd" / "dtd"
-    sizes = [(64, 48), (45, 90)]   # (width, height): landscape and portrait, neither 32x32
-    lines = []
-    for cls, colour in DTD_COLOURS.items():
-        (base / "images" / cls).mkdir(parents=True)
-        for k, size in enumerate(sizes, 1):
-            Image.new("RGB", size, colour).save(base / "images" / cls / f"{cls}_{k:04d}.jpg", quality=95)
-            lines.append(f"{cls}/{cls}_{k:04d}.jpg")
-    (base / "labels").mkdir()
-    for split in ("train", "val", "test"):
-        (base / "labels" / f"{split}{partition}.txt").write_text("\n".join(lines) + "\n")
-    return lines
+from ebmlib.data.fixtures import CIFAR_CLASSES, DTD_COLOURS, write_dtd, write_svhn
+from ebmlib.data.fixtures import write_cifar10 as write_cifar
 
 
 # ----------------------------------------------------------------------------------------------- CIFAR-10

@@ -103,6 +103,7 @@ def test_the_test_sees_a_violation(tmp_path):
 def test_every_module_lists_its_public_names(path):
     tree = ast.parse(path.read_text())
     names = [t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)]
+    names += [node.target.id for node in tree.body if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)]
     if _floor(_module_name(path)) == "presets":
         return                                        # a preset file is plain data: SMOKE, DEMO, PAPER, ...
     assert "__all__" in names, f"{path.relative_to(ROOT)} has no __all__"

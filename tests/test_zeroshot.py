@@ -1,4 +1,4 @@
-"""Tests of ebmlib.latents and ebmlib.zeroshot: latent codes, the D1/D2/D3 sets, latent energies, the sum and its
+"""Tests of the composition chapter (latents, zeroshot): latent codes, the D1/D2/D3 sets, latent energies, the sum and its
 sequential sampling, the A.5 KL term's gradient, recipes/checkpoints and the judge's scoring."""
 import math
 
@@ -8,7 +8,9 @@ import torch
 
 from ebmlib.chapters.composition import latents as L
 from ebmlib.chapters.composition import zeroshot as Z
+from ebmlib.core import recipes
 from ebmlib.core.checkpoint import save_checkpoint
+from ebmlib.core.train import kl_last_step
 from ebmlib.data.dsprites import LATENT_VALUES
 
 
@@ -121,7 +123,7 @@ def test_kl_term_gradient_flows_only_through_the_sampling_step():
 
     def grad_norm(h):
         p.zero_grad()
-        Z.kl_last_step(p, x0, y, h, None).backward()
+        kl_last_step(p, x0, y, h, None).backward()
         return sum(q.grad.abs().sum() for q in p.parameters() if q.grad is not None).item()
 
     # E-bar is a constant target: with a vanishing step x' = x and no gradient reaches theta (it would if the
@@ -146,7 +148,7 @@ def test_kl_gradient_matches_finite_differences_on_a_quadratic():
     p = Z.LatentProduct([Quad()])
     x = torch.rand(3, 1, 32, 32, generator=gen(7))
     h = 0.1
-    kl = Z.kl_last_step(p, x, None, h, None)
+    kl = kl_last_step(p, x, None, h, None)
     kl.backward()
     theta = 0.7
     x_new = x - h * 2 * theta * (x - 0.5)
@@ -159,12 +161,28 @@ def test_finetune_runs_and_keeps_its_history():
     parts = [dict(name="a", latents=["scale"], data="D1", width=2), dict(name="b", latents=["position"], data="D2", width=2)]
     r = Z.LatentRecipe.from_spec("ft", dict(kind="finetune", data="D1+D2", width=2, n_iters=2, parts=parts,
                                             train=dict(batch_size=4, n_steps=2, step_size=50.0, lr=1e-3, kl_weight=1.0)))
-    base = Z.build(r)
-    before = [q.clone() for q in base.parameters()]
-    t = Z.train_recipe(r, progress=False, base=base)
+    experts = [Z._part(q).build() for q in r.parts]
+    before = [q.clone() for e in experts for q in e.parameters()]
+    t = recipes.train(r, parts=experts, progress=False, device="cpu")
     assert len(t.history) == 2 and {"kl", "loss"} <= set(t.history[0])
     assert any(not torch.equal(a, b) for a, b in zip(before, t.model.parameters()))
-    assert all(torch.equal(a, b) for a, b in zip(before, base.parameters()))   # the base experts are untouched
+    assert all(torch.equal(a, b) for a, b in zip(before, [q for e in experts for q in e.parameters()]))   # untouched
+    assert r.requires() == ("a", "b")
+
+
+def test_finetune_resumes_exactly(tmp_path):
+    """KL fine-tuning is a Trainer: killed and resumed from its run folder it ends where the whole run ends."""
+    parts = [dict(name="a", latents=["scale"], data="D1", width=2), dict(name="b", latents=["position"], data="D2", width=2)]
+    spec = dict(kind="finetune", data="D1+D2", width=2, parts=parts,
+                train=dict(batch_size=4, n_steps=2, step_size=50.0, lr=1e-3, kl_weight=1.0, checkpoint_every=2))
+    whole = Z.LatentRecipe.from_spec("ft", dict(spec, n_iters=4))
+    experts = [Z._part(q).build() for q in whole.parts]
+    full = recipes.train(whole, parts=experts, progress=False, device="cpu", run_dir=tmp_path / "a")
+    recipes.train(Z.LatentRecipe.from_spec("ft", dict(spec, n_iters=2)), parts=experts, progress=False, device="cpu",
+                  run_dir=tmp_path / "b")                       # "killed" after its checkpoint at iteration 2
+    resumed = recipes.train(whole, parts=experts, progress=False, device="cpu", run_dir=tmp_path / "b")
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
+    assert all(torch.equal(a, b) for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()))
 
 
 # --- recipes and checkpoints --------------------------------------------------------------------------------------
@@ -183,14 +201,14 @@ def test_recipe_checks():
 def test_load_or_train_uses_only_a_matching_checkpoint(tmp_path):
     spec = dict(latents=["scale"], data="D1", width=2, n_iters=2, train=dict(batch_size=4, n_steps=1, checkpoint_every=1))
     r = Z.LatentRecipe.from_spec("m", spec)
-    t = Z.load_or_train(r, shipped_dir=None, out_dir=tmp_path, progress=False)
+    t = recipes.load_or_train(r, shipped_dir=None, out_dir=tmp_path, progress=False)
     assert t.source == "trained" and (tmp_path / "m.pt").is_file()
-    again = Z.load_or_train(r, shipped_dir=None, out_dir=tmp_path, progress=False)
+    again = recipes.load_or_train(r, shipped_dir=None, out_dir=tmp_path, progress=False)
     assert again.source.endswith("m.pt")
     x, y = L.latent_set("D1")(3, gen())
     assert torch.allclose(t.model(x, y), again.model(x, y))
     other = Z.LatentRecipe.from_spec("m", dict(spec, n_iters=3))
-    assert Z.load_or_train(other, shipped_dir=tmp_path, out_dir=None, progress=False).source == "trained"
+    assert recipes.load_or_train(other, shipped_dir=tmp_path, out_dir=None, progress=False).source == "trained"
 
 
 # --- the judge ----------------------------------------------------------------------------------------------------
@@ -206,8 +224,9 @@ def test_scores_and_chance_count_the_right_hits():
 
 
 def test_judge_learns_position_quickly_and_predicts_rows():
-    r = Z.LatentRecipe("j", kind="judge", data="D2", width=8, n_iters=150, train=dict(batch=32, lr_judge=3e-3))
-    judge, hist = Z.train_judge(r, progress=False)
+    r = Z.JudgeRecipe("j", data="D2", width=8, n_iters=150, train=dict(batch=32, lr=3e-3))
+    t = recipes.train(r, progress=False, device="cpu")
+    judge, hist = t.model, t.history
     assert hist[-1]["loss"] < hist[0]["loss"]
     x, y = L.latent_set("D2")(64, gen(9))
     pred = Z.judge_predict(judge, x)

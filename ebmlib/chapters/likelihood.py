@@ -27,9 +27,11 @@ import torch
 from torch import Tensor, nn
 
 from ebmlib.core import ais
+from ebmlib.core.image_ebm import load_or_train_models
 from ebmlib.core.energies import toy_2d
+from ebmlib.data import load_images
 
-__all__ = ["ExactProblem", "mixture_problem", "gaussian_problem", "digit_box_problem", "bidirectional",
+__all__ = ["train_models", "ExactProblem", "mixture_problem", "gaussian_problem", "digit_box_problem", "bidirectional",
            "convergence", "frozen_energy", "fitted_base", "temperature_curve", "image_bounds"]
 
 EnergyFn = Callable[[Tensor], Tensor]
@@ -220,3 +222,9 @@ def image_bounds(model: nn.Module, test_x: Tensor, base, temperature: float, *, 
                 lower_se=float(b.per_example_lower.std() / math.sqrt(n)) if n > 1 else math.nan,
                 log_z=b.forward.log_z, log_z_se=b.forward.log_z_se, ess=b.forward.ess,
                 acceptance=b.forward.acceptance_rate, seconds=time.perf_counter() - start)
+
+
+def train_models(cfg, seed: int = 0, only=None, **options) -> dict:
+    """The preset's image EBMs (``cfg.models``), each loaded from its checkpoint or trained; ``options``:
+    ``out_dir``, ``shipped_dir``, ``device``, ``progress``, ``log``."""
+    return load_or_train_models(cfg.models, lambda name: load_images(name, "train"), seed, only, **options)

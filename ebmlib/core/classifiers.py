@@ -6,15 +6,18 @@ dequantised images (A.3), the same continuous data the EBMs see.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .images import ImageData, dequantize
+from ebmlib.core.images import ImageData, dequantize
+from ebmlib.core.recipes import Fit, Recipe
 
-__all__ = ["MNISTClassifier", "CIFARClassifier", "train_classifier", "predict", "accuracy"]
+__all__ = ["MNISTClassifier", "CIFARClassifier", "ClassifierRecipe", "train_classifier", "predict", "accuracy"]
 
 
 class _FeatureClassifier(nn.Module):
@@ -109,3 +112,38 @@ def accuracy(model: nn.Module, x: Tensor, labels: Tensor) -> float:
     if x.shape[0] != labels.shape[0]:
         raise ValueError(f"{x.shape[0]} images but {labels.shape[0]} labels")
     return (predict(model, x) == labels).float().mean().item()
+
+
+#: the classifier network of each image data set (28x28 grey, or 32x32 colour)
+_NETWORKS = {"mnist": MNISTClassifier, "fashion": MNISTClassifier, "cifar10": CIFARClassifier, "svhn": CIFARClassifier}
+
+
+@dataclass(frozen=True)
+class ClassifierRecipe(Recipe):
+    """A classifier of ``dataset`` trained for ``epochs`` on ``n_train`` training images (all when None), drawn
+    with ``seed``; load or train it with :func:`ebmlib.core.recipes.load_or_train` (``data=`` the training set)."""
+
+    name: str
+    dataset: str = "mnist"
+    epochs: int = 1
+    n_train: Optional[int] = None
+    batch_size: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+
+    def seeded(self) -> int:
+        return self.seed
+
+    def build(self) -> nn.Module:
+        if self.dataset not in _NETWORKS:
+            raise ValueError(f"recipe {self.name!r}: no classifier for data set {self.dataset!r}; "
+                             f"expected one of {sorted(_NETWORKS)}")
+        return _NETWORKS[self.dataset](n_classes=10)
+
+    def fit(self, model: nn.Module, *, device: torch.device, progress: bool, run_dir: Optional[Path],
+            data: ImageData) -> Fit:
+        if self.n_train is not None:
+            data = data.subset(self.n_train, torch.Generator().manual_seed(self.seed))
+        train_classifier(data, self.epochs, self.batch_size, self.lr, self.seed, model=model.cpu(), progress=progress)
+        model.to(device)
+        return Fit(history=[])

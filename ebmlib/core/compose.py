@@ -12,6 +12,7 @@ The paper samples a composition "by undergoing a Langevin dynamic step sequentia
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable, Optional, Sequence
 
@@ -21,7 +22,7 @@ from torch import Tensor
 from ebmlib.core.metrics import Grid2D
 from ebmlib.core.samplers import PaperLangevin, SampleResult
 
-__all__ = ["SumEnergy", "MixtureEnergy", "sequential_langevin", "product_cells", "mixture_cells", "high_density_fraction"]
+__all__ = ["SumEnergy", "MixtureEnergy", "sequential_langevin", "SequentialLangevin", "product_cells", "mixture_cells", "high_density_fraction"]
 
 EnergyFn = Callable[[Tensor], Tensor]
 
@@ -106,6 +107,32 @@ def sequential_langevin(energies: Sequence[EnergyFn], x0: Tensor, n_steps: int, 
     with torch.no_grad():
         total = sum(e(x) for e in energies)
     return SampleResult(x=x, trace=torch.stack(states) if trace else None, acceptance_rate=None, energy=total)
+
+
+class SequentialLangevin:
+    """:func:`sequential_langevin` as a sampler of a product of experts (a module with ``.experts``, each
+    ``expert(x, y)``), with the interface of :class:`~ebmlib.core.samplers.Sampler` that
+    :class:`~ebmlib.core.train.Trainer` calls: ``run(model, x0, n_steps, y=..., clamp=..., generator=...)``."""
+
+    uses_gradient = True
+
+    def __init__(self, step_size: float, noise_std: Optional[float] = 0.005, grad_clip: Optional[float] = 0.01):
+        self.step_size, self.noise_std, self.grad_clip = step_size, noise_std, grad_clip
+
+    def run(self, model, x0: Tensor, n_steps: int, *, y: Optional[Tensor] = None, trace: bool = False,
+            clamp: Optional[tuple[float, float]] = None, generator: Optional[torch.Generator] = None,
+            progress: bool = False) -> SampleResult:
+        experts = getattr(model, "experts", None)
+        if experts is None:
+            raise TypeError(f"SequentialLangevin samples a product of experts (a module with .experts), "
+                            f"got {type(model).__name__}")
+        energies = [functools.partial(_with_labels, e, y) for e in experts]
+        return sequential_langevin(energies, x0, n_steps, self.step_size, self.noise_std, self.grad_clip,
+                                   trace=trace, clamp=clamp, generator=generator)
+
+
+def _with_labels(expert, y, x):
+    return expert(x) if y is None else expert(x, y)
 
 
 def product_cells(grid: Grid2D, *log_densities: EnergyFn) -> Tensor:

@@ -12,11 +12,9 @@ space of a small classifier trained on the same data (:class:`ebmlib.nets.MNISTC
 """
 from __future__ import annotations
 
-from typing import Optional
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 
 __all__ = ["classifier_fid"]

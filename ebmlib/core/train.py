@@ -11,7 +11,7 @@ import copy
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional, Union
 
@@ -24,7 +24,8 @@ from ebmlib.core.buffer import ReplayBuffer
 from ebmlib.core.checkpoint import load_checkpoint, save_checkpoint
 from ebmlib.core.samplers import PaperLangevin, Sampler
 
-__all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "ebm_loss", "clip_grad_by_adam_moments", "frozen"]
+__all__ = ["TrainConfig", "Trainer", "KLTrainer", "TrainingDiverged", "ebm_loss", "kl_last_step",
+           "clip_grad_by_adam_moments", "frozen"]
 
 INIT_MODES = ("replay", "noise", "persistent")
 
@@ -224,11 +225,17 @@ class Trainer:
     def negatives(self, n: int, y: Optional[Tensor] = None, n_steps: Optional[int] = None) -> Tensor:
         """x- = Omega(x~^K): K Langevin steps from the buffer / noise / persistent chains, detached."""
         x0 = self._to_device(self.initial_states(n))
+        return self.run_chains(x0, self.config.n_steps if n_steps is None else n_steps, y)
+
+    def run_chains(self, x0: Tensor, n_steps: int, y: Optional[Tensor] = None) -> Tensor:
+        """``n_steps`` steps of the trainer's sampler from ``x0`` with the parameters frozen, detached."""
         clamp = self.config.data_range if self.config.clamp_chains else None
         with frozen(self.model):
-            out = self.sampler.run(self.model, x0, self.config.n_steps if n_steps is None else n_steps,
-                                   y=y, clamp=clamp, generator=self.generator)
-        return out.x
+            return self.sampler.run(self.model, x0, n_steps, y=y, clamp=clamp, generator=self.generator).x
+
+    def extra_loss(self, x_neg: Tensor, y: Optional[Tensor]) -> dict[str, Tensor]:
+        """Terms added to Algorithm 1's loss, by name (logged with the metrics); none here."""
+        return {}
 
     # -- one iteration of Algorithm 1 ----------------------------------------------------------------------
     def step(self) -> dict:
@@ -237,6 +244,9 @@ class Trainer:
         e_pos = self.model(x_pos) if y is None else self.model(x_pos, y)
         e_neg = self.model(x_neg) if y is None else self.model(x_neg, y)
         loss = ebm_loss(e_pos, e_neg, self.config.alpha)
+        extra = self.extra_loss(x_neg, y)
+        for term in extra.values():
+            loss = loss + term
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.adam_clip_std is not None:
@@ -249,7 +259,8 @@ class Trainer:
         self.iteration += 1
         return {"iteration": self.iteration, "loss": loss.item(), "e_pos": e_pos.mean().item(),
                 "e_neg": e_neg.mean().item(), "e_pos_std": e_pos.std().item() if e_pos.numel() > 1 else 0.0,
-                "max_abs_energy": torch.cat([e_pos, e_neg]).abs().max().item()}
+                "max_abs_energy": torch.cat([e_pos, e_neg]).abs().max().item(),
+                **{k: v.item() for k, v in extra.items()}}
 
     def _diverged(self, m: dict) -> bool:
         return not math.isfinite(m["loss"]) or not m["max_abs_energy"] < self.config.max_abs_energy
@@ -282,7 +293,8 @@ class Trainer:
 
     # -- divergence guard ----------------------------------------------------------------------------------
     def _rollback(self, m: dict) -> None:
-        """Seed 004 section 9.3: revert to the last good checkpoint and continue with a smaller learning rate.
+        """Revert to the last good checkpoint and continue with a smaller learning rate (A.8 on runs whose
+        energies diverge; [nijkamp2019learning] in references.bib discusses such instabilities).
 
         The RNG is *not* rewound, so the retried iterations see new batches and noise.
         """
@@ -370,3 +382,53 @@ class Trainer:
         with open(self.ckpt_dir / "metrics.jsonl", "w") as f:
             for record in self.history:
                 f.write(json.dumps(record) + "\n")
+
+
+# -- A.5: the KL term ------------------------------------------------------------------------------------------
+def _soft_clip(g: Tensor, c: Optional[float]) -> Tensor:
+    # A.7 clips grad_x E per value; a hard clip has zero derivative where it binds, so the differentiable step
+    # uses c * tanh(g / c): the same within |g| << c and at the bound, but with a gradient everywhere.
+    return g if c is None else c * torch.tanh(g / c)
+
+
+def kl_last_step(model: nn.Module, x: Tensor, y: Optional[Tensor], step_size: float,
+                 grad_clip: Optional[float], data_range: tuple[float, float] = (0.0, 1.0)) -> Tensor:
+    """A.5's KL term through one differentiable Langevin step from ``x`` (detached): mean of stopgrad(E)(x').
+
+    x' = x - step * clip(grad_x E_theta(x)) depends on theta through the gradient (create_graph); the energy of x'
+    is read with the parameters held fixed (E-bar in eq. (9)), so the loss only moves theta to make the sampler
+    land lower. The entropy term is dropped, as in the paper.
+    """
+    x = x.detach().requires_grad_(True)
+    e = model(x) if y is None else model(x, y)
+    (g,) = torch.autograd.grad(e.sum(), x, create_graph=True)
+    x_new = (x - step_size * _soft_clip(g, grad_clip)).clamp(*data_range)
+    with frozen(model):
+        return (model(x_new) if y is None else model(x_new, y)).mean()
+
+
+class KLTrainer(Trainer):
+    """Algorithm 1 plus A.5's KL term: ``loss = CD + kl_weight * E_q[stopgrad(E)(x-)]``.
+
+    Negatives take K - 1 steps of the sampler, then one more; the KL term differentiates through a noiseless
+    copy of that last step (:func:`kl_last_step`). Everything else (replay buffer, checkpoints, exact resume,
+    the divergence guard) is :class:`Trainer`'s.
+    """
+
+    def __init__(self, *args, kl_weight: float = 1.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not kl_weight >= 0:
+            raise ValueError(f"kl_weight must be >= 0, got {kl_weight!r}")
+        self.kl_weight = float(kl_weight)
+        self._before_last: Optional[Tensor] = None
+
+    def negatives(self, n: int, y: Optional[Tensor] = None, n_steps: Optional[int] = None) -> Tensor:
+        k = self.config.n_steps if n_steps is None else n_steps
+        x = self.run_chains(self._to_device(self.initial_states(n)), max(k - 1, 0), y)
+        self._before_last = x
+        return self.run_chains(x, 1, y) if k >= 1 else x
+
+    def extra_loss(self, x_neg: Tensor, y: Optional[Tensor]) -> dict[str, Tensor]:
+        kl = kl_last_step(self.model, self._before_last, y, self.config.step_size, self.config.grad_clip,
+                          self.config.data_range)
+        return {"kl": self.kl_weight * kl}

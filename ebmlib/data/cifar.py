@@ -17,7 +17,9 @@ loader (images (N, 3, 32, 32) uint8, int64 labels, class names):
 None of them can be downloaded on the book's build machines, so missing files raise :class:`DataMissingError`
 naming the files, the folder and ``python -m ebmlib data <name>`` (which downloads on a machine with
 internet). torchvision checks CIFAR-10's and SVHN's md5 sums; ``check_md5=False`` checks only that the files
-exist (torchvision's ``check_integrity`` with no md5), for re-packed copies and the tests' tiny fixtures.
+exist (torchvision's ``check_integrity`` with no md5), for re-packed copies and the tiny fixtures of
+:mod:`ebmlib.data.fixtures`; left at ``None`` it follows ``$EBMLIB_CHECK_MD5`` (``0`` turns the check off, as CI's
+paper-branch run on fixtures does), else checks.
 """
 from __future__ import annotations
 
@@ -39,6 +41,10 @@ SVHN_FOLDER = "SVHN"   # torchvision's SVHN takes the folder holding the .mat fi
 _CIFAR_SPLITS = ("train", "test")
 _SVHN_SPLITS = ("train", "test", "extra")
 _DTD_SPLITS = ("train", "val", "test")
+
+
+def _md5_wanted(check_md5: Optional[bool]) -> bool:
+    return os.environ.get("EBMLIB_CHECK_MD5", "1") != "0" if check_md5 is None else bool(check_md5)
 
 
 def _check_split(split: str, allowed: tuple[str, ...], name: str) -> None:
@@ -78,7 +84,7 @@ def _cifar_class(check_md5: bool):
 
 
 def load_cifar10(split: str = "train", root: Optional[str | os.PathLike] = None, download: bool = True,
-                 check_md5: bool = True) -> ImageData:
+                 check_md5: Optional[bool] = None) -> ImageData:
     """CIFAR-10 ``split`` ("train": 50,000 images, "test": 10,000) as uint8 (N, 3, 32, 32) with labels 0..9."""
     _check_split(split, _CIFAR_SPLITS, "CIFAR-10")
     from torchvision import datasets
@@ -92,7 +98,7 @@ def load_cifar10(split: str = "train", root: Optional[str | os.PathLike] = None,
             raise _missing_error("cifar10", folder, missing)
         _download("cifar10", folder, missing, lambda: datasets.CIFAR10(str(base), train=True, download=True))
     try:
-        ds = _cifar_class(check_md5)(str(base), train=split == "train", download=False)
+        ds = _cifar_class(_md5_wanted(check_md5))(str(base), train=split == "train", download=False)
     except RuntimeError as err:   # torchvision: "Dataset not found or corrupted"
         raise DataMissingError(f"CIFAR-10 files in {folder} failed torchvision's md5 check ({err}); re-download them, "
                                "or pass check_md5=False for a trusted re-packed copy") from err
@@ -118,7 +124,7 @@ def _svhn_class(check_md5: bool):
 
 
 def load_svhn(split: str = "test", root: Optional[str | os.PathLike] = None, download: bool = True,
-              check_md5: bool = True) -> ImageData:
+              check_md5: Optional[bool] = None) -> ImageData:
     """SVHN ``split`` ("train" 73,257, "test" 26,032, "extra" 531,131 digits) as uint8 (N, 3, 32, 32); the digit
     0 has label 0 (the .mat files say 10; torchvision remaps it)."""
     _check_split(split, _SVHN_SPLITS, "SVHN")
@@ -131,7 +137,7 @@ def load_svhn(split: str = "test", root: Optional[str | os.PathLike] = None, dow
             raise _missing_error("svhn", folder, [fname])
         _download("svhn", folder, [fname], lambda: datasets.SVHN(str(folder), split=split, download=True))
     try:
-        ds = _svhn_class(check_md5)(str(folder), split=split, download=False)
+        ds = _svhn_class(_md5_wanted(check_md5))(str(folder), split=split, download=False)
     except RuntimeError as err:
         raise DataMissingError(f"SVHN file {folder / fname} failed torchvision's md5 check ({err}); re-download it, "
                                "or pass check_md5=False for a trusted re-packed copy") from err

@@ -74,7 +74,6 @@ Command line: ``main(["--n", "2000", "--workers", "2"])`` writes
 """
 from __future__ import annotations
 
-import argparse
 import importlib
 import importlib.util
 import multiprocessing
@@ -82,7 +81,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -92,7 +91,7 @@ from ebmlib.data.root import data_root
 __all__ = [
     "ACTION_DIM", "ACTION_NAMES", "CONTROL_DT", "CUBE_POS", "CUBE_QUAT", "HAND_JOINTS", "IN_HAND_HEIGHT",
     "PARAM_NAMES", "PARAM_RANGES", "PER_TRAJECTORY_KEYS", "STATE_DIM", "STATE_NAMES",
-    "default_path", "generate_trajectories", "hand_xml_path", "in_hand_fraction", "load_trajectories", "main",
+    "default_path", "generate_trajectories", "hand_xml_path", "in_hand_fraction", "load_trajectories", "generate_to_file",
     "render_states", "save_trajectories", "split", "transitions",
 ]
 
@@ -549,35 +548,22 @@ def render_states(states: np.ndarray, width: int = 320, height: int = 240, view:
 
 
 # ---------------------------------------------------------------------------------------------------- command line
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m ebmlib data hand``: generate trajectories and write them to one ``.npz``."""
-    parser = argparse.ArgumentParser(prog="ebmlib data hand",
-                                     description="Generate Shadow-hand + cube trajectories (MuJoCo, scripted policy).")
-    parser.add_argument("--n", type=int, default=1000, help="number of trajectories (paper: 200000)")
-    parser.add_argument("--seed", type=int, default=0, help="seed; trajectory i uses default_rng([seed, i])")
-    parser.add_argument("--length", type=int, default=DEFAULT_LENGTH, help="transitions per trajectory")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (the result does not depend on it)")
-    parser.add_argument("--out", default=None, help="output .npz (default: <data root>/hand/hand_n<N>_len<L>_seed<S>.npz)")
-    parser.add_argument("--root", default=None, help="data root for the default output (default: $EBMLIB_DATA or "
-                                                     "~/.cache/ebmlib/data)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
-    for name in ("n", "length", "workers"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be >= 1")
-    if args.seed < 0:
-        parser.error("--seed must be >= 0")
-    out = Path(args.out) if args.out else default_path(args.n, args.seed, args.length, args.root)
+def generate_to_file(n: int, seed: int = 0, length: int = DEFAULT_LENGTH, workers: int = 1,
+                     root: Optional[str | os.PathLike] = None, out: Optional[str | os.PathLike] = None,
+                     progress: bool = True) -> Path:
+    """Generate ``n`` trajectories and write them to one ``.npz`` (default ``<data root>/hand/...``; what
+    ``python -m ebmlib data hand`` runs). Prints the rate and how often the cube stayed in the hand."""
+    for name, value in (("n", n), ("length", length), ("workers", workers)):
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    path = Path(out) if out else default_path(n, seed, length, root)
     start = time.perf_counter()
-    data = generate_trajectories(args.n, seed=args.seed, length=args.length, workers=args.workers,
-                                 progress=not args.no_progress)
+    data = generate_trajectories(n, seed=seed, length=length, workers=workers, progress=progress)
     seconds = time.perf_counter() - start
-    path = save_trajectories(out, data)
-    print(f"{args.n} trajectories x {args.length} steps in {seconds:.1f} s ({args.n / seconds:.2f} traj/s with "
-          f"{args.workers} worker(s)); cube in hand throughout: {in_hand_fraction(data):.1%}; wrote {path} "
+    save_trajectories(path, data)
+    print(f"{n} trajectories x {length} steps in {seconds:.1f} s ({n / seconds:.2f} traj/s with {workers} "
+          f"worker(s)); cube in hand throughout: {in_hand_fraction(data):.1%}; wrote {path} "
           f"({path.stat().st_size / 1e6:.1f} MB)")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    return path

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from torch import Tensor
 
 from ebmlib.core.checkpoint import atomic_write
 from ebmlib.core.images import ImageData

@@ -1,1 +1,11 @@
 """Chapter 05: out-of-distribution detection by energy (``ood``) and adversarial robustness (``adversarial``)."""
+from ebmlib.core.image_ebm import load_or_train_models
+from ebmlib.data import load_images
+
+__all__ = ["train_models"]
+
+
+def train_models(cfg, seed: int = 0, only=None, **options) -> dict:
+    """The preset's image EBMs (``cfg.models``), each loaded from its checkpoint or trained; ``options``:
+    ``out_dir``, ``shipped_dir``, ``device``, ``progress``, ``log``."""
+    return load_or_train_models(cfg.models, lambda name: load_images(name, "train"), seed, only, **options)

@@ -53,7 +53,7 @@ from ebmlib.core.samplers import draw_random
 from ebmlib.core.train import frozen
 
 __all__ = ["class_energies", "ebm_logits", "marginal_energy", "pgd", "langevin_defence", "defended_logits",
-           "robustness_curve", "train_baseline_classifier", "NORMS"]
+           "robustness_curve", "NORMS"]
 
 NORMS = ("linf", "l2")
 
@@ -312,24 +312,3 @@ def robustness_curve(logits_fn: LogitsFn, x: Tensor, y: Tensor, eps_list: Sequen
             accs.append(correct / n)
             bar.set_postfix(eps=f"{eps:.3g}", acc=f"{accs[-1]:.3f}")
     return accs
-
-
-# -- the undefended baseline ---------------------------------------------------------------------------------------
-def train_baseline_classifier(data, epochs: int = 1, seed: int = 0, progress: bool = True) -> nn.Module:
-    """Fig. 11's undefended comparison: an ordinary CNN trained on the same dequantised images (eval mode, on the CPU).
-
-    The network follows the images: :class:`~ebmlib.nets.MNISTClassifier` for 28x28, :class:`~ebmlib.nets.CIFARClassifier`
-    for 32x32 colour (the paper compares with a Wide ResNet18 and Madry et al.'s PGD-trained model; this is a
-    plain CNN, stated as such). ``data`` is an :class:`~ebmlib.data.ImageData`.
-    """
-    from ebmlib.core.classifiers import CIFARClassifier, MNISTClassifier, train_classifier
-
-    shape = tuple(data.images.shape[1:])
-    torch.manual_seed(seed)   # the same initial weights as quality.train_classifier's default model
-    if shape[1:] == (28, 28):
-        model = MNISTClassifier(n_classes=len(data.classes), in_channels=shape[0])
-    elif shape[1:] == (32, 32):
-        model = CIFARClassifier(n_classes=len(data.classes), in_channels=shape[0])
-    else:
-        raise ValueError(f"no baseline classifier for images of shape {shape}; expected (C, 28, 28) or (C, 32, 32)")
-    return train_classifier(data, epochs=epochs, seed=seed, model=model, progress=progress)

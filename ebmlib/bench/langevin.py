@@ -1,7 +1,7 @@
 """Langevin and training throughput of the MNIST CNN energy: ebmlib's path vs a plain reference loop.
 
-    python benchmarks/bench_langevin.py                  # width 32, batch 128, 60 steps, 3 interleaved repeats
-    python benchmarks/bench_langevin.py --width 64       # the paper release's MNIST network (~1.25M parameters)
+    python -m ebmlib bench langevin                      # width 32, batch 128, 60 steps, 3 interleaved repeats
+    python -m ebmlib bench langevin --width 64           # the paper release's MNIST network (~1.25M parameters)
 
 The reference is the loop a PyTorch user writes first: parameters' ``requires_grad`` switched off, NCHW float32
 tensors, ``E(x).sum().backward()`` for grad_x E, spectral norm recomputed at every forward pass. The library
@@ -28,6 +28,8 @@ import torch
 from ebmlib.core.nets import MNISTConvEnergy
 from ebmlib.core.samplers import PaperLangevin
 from ebmlib.core.train import TrainConfig, Trainer, ebm_loss, frozen
+
+__all__ = ["main", "reference_langevin", "library_langevin"]
 
 A7 = dict(step_size=10.0, noise_std=0.005, grad_clip=0.01)  # the paper's Langevin settings
 
@@ -78,8 +80,8 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m ebmlib bench langevin", description=__doc__.split("\n")[0])
     ap.add_argument("--width", type=int, default=32)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--steps", type=int, default=60)
@@ -88,7 +90,7 @@ def main():
     ap.add_argument("--no-bf16", action="store_true", help="skip the bf16 autocast timing")
     ap.add_argument("--compile", action="store_true",
                     help="also time torch.compile of the energy (compile time printed separately, not in the rate)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     torch.manual_seed(0)
     ref_model = MNISTConvEnergy(width=args.width, spectral_norm=True)
@@ -162,7 +164,4 @@ def main():
     print(f"\n{'training (Algorithm 1)':42s} {'iterations/s':>14s} {'ratio':>7s}")
     print(f"{'reference loop':42s} {1 / tr:14.3f} {1.0:7.2f}x")
     print(f"{'ebmlib Trainer.step':42s} {1 / tl:14.3f} {tr / tl:7.2f}x")
-
-
-if __name__ == "__main__":
-    main()
+    return 0

@@ -1,0 +1,109 @@
+"""Image EBMs by recipe: the energy network of a data set trained with Algorithm 1 on dequantised images.
+
+:class:`ImageEBMRecipe` is the recipe kind of chapters 03-05 (and of the CIFAR-10 path): data set, network
+width, conditioning, Algorithm 1's settings (``train``: :class:`~ebmlib.core.train.TrainConfig` fields),
+iterations, and how many buffer samples to keep. Load or train it with :func:`ebmlib.core.recipes.load_or_train`
+(``data=`` the training :class:`~ebmlib.core.images.ImageData`); ``python -m ebmlib train`` makes the shipped
+files.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor, nn
+
+from ebmlib.core.images import ImageData, dequantize
+from ebmlib.core.nets import CIFARResNetEnergy, MNISTConvEnergy
+from ebmlib.core.recipes import Fit, Recipe, load_or_train_all
+from ebmlib.core.train import TrainConfig, Trainer
+
+__all__ = ["ImageEBMRecipe", "image_recipes", "training_inputs", "load_or_train_models"]
+
+
+@dataclass(frozen=True)
+class ImageEBMRecipe(Recipe):
+    """Everything one image-EBM training run depends on. ``train`` overrides :class:`TrainConfig` fields."""
+
+    name: str
+    dataset: str = "mnist"
+    width: int = 16
+    conditional: bool = False
+    n_iters: int = 1000
+    snapshot_every: int = 100          # iterations between the buffer snapshots kept (samples over training)
+    keep_buffer: int = 1000            # buffer samples saved with the model
+    train: dict = field(default_factory=dict)
+
+    def config(self) -> TrainConfig:
+        fields = {f.name for f in dataclasses.fields(TrainConfig)}
+        unknown = sorted(set(self.train) - fields)
+        if unknown:
+            raise ValueError(f"recipe {self.name!r} sets unknown TrainConfig fields {unknown}; known: {sorted(fields)}")
+        return TrainConfig(**self.train)
+
+    def build(self) -> nn.Module:
+        """The MNIST CNN for 28x28 grey images; for CIFAR-10 the paper's ResNets (A.6): the conditional model is
+        ResNet32 (Fig. 24a), the unconditional one the larger ResNet32Large (Fig. 24b; "unconditional models need
+        additional capacity")."""
+        n_classes = 10 if self.conditional else None
+        if self.dataset in ("mnist", "fashion"):
+            return MNISTConvEnergy(width=self.width, n_classes=n_classes)
+        if self.dataset == "cifar10":
+            return CIFARResNetEnergy(width=self.width, layout="resnet32" if self.conditional else "resnet32_large",
+                                     n_classes=n_classes)
+        raise ValueError(f"recipe {self.name!r}: no network for data set {self.dataset!r}; "
+                         "expected 'mnist', 'fashion' or 'cifar10'")
+
+    def fit(self, model: nn.Module, *, device: torch.device, progress: bool, run_dir: Optional[Path],
+            data: ImageData) -> Fit:
+        """Algorithm 1 on ``data`` (uint8 images, dequantised per batch as in A.3)."""
+        source = (data.images, data.labels) if self.conditional else data.images
+        trainer = Trainer(model, source, self.config(), transform=dequantize, ckpt_dir=run_dir, device=device)
+        if run_dir is not None and (run_dir / "last.pt").exists():
+            trainer.resume()   # an interrupted run continues exactly where it stopped (earlier snapshots are not kept)
+        snapshots: dict[int, Tensor] = {}
+        while trainer.iteration < self.n_iters:
+            todo = min(self.snapshot_every - trainer.iteration % self.snapshot_every, self.n_iters - trainer.iteration)
+            trainer.train(todo, progress=progress)
+            snapshots[trainer.iteration] = _newest(trainer, 64)
+        model.to(memory_format=torch.contiguous_format)
+        return Fit(list(trainer.history), _newest(trainer, self.keep_buffer), snapshots)
+
+
+def _newest(trainer: Trainer, n: int) -> Tensor:
+    if trainer.config.init == "persistent" and trainer.chains is not None:
+        return trainer.chains[-n:].detach().cpu().clone()
+    return trainer.buffer.newest(n)
+
+
+def image_recipes(models: dict, seed: int = 0) -> dict[str, ImageEBMRecipe]:
+    """Recipes from a preset's ``models`` mapping (name -> fields). A nonzero ``seed`` is written into every
+    recipe's ``train`` (so a run at another seed never loads the shipped seed-0 checkpoints)."""
+    out = {}
+    for name, spec in models.items():
+        spec = dict(spec)
+        spec["train"] = dict(spec.get("train", {}), **({"seed": seed} if seed else {}))
+        out[name] = ImageEBMRecipe(name=name, **spec)
+    return out
+
+
+def training_inputs(load_train: Callable[[str], ImageData]) -> Callable:
+    """The ``inputs`` of :func:`~ebmlib.core.recipes.load_or_train_all` for image recipes: ``data=`` the training
+    split of the recipe's data set, read by ``load_train(name)`` once per data set."""
+    cache: dict[str, ImageData] = {}
+
+    def inputs(recipe, done):
+        if recipe.dataset not in cache:
+            cache[recipe.dataset] = load_train(recipe.dataset)
+        return {"data": cache[recipe.dataset]}
+    return inputs
+
+
+def load_or_train_models(models: dict, load_train: Callable[[str], ImageData], seed: int = 0, only=None,
+                         **options) -> dict:
+    """A preset's ``models`` (name -> recipe fields), each loaded from its checkpoint or trained on
+    ``load_train(dataset)``; ``options`` go to :func:`~ebmlib.core.recipes.load_or_train_all`."""
+    return load_or_train_all(image_recipes(models, seed), training_inputs(load_train), only=only, **options)
