@@ -46,12 +46,12 @@ import ebmlib.notebook.plotting as P
 import ebmlib.chapters.training_2d as T
 from ebmlib.notebook.results import save_metrics
 from ebmlib.notebook.setup import start
+from ebmlib.notebook.tables import markdown_table
 
 ch = start("02_training_2d", scale, seed, out_dir, overrides)
 cfg, scale, out_dir = ch.cfg, ch.scale, ch.out_dir
 # One thread: on a shared 2-core machine a small 2D MLP trains several times faster on one thread than on two
 # contending ones (measured while writing this chapter); raise cfg.threads on a bigger machine.
-T.set_threads(cfg.threads)
 torch.manual_seed(0)
 plt.rcParams.update({"figure.dpi": 80, "savefig.dpi": 80, "font.size": 9})
 t_start = time.time()
@@ -179,7 +179,7 @@ for name, target in targets.items():
     rows.append([name, "*exact samples / truth*", "0", "0", f"{m:.3f} ± {sd:.3f}", "0", true_w])
 metrics["kl_table"] = kl_table
 metrics["sample_kl_floor"] = {n: {"mean": m, "std": sd} for n, (m, sd) in floors.items()}
-display(Markdown(T.markdown_table(["target", "negatives from", "KL(p ‖ p_θ)", "KL(p_θ ‖ p)", "sample KL",
+display(Markdown(markdown_table(["target", "negatives from", "KL(p ‖ p_θ)", "KL(p_θ ‖ p)", "sample KL",
                                    "mode TV error", "mode weights"], rows)))
 
 
@@ -239,7 +239,7 @@ for group, runs in ablations.items():
         rows.append([group, label, f"{s['temperature']:.3g}", int(s["iters"]), int(s["grad_evals"]),
                      s["kl_true_learned"], s["kl_learned_true"], s["sample_kl"], s["mode_error"], int(s["rollbacks"])])
 metrics["ablations"] = abl_metrics
-display(Markdown(T.markdown_table(["ablation", "variant", "T", "iterations", "grad evals", "KL(p ‖ p_θ)",
+display(Markdown(markdown_table(["ablation", "variant", "T", "iterations", "grad evals", "KL(p ‖ p_θ)",
                                    "KL(p_θ ‖ p)", "sample KL", "mode TV", "rollbacks"], rows)))
 
 # %%
@@ -379,7 +379,7 @@ for ax, (title, x) in zip(axes[2:], (("samples of E_A + E_B", x_and), ("samples 
     P.plot_samples(x, ax, grid, s=1.0, max_points=1500, color="C3"); ax.set_title(title, fontsize=9)
 fig.tight_layout()
 rows = [[k] + [v[c] for c in v] for k, v in compose.items()]
-display(Markdown(T.markdown_table(["samples"] + list(next(iter(compose.values()))), rows)))
+display(Markdown(markdown_table(["samples"] + list(next(iter(compose.values()))), rows)))
 metrics["composition_analytic"] = compose
 
 # %% [markdown]
@@ -414,7 +414,7 @@ P.plot_density(true_and, grid, axes[2]); axes[2].set_title("exact product of the
 P.plot_density(learned_and, grid, axes[3], gamma=0.5); P.plot_samples(x_land, axes[3], grid, s=1.0, color="C3", max_points=1500)
 axes[3].set_title("learned sum: density and samples", fontsize=9)
 fig.tight_layout()
-display(Markdown(T.markdown_table(["measure", "nats"], [[k, v] for k, v in learned_compose.items()])))
+display(Markdown(markdown_table(["measure", "nats"], [[k, v] for k, v in learned_compose.items()])))
 metrics["composition_learned"] = {"pair": [name_a, name_b], **learned_compose}
 ca = compose["AND samples"]
 display(Markdown(
@@ -544,7 +544,7 @@ rows = [[n] + [f"{kl_table[n][i]['kl_true_learned']:.3f} / {kl_table[n][i]['kl_l
         for n in targets]
 display(Markdown(f"**Scale `{cfg.scale}`**, whole notebook {elapsed:.0f} s; metrics written to `{path.name}`.\n\n"
                  "KL(p ‖ p_θ) / KL(p_θ ‖ p) in nats, at equal compute:\n\n"
-                 + T.markdown_table(["target"] + list(cfg.inits), rows)))
+                 + markdown_table(["target"] + list(cfg.inits), rows)))
 
 # %% [markdown]
 # In short: Algorithm 1 learns every one of these 2D densities well enough to be scored against the truth; the

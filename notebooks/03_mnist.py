@@ -50,13 +50,10 @@ from ebmlib.core.quality import classifier_fid
 from ebmlib.core.restore import changed_fraction, generate, half_mask, restore, salt_and_pepper, sampling_frames
 from ebmlib.notebook.results import save_metrics
 from ebmlib.notebook.setup import start
-from ebmlib.notebook.setup import set_threads
 from ebmlib.notebook.tables import markdown_table
 
 ch = start("03_mnist", scale, seed, out_dir, overrides)
 cfg, scale, out_dir = ch.cfg, ch.scale, ch.out_dir
-if cfg.threads:          # one thread is fastest on a shared 2-core machine; paper scale leaves torch's default
-    set_threads(cfg.threads)
 torch.manual_seed(0)
 gen = torch.Generator().manual_seed(0)
 plt.rcParams.update({"figure.dpi": 80, "savefig.dpi": 80, "font.size": 9})
@@ -382,7 +379,7 @@ P.show_images(generate(t.model, 32, cfg.noise_steps, generator=gen), nrow=8, ax=
               title=f"fresh chains, {cfg.noise_steps} steps")
 plt.show()
 with torch.no_grad():
-    f_energies = {"Fashion train": t.model(train_sets["fashion"].subset(cfg.hist_n, gen).continuous(gen)),
+    f_energies = {"Fashion train": t.model(load_mnist("fashion", "train").subset(cfg.hist_n, gen).continuous(gen)),
                   "Fashion test": t.model(f_test[:cfg.hist_n]),
                   "samples (buffer)": t.model(t.samples[:cfg.hist_n]),
                   "MNIST test (never seen)": t.model(x_test[:cfg.hist_n])}

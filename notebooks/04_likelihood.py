@@ -44,13 +44,10 @@ from ebmlib.core.images import dequantize
 from ebmlib.data import load_mnist
 from ebmlib.notebook.results import save_metrics
 from ebmlib.notebook.setup import start
-from ebmlib.notebook.setup import set_threads
 from ebmlib.notebook.tables import markdown_table
 
 ch = start("04_likelihood", scale, seed, out_dir, overrides)
 cfg, scale, out_dir = ch.cfg, ch.scale, ch.out_dir
-if cfg.threads:
-    set_threads(cfg.threads)
 torch.manual_seed(0)
 gen = torch.Generator().manual_seed(0)
 plt.rcParams.update({"figure.dpi": 80, "savefig.dpi": 80, "font.size": 9})
@@ -255,8 +252,8 @@ metrics["sensitivity"] = sensitivity
 
 rows = []
 for key, r in sensitivity.items():
-    t = recipes[key].train
-    rows.append([f"alpha {t['alpha']:g}, step {t['step_size']:g}", f"{recipes[key].width} / {recipes[key].n_iters}",
+    t = trained[key].recipe.train
+    rows.append([f"alpha {t['alpha']:g}, step {t['step_size']:g}", f"{trained[key].recipe.width} / {trained[key].recipe.n_iters}",
                  f"{r['temperature']:g}" + (" (grid edge)" if r["temperature"] == min(cfg.t_grid) else ""),
                  f"{r['lower']:.1f}", f"{r['upper']:.1f}", f"{r['gap']:.1f}",
                  f"{PAPER_23[key][0]} / {PAPER_23[key][1]}"])
@@ -287,7 +284,7 @@ else:
     verdict = (f"the {who} model is ahead by {abs(ahead):.0f} nats (interval midpoints), against the replay buffer's "
                f"{paper_ahead:.0f} in the paper: **our run does not reproduce the paper's large advantage of the replay "
                f"buffer**. Our PCD model is the same recipe with persistent chains, trained for "
-               f"{recipes['mnist_uncond_pcd'].n_iters} iterations; whether its likelihood falls with longer training, "
+               f"{trained['mnist_uncond_pcd'].recipe.n_iters} iterations; whether its likelihood falls with longer training, "
                f"as the paper's did, this run does not test")
 g784 = last[f"gaussian_{big}d"]
 crossed = [k for k, r in {**{k: v[-1] for k, v in bounds.items()}, **sensitivity}.items() if r["gap"] < 0]

@@ -60,13 +60,10 @@ from ebmlib.core.recipes import load_or_train
 from ebmlib.data import DISPLAY_NAMES, load_images
 from ebmlib.notebook.results import save_metrics
 from ebmlib.notebook.setup import start
-from ebmlib.notebook.setup import set_threads
 from ebmlib.notebook.tables import markdown_table
 
 ch = start("05_ood_robustness", scale, seed, out_dir, overrides)
 cfg, scale, out_dir = ch.cfg, ch.scale, ch.out_dir
-if cfg.threads:
-    set_threads(cfg.threads)
 torch.manual_seed(0)
 gen = torch.Generator().manual_seed(0)
 device = ch.device   # the preset's: the GPU when there is one at paper scale, else the CPU
@@ -135,7 +132,7 @@ m = models[f"{ref_name}_uncond_replay"].model
 groups = {f"{DISPLAY_NAMES[ref_name]} train": data[ref_name]["train"].subset(cfg.n_ood, gen).continuous(gen),
           f"{DISPLAY_NAMES[ref_name]} test": x_test[ref_name], **ood_data[ref_name]}
 neg_e = {k: -ood.energy_scores(m, x) for k, x in groups.items()}
-ref = neg_e["MNIST train"].mean()
+ref = neg_e[f"{DISPLAY_NAMES[ref_name]} train"].mean()
 fig, ax = plt.subplots(figsize=(7, 3.2))
 lo = min(v.quantile(0.01).item() for v in neg_e.values()) - ref.item()
 hi = max(v.quantile(0.99).item() for v in neg_e.values()) - ref.item()

@@ -48,13 +48,10 @@ from ebmlib.chapters import robot_hand as D
 from ebmlib.data import hand
 from ebmlib.notebook.results import save_metrics
 from ebmlib.notebook.setup import start
-from ebmlib.notebook.setup import set_threads
 from ebmlib.notebook.tables import markdown_table
 
 ch = start("06_robot_hand", scale, seed, out_dir, overrides)
 cfg, scale, out_dir = ch.cfg, ch.scale, ch.out_dir
-if cfg.threads:
-    set_threads(cfg.threads)
 plt.rcParams.update({"figure.dpi": 80, "savefig.dpi": 80, "font.size": 9})
 t_start = time.time()
 metrics = {}

@@ -43,13 +43,10 @@ from ebmlib.chapters.composition import latents as L
 from ebmlib.chapters.composition import zeroshot as Z
 from ebmlib.notebook.results import save_metrics
 from ebmlib.notebook.setup import start
-from ebmlib.notebook.setup import set_threads
 from ebmlib.notebook.tables import markdown_table
 
 ch = start("07_composition", scale, seed, out_dir, overrides)
 cfg, scale, out_dir = ch.cfg, ch.scale, ch.out_dir
-if cfg.threads:
-    set_threads(cfg.threads)
 torch.manual_seed(0)
 gen = torch.Generator().manual_seed(0)
 plt.rcParams.update({"figure.dpi": 80, "savefig.dpi": 80, "font.size": 9})

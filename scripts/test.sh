@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up, then run every test: ebmlib's unit tests, every chapter notebook at smoke scale, and the book build.
+# Set up, then run every test: ebmlib's unit tests (with the layout and Jupytext pair checks), every chapter at
+# smoke scale, every chapter's paper branch shrunk to seconds, and the book build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -13,12 +14,23 @@ if [ -z "${EBMLIB_DSPRITES_GIF:-}" ] && [ -f ../shared/data/dsprites/dsprites.gi
   export EBMLIB_DSPRITES_GIF=$(cd ../shared/data/dsprites && pwd)/dsprites.gif
 fi
 start=$(date +%s)
+stamp() { echo "   ($(( $(date +%s) - start )) s so far)"; }
 
-echo "== unit tests"
+echo "== unit tests (the import-direction test and the Jupytext pair check among them)"
 .venv/bin/python -m pytest tests -q --durations=10
+stamp
 
 echo "== notebooks at smoke scale (nbval re-executes them; committed outputs are not compared)"
 EBMLIB_SCALE=smoke .venv/bin/python -m pytest --nbval-lax notebooks -q -p no:cacheprovider
+stamp
+
+echo "== every chapter's paper branch, shrunk (PAPER_SHRUNK of each preset; CIFAR-10/SVHN/DTD from tiny fixtures)"
+paper=$(mktemp -d)
+trap 'rm -rf "$paper"' EXIT
+.venv/bin/python -m ebmlib data fixtures --root "$paper/data" >/dev/null
+EBMLIB_SCALE=paper EBMLIB_SHRINK=1 EBMLIB_DATA="$paper/data" EBMLIB_CHECK_MD5=0 EBMLIB_OUT="$paper/results" \
+  .venv/bin/python -m pytest --nbval-lax notebooks -q -p no:cacheprovider
+stamp
 
 echo "== book build (renders the committed demo-scale outputs)"
 rm -rf _build
