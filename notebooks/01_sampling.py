@@ -14,7 +14,7 @@
 # On two-dimensional targets whose normalised density we can evaluate, every sample set can be scored against the
 # truth. We
 #
-# 1. draw the six targets of `ebmlib.energies` as landscapes and densities;
+# 1. draw the six targets of `ebmlib.core.energies` as landscapes and densities;
 # 2. run five samplers (random-walk Metropolis-Hastings, ULA, MALA, HMC and the paper's Langevin) on the same budget
 #    and measure the grid KL to the exact density as a function of steps and of gradient evaluations;
 # 3. measure the step-size bias of unadjusted Langevin against its closed form, and watch MALA remove it;
@@ -25,7 +25,7 @@
 # All samplers, targets, metrics and plots live in `ebmlib`; this notebook only chooses settings, calls them and
 # reads the numbers. Every number quoted below is printed by the run itself.
 #
-# Sizes come from the preset `ebmlib.scales.preset("01_sampling", scale)`: `smoke` proves that every cell runs,
+# Sizes come from the preset `ebmlib.presets.preset("01_sampling", scale)`: `smoke` proves that every cell runs,
 # `demo` is what this page shows (a few minutes on one CPU core; the summary prints the time this run took), and
 # `paper` only means more chains, longer runs and a finer grid. This chapter is a 2D toy with no counterpart among
 # the paper's experiments, so there is no "paper setting" to reproduce here beyond the A.7 sampler itself.
@@ -66,7 +66,7 @@ print(f"scale = {cfg.scale}, torch {torch.__version__}, {torch.get_num_threads()
 # %% [markdown]
 # ## 1. The targets
 #
-# `ebmlib.energies` provides six normalised densities on the plane: a correlated Gaussian, eight Gaussians on a
+# `ebmlib.core.energies` provides six normalised densities on the plane: a correlated Gaussian, eight Gaussians on a
 # circle, two concentric rings, two interleaved moons, a blurred checkerboard and two unequal Gaussian modes. For each
 # one, `energy(x) = -log p(x)` exactly (so $Z = 1$), and `sample(n)` draws exact, independent samples. Top row: the
 # energy landscape, clipped 12 nats above its minimum (a sampler sees only this surface and its slope). Bottom row: the
@@ -104,7 +104,7 @@ metrics["log_z_grid"] = {name: lz for name, lz, _ in rows}
 # ### How to score a sample set
 #
 # For a set of $N$ samples we bin them on a grid over the target's bounds and compare the histogram
-# $\hat p$ with the target's exact cell probabilities $q$ (`ebmlib.metrics.grid_kl`):
+# $\hat p$ with the target's exact cell probabilities $q$ (`ebmlib.core.metrics.grid_kl`):
 # $\mathrm{KL}(\hat p \,\Vert\, q) = \sum_i \hat p_i \log(\hat p_i / q_i)$. Samples that leave the grid are counted in
 # the nearest edge cell, so escaping chains are penalised, not dropped.
 #

@@ -19,8 +19,8 @@
 # 4. refines samples by running more Langevin steps at test time (adaptive computation);
 # 5. makes a run diverge on purpose and shows the trainer's guard rolling it back.
 #
-# Every model, sampler and training loop lives in `ebmlib` (`ebmlib.toy2d` fits and scores, `ebmlib.compose`
-# composes, `ebmlib.train` is Algorithm 1); this notebook sets sizes, calls, and reads the numbers.
+# Every model, sampler and training loop lives in `ebmlib` (`ebmlib.chapters.training_2d` fits and scores, `ebmlib.core.compose`
+# composes, `ebmlib.core.train` is Algorithm 1); this notebook sets sizes, calls, and reads the numbers.
 
 # %% tags=["parameters"]
 scale = None        # "smoke" | "demo" | "paper"; None: $EBMLIB_SCALE, else "demo"
@@ -331,7 +331,7 @@ display(Markdown("\n".join(f"* {c}" for c in claims)))
 # Two energies can be combined without retraining. Their **sum** $E_A + E_B$ is a product of experts,
 # $p_{A\wedge B} \propto p_A\,p_B$: a point is likely only where *both* densities are high. The **mixture**
 # $-\log(\tfrac12 e^{-E_A} + \tfrac12 e^{-E_B})$ is likely wherever *either* is. Section 6 samples the sum "by
-# undergoing a Langevin step sequentially from each model"; `ebmlib.compose.sequential_langevin` does that, splitting
+# undergoing a Langevin step sequentially from each model"; `ebmlib.core.compose.sequential_langevin` does that, splitting
 # the noise between the experts so that a round of steps samples the product at the same temperature as one
 # Langevin step on the sum.
 #
@@ -476,7 +476,7 @@ display(Markdown("\n".join(lines)))
 # reason for the L2 term: without it "the actual values would fluctuate to numerically unstable values". So we remove
 # it ($\alpha = 0$) and raise the learning rate (the settings are printed below). The same run is made twice: once with the guard switched
 # off (no bound on $|E|$), and once with `max_abs_energy` set, so that the trainer reverts to its last verified
-# snapshot and halves the learning rate whenever a batch's $|E|$ crosses the bound (seed 004, section 9.3). The
+# snapshot and halves the learning rate whenever a batch's $|E|$ crosses the bound (the stabilisation advice of A.8). The
 # rollback events come from the trainer's own log.
 
 # %%

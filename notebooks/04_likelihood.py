@@ -16,7 +16,7 @@
 # $\log Z$ is known exactly, and then measures chapter 3's models the same way, saying where the bounds are and
 # are not to be trusted.
 #
-# **How the two bounds arise** (details in `ebmlib.ais`). AIS moves chains from a tractable base $p_0$ through
+# **How the two bounds arise** (details in `ebmlib.core.ais`). AIS moves chains from a tractable base $p_0$ through
 # $f_b = f_0^{1-b} f^b$, $0 = b_0 < \dots < b_K = 1$, accumulating importance weights whose mean is exactly
 # $Z/Z_0$; by Jensen, $\mathbb E \log \hat Z \le \log Z$, so $-E(x)/T - \log \hat Z$ is a stochastic **upper** bound
 # on $\log p(x)$. Reverse AIS runs the same path backwards from a point; started from *exact* model samples it

@@ -83,7 +83,7 @@ print(f"in distribution: {', '.join(DISPLAY_NAMES[n] for n in cfg.ood_in)}; atta
 # CIFAR-10). Out of distribution, as in Fig. 9: at paper scale SVHN test digits, DTD textures at 32x32, constant
 # random colours, uniform noise and pixel-wise averages of two test images; at demo scale the same with MNIST in
 # CIFAR-10's place: Fashion-MNIST test images (for SVHN), grey crops of scikit-image's textures (for DTD), constant
-# images, uniform noise and averages of two test digits (`ebmlib.ood.ood_sets` picks the sets by data set). The
+# images, uniform noise and averages of two test digits (`ebmlib.chapters.ood_robustness.ood.ood_sets` picks the sets by data set). The
 # score is the energy, higher meaning "more likely OOD", so AUROC 1.0 separates perfectly, 0.5 is chance, and
 # **below 0.5 the OOD set looks more likely than the real data**. Three scorers: the unconditional replay EBM, the
 # conditional EBM through its free energy $-\log\sum_y e^{-E(x, y)}$ (where the preset has one for that data

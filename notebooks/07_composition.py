@@ -21,8 +21,8 @@
 #    dSprites) measures how often the generated images show the requested latents.
 #
 # The 2D version of the same idea is chapter 2's Fig. 14 section ([Training on 2D data](02_training_2d.ipynb)): there
-# `ebmlib.compose.SumEnergy` and `sequential_langevin` sample the sum of two learned 2D energies; here the same
-# `sequential_langevin` samples sums of image energies (`ebmlib.zeroshot`). dSprites is generated offline by
+# `ebmlib.core.compose.SumEnergy` and `sequential_langevin` sample the sum of two learned 2D energies; here the same
+# `sequential_langevin` samples sums of image energies (`ebmlib.chapters.composition.zeroshot`). dSprites is generated offline by
 # `ebmlib.data.dsprites` (the exact latent grid, rendered on demand).
 
 # %% tags=["parameters"]
@@ -69,7 +69,7 @@ display(Markdown(
 # %% [markdown]
 # ## 1. The judge: reading latents off an image
 #
-# A small CNN (`ebmlib.zeroshot.LatentJudge`) is trained on random dSprites images (all shapes, sizes, orientations
+# A small CNN (`ebmlib.chapters.composition.zeroshot.LatentJudge`) is trained on random dSprites images (all shapes, sizes, orientations
 # and positions, rendered on demand) to predict the shape (3 classes), the scale and the position. A generated image
 # "has" the requested latent when the judge says so: the **shape** class matches, the **scale** is nearest to the
 # requested one of the 6 sizes (0.1 apart), the **position** is within `position_tol` of the requested one in both

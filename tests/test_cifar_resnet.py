@@ -41,7 +41,7 @@ def test_shapes_downsampling_and_input_gradient(layout, n_classes):
 
 
 def test_paper_widths_give_the_papers_parameter_counts():
-    # PAPER.md: conditional ResNet32 ~5.3M, unconditional ResNet32Large ~18.6M parameters at 128 filters
+    # the release's ResNet32 ~5.3M, unconditional ResNet32Large ~18.6M parameters at 128 filters
     assert abs(count_parameters(CIFARResNetEnergy(128, "resnet32", n_classes=10)) / 1e6 - 5.3) < 0.1
     assert abs(count_parameters(CIFARResNetEnergy(128, "resnet32_large")) / 1e6 - 18.6) < 0.1
 

@@ -5,7 +5,7 @@
 
 The reference is the loop a PyTorch user writes first: parameters' ``requires_grad`` switched off, NCHW float32
 tensors, ``E(x).sum().backward()`` for grad_x E, spectral norm recomputed at every forward pass. The library
-path (``ebmlib.core.samplers.PaperLangevin`` under ``ebmlib.train.frozen``) differs in three ways:
+path (``ebmlib.core.samplers.PaperLangevin`` under ``ebmlib.core.train.frozen``) differs in three ways:
 
 * channels_last (NHWC) memory layout for the model and the chains: oneDNN's convolutions are faster in it;
 * spectrally normalised weights computed once per chain (``parametrize.cached``) rather than once per step;

@@ -1,6 +1,6 @@
 """The likelihood chapter's experiments: AIS and RAISE where the answer is known, then on MNIST EBMs (A.3).
 
-:mod:`ebmlib.ais` holds the estimators; this module holds what the chapter does with them, so the notebook only
+:mod:`ebmlib.core.ais` holds the estimators; this module holds what the chapter does with them, so the notebook only
 narrates:
 
 * :class:`ExactProblem` and three of them whose log Z is known in closed form: a 2D mixture on a box
@@ -193,7 +193,7 @@ def temperature_curve(model: nn.Module, heldout: Tensor, base, temperatures: Seq
     *upper* bound whose error grows where the run misses more of Z, which is at cold (peaked) temperatures, so
     its maximum drifts to the coldest T tried. ``best`` therefore maximises the RAISE *lower* bound, which a
     run that misses mass cannot inflate; ``best_upper`` is the AIS maximiser, for comparison. Pick T on data
-    other than the test digits the bounds are reported on. ``settings`` go to :mod:`ebmlib.ais` (default
+    other than the test digits the bounds are reported on. ``settings`` go to :mod:`ebmlib.core.ais` (default
     preconditioner: the base's per-pixel std)."""
     if len(temperatures) == 0:
         raise ValueError("temperatures must hold at least one value, got an empty sequence")

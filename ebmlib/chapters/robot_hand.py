@@ -152,7 +152,7 @@ class FCDynamics(nn.Module):
     """The feed-forward baseline of section 5.1: context -> 3 x 128 (swish) -> the normalised displacement
     ``z`` (N, 31). Spectral normalisation on the hidden layers bounds their Lipschitz constant and so the growth
     of errors fed back over a roll-out ("to prevent multi-step explosion"); the output layer is left free, as in
-    the energy networks (:class:`ebmlib.nets.MLPEnergy`), because a network of 1-Lipschitz layers only cannot
+    the energy networks (:class:`ebmlib.core.nets.MLPEnergy`), because a network of 1-Lipschitz layers only cannot
     represent the gain from an action to its displacement (in these units about 2)."""
 
     def __init__(self, conditional: bool, hidden: int = 128, depth: int = 3, act: str = "swish",
@@ -259,7 +259,7 @@ def rollout(model: DynamicsModel, s0, horizon: int, actions=None, generator: Opt
 
 # ---------------------------------------------------------------------------------------------------- training
 class TransitionTrainer(Trainer):
-    """Algorithm 1 on ``E(z | context)`` (:class:`ebmlib.train.Trainer`: Adam(beta1=0), A.7's gradient clip,
+    """Algorithm 1 on ``E(z | context)`` (:class:`ebmlib.core.train.Trainer`: Adam(beta1=0), A.7's gradient clip,
     divergence guard), with the negatives' chains started from ``N(0, init_std^2)`` instead of the replay buffer:
     a replayed ``z`` belongs to another context, and prediction starts from noise too."""
 

@@ -1,10 +1,10 @@
 """Fit an EBM to a 2D target with Algorithm 1 and score it against the exact density.
 
-The 2D targets of :mod:`ebmlib.energies` know their normalised density, so a learned energy can be judged
+The 2D targets of :mod:`ebmlib.core.energies` know their normalised density, so a learned energy can be judged
 directly rather than by eye: on a grid, ``exp(-E_theta / T)`` is normalised by brute force (eq. (2) is a
 finite sum in 2D) and compared with the truth in both KL directions.
 
-* :func:`make_run` turns a flat dict of settings (a *spec*) into a model, a :class:`~ebmlib.train.TrainConfig`
+* :func:`make_run` turns a flat dict of settings (a *spec*) into a model, a :class:`~ebmlib.core.train.TrainConfig`
   and a number of iterations. Every ablation is "the base spec with a few keys changed".
 * :func:`fit` trains one spec on one target and returns a :class:`ToyFit` with the model, the training
   curves, KL(true || learned), KL(learned || true), the recovered mode weights and long-run samples.

@@ -42,7 +42,7 @@ class MNISTClassifier(_FeatureClassifier):
     """A small CNN classifier for 28x28 images, used to *measure* generated samples, not as an EBM.
 
     ``features(x)`` gives the penultimate ``num_features``-dim activations: the feature space of the book's
-    offline FID stand-in (DESIGN.md: no Inception weights offline). ``forward`` gives class logits.
+    offline FID stand-in (the book's machines cannot fetch Inception weights). ``forward`` gives class logits.
     """
 
     def __init__(self, n_classes: int = 10, width: int = 32, num_features: int = 128, in_channels: int = 1):

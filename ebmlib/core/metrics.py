@@ -1,6 +1,6 @@
 """How far a set of 2D samples is from a known density: grids, histogram KL / TV, MMD, mode weights.
 
-The 2D targets of :mod:`ebmlib.energies` have exact log-densities, so a sampler can be scored against the
+The 2D targets of :mod:`ebmlib.core.energies` have exact log-densities, so a sampler can be scored against the
 truth instead of by eye. Three measures live here:
 
 * **grid KL / TV**: bin the samples on a regular grid and compare the histogram with the target's cell
@@ -337,7 +337,7 @@ def mode_weights(samples: Tensor, mixture, hard: bool = False) -> Tensor:
 def evaluations_per_step(sampler) -> dict[str, int]:
     """How many energy-gradient and energy-only evaluations one step of an ebmlib sampler performs.
 
-    Counts what the implementation in :mod:`ebmlib.samplers` does (MALA evaluates the gradient at x and at the
+    Counts what the implementation in :mod:`ebmlib.core.samplers` does (MALA evaluates the gradient at x and at the
     proposal; HMC once at the start and once per leapfrog step; random-walk MH two energies and no gradient),
     so samplers can be compared on the same budget of work rather than of steps.
     """

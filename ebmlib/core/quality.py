@@ -1,7 +1,7 @@
 """Sample quality without Inception: a classifier trained on the data set scores generated images.
 
-Offline there are no Inception weights (DESIGN.md), so the book measures MNIST-class samples in the feature
-space of a small classifier trained on the same data (:class:`ebmlib.nets.MNISTClassifier`):
+Offline there are no Inception weights (the book's machines cannot fetch them), so the book measures MNIST-class samples in the feature
+space of a small classifier trained on the same data (:class:`ebmlib.core.classifiers.MNISTClassifier`):
 
 * **FID in classifier space** -- the Frechet distance between Gaussians fitted to the classifier's
   penultimate features of real and generated images, computed by torchmetrics'

@@ -3,7 +3,7 @@
 Latents travel as raw dSprites ``latents_values`` rows, a float tensor (N, 6) with columns
 (color, shape, scale, orientation, posX, posY) exactly as :mod:`ebmlib.data.dsprites` defines them. Each
 conditional energy reads the columns it is conditioned on and encodes them as the paper's release does
-(PAPER.md, "what the code release does"): shape one-hot, scale a scalar, position (x, y), rotation (cos, sin).
+(the release of [du2019implicit], ``models.py``): shape one-hot, scale a scalar, position (x, y), rotation (cos, sin).
 Passing the whole row to every model is what lets a sum of experts ``sum_i E_i(x | y)`` and a jointly
 conditioned baseline ``E(x | y)`` share one interface.
 

@@ -228,7 +228,7 @@ def langevin_defence(model: nn.Module, x: Tensor, n_steps: int = 10, bound: floa
         differentiable: if True the gradient steps are built with ``create_graph=True`` and the result is a
             differentiable function of ``x`` (for "PGD through the sampling steps"); if False the chain runs
             detached and the result is detached. Either way no gradient reaches the model's parameters (the
-            model is :func:`~ebmlib.train.frozen` while sampling).
+            model is :func:`~ebmlib.core.train.frozen` while sampling).
     """
     n_steps = _count("n_steps", n_steps, 0)
     bound = _number("bound", bound)
