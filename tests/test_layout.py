@@ -153,3 +153,32 @@ def test_notebooks_use_public_names_only(source):
                 if not is_module and a.name not in getattr(module, "__all__", ()):
                     bad.append(f"{node.module}.{a.name}")
     assert not bad, f"{source.name} imports names that are not public: {bad}"
+
+
+MAX_CELL_LINES, MAX_LINE = 15, 90
+
+
+@pytest.mark.parametrize("source", _chapter_sources(), ids=lambda p: p.stem)
+def test_code_cells_are_short_and_fit_the_column(source):
+    """Notebooks narrate and call: a code cell of at most ~15 lines, each of at most 90 characters (the book's
+    column); experiments live in the chapter's module."""
+    jupytext = pytest.importorskip("jupytext")
+    long, wide = [], []
+    for i, cell in enumerate(jupytext.read(source).cells):
+        if cell.cell_type != "code":
+            continue
+        lines = [line for line in cell.source.splitlines() if line.strip()]
+        if len(lines) > MAX_CELL_LINES:
+            long.append(f"cell {i} ({len(lines)} lines)")
+        wide += [f"cell {i}: {line[:40]}... ({len(line)})" for line in lines if len(line) > MAX_LINE]
+    assert not long and not wide, f"{source.name}: long cells {long}; wide lines {wide[:5]}"
+
+
+@pytest.mark.parametrize("source", _chapter_sources(), ids=lambda p: p.stem)
+def test_one_setup_call_and_no_scale_branches(source):
+    import re
+    jupytext = pytest.importorskip("jupytext")
+    code = "\n".join(c.source for c in jupytext.read(source).cells if c.cell_type == "code")
+    assert len(re.findall(r"\bstart\(", code)) == 1, f"{source.name}: call ebmlib.notebook.setup.start once"
+    assert not re.search(r"\bscale\s*[!=]=", code), f"{source.name}: branch on the preset's values, not the scale"
+    assert not re.search(r"^\s*(def|class)\s", code, re.M), f"{source.name}: functions and classes live in ebmlib"
