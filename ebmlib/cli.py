@@ -12,7 +12,8 @@
 ``reproduce`` executes the chapter's Jupytext source (``notebooks/NN_name.py``) with papermill, passing the
 parameters ``scale``, ``seed``, ``out_dir`` and ``overrides``; the executed notebook and the metrics JSON the
 chapter writes land in ``--out``. ``--in-place`` writes the executed notebook over ``notebooks/NN_name.ipynb``
-instead (the committed demo outputs; demo scale, seed 0, no overrides).
+instead (the committed demo outputs; demo scale, seed 0, no overrides) and copies its metrics JSON to
+``book/results/`` (the committed metrics the results page is made from).
 """
 from __future__ import annotations
 
@@ -89,6 +90,11 @@ def reproduce(chapter: str, scale: str, out: Path, nb_dir: Path, seed: int = 0, 
         nb = nbformat.read(dst, as_version=4)
         nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
         nbformat.write(nb, dst)
+        metrics = out / f"{chapter}.json"
+        if metrics.is_file():                           # the committed metrics the results page is made from
+            committed = nb_dir.parent / "book" / "results" / metrics.name
+            committed.parent.mkdir(parents=True, exist_ok=True)
+            committed.write_text(metrics.read_text())
     return dst
 
 
