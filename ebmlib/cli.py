@@ -60,10 +60,14 @@ def _source_notebook(nb_dir: Path, chapter: str):
     import nbformat
 
     py = nb_dir / f"{chapter}.py"
-    if py.is_file():
-        import jupytext
-        return jupytext.read(py)
-    return nbformat.read(nb_dir / f"{chapter}.ipynb", as_version=4)
+    if not py.is_file():
+        return nbformat.read(nb_dir / f"{chapter}.ipynb", as_version=4)
+    import jupytext
+    nb = jupytext.read(py)
+    # the text source carries no notebook metadata (pyproject's jupytext filter): papermill needs a kernel
+    nb.metadata.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3", "language": "python"})
+    nb.metadata.setdefault("language_info", {"name": "python"})
+    return nb
 
 
 def reproduce(chapter: str, scale: str, out: Path, nb_dir: Path, seed: int = 0, overrides: dict | None = None,

@@ -128,3 +128,18 @@ def test_committed_notebook_takes_its_scale_from_the_environment(path):
     names = [line.split("=")[0].strip() for line in params.source.splitlines() if "=" in line and not line.startswith("#")]
     assert names == ["scale", "seed", "out_dir", "overrides"], f"{path.name}: parameters cell sets {names}"
     assert "scale = None" in params.source, f"{path.name}: scale must default to None ($EBMLIB_SCALE then decides)"
+
+
+def test_reproduce_runs_the_jupytext_source_in_place(tmp_path):
+    """The chapter's source is its py:percent file (no notebook metadata); --in-place writes the executed notebook
+    over the .ipynb without papermill's injected cell and copies the metrics to book/results/."""
+    nbs = tmp_path / "repo" / "notebooks"
+    write_chapter(nbs)
+    (nbs / "01_tiny.py").write_text('# %% tags=["parameters"]\n' + PARAMETERS + "\n\n# %%\n"
+                                    "from ebmlib.notebook.results import save_metrics\n"
+                                    "save_metrics(out_dir, '01_tiny', scale, {'from': 'py'})\n")
+    cli.main(["reproduce", "01", "--in-place", "--out", str(tmp_path / "out"), "--notebooks", str(nbs)])
+    executed = nbformat.read(nbs / "01_tiny.ipynb", as_version=4)
+    assert not any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
+    assert "'from': 'py'" in executed.cells[-1].source
+    assert json.loads((tmp_path / "repo" / "book" / "results" / "01_tiny.json").read_text())["metrics"] == {"from": "py"}
