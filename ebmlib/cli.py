@@ -64,7 +64,12 @@ def _source_notebook(nb_dir: Path, chapter: str):
         return nbformat.read(nb_dir / f"{chapter}.ipynb", as_version=4)
     import jupytext
     nb = jupytext.read(py)
-    # the text source carries no notebook metadata (pyproject's jupytext filter): papermill needs a kernel
+    # the text source carries no notebook metadata (pyproject's jupytext filter): take the paired notebook's, and
+    # papermill needs a kernel
+    paired = nb_dir / f"{chapter}.ipynb"
+    if paired.is_file():
+        kept = {k: v for k, v in nbformat.read(paired, as_version=4).metadata.items() if k not in ("papermill",)}
+        nb.metadata = {**kept, **nb.metadata}
     nb.metadata.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3", "language": "python"})
     nb.metadata.setdefault("language_info", {"name": "python"})
     return nb
@@ -85,11 +90,16 @@ def reproduce(chapter: str, scale: str, out: Path, nb_dir: Path, seed: int = 0, 
     out.mkdir(parents=True, exist_ok=True)
     dst = nb_dir / f"{chapter}.ipynb" if in_place else out / f"{chapter}.ipynb"
     params = {"scale": scale, "seed": seed, "out_dir": str(out.resolve()), "overrides": overrides}
-    with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / f"{chapter}.ipynb"
-        nbformat.write(_source_notebook(nb_dir, chapter), src)
-        papermill.execute_notebook(str(src), str(dst), parameters=params, cwd=str(nb_dir), kernel_name=kernel,
-                                   progress_bar=False)
+    backend = os.environ.pop("MPLBACKEND", None)        # a non-interactive backend would drop every figure
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            src = Path(tmp) / f"{chapter}.ipynb"
+            nbformat.write(_source_notebook(nb_dir, chapter), src)
+            papermill.execute_notebook(str(src), str(dst), parameters=params, cwd=str(nb_dir), kernel_name=kernel,
+                                       progress_bar=False)
+    finally:
+        if backend is not None:
+            os.environ["MPLBACKEND"] = backend
     if in_place:                                        # the committed notebook reads its parameters itself
         nb = nbformat.read(dst, as_version=4)
         nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
@@ -111,11 +121,12 @@ def train_models(chapter: str, scale: str, out: Path, only: list[str] | None = N
         raise SystemExit(f"error: chapter {chapter} has no trained models")
     cfg = preset(chapter, scale, overrides)
     start = time.perf_counter()
-    trained = module.train_models(cfg, out_dir=out, only=only, seed=seed, shipped_dir=None)
+    progress = os.environ.get("TQDM_DISABLE", "") in ("", "0")
+    trained = module.train_models(cfg, out_dir=out, only=only, seed=seed, shipped_dir=None, progress=progress)
     for name, t in trained.items():
         print(f"[ebmlib] {name}: {t.origin()} ({t.seconds:.0f} s of training)", flush=True)
     print(f"[ebmlib] {len(trained)} models of {chapter} in {time.perf_counter() - start:.0f} s -> {out}")
-    return [out / f"{name}.pt" for name in trained]
+    return [out / f"{t.recipe.name}.pt" for t in trained.values()]
 
 
 def prepare_data(args) -> int:
