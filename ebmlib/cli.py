@@ -103,6 +103,9 @@ def reproduce(chapter: str, scale: str, out: Path, nb_dir: Path, seed: int = 0, 
     if in_place:                                        # the committed notebook reads its parameters itself
         nb = nbformat.read(dst, as_version=4)
         nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+        for cell in nb.cells:                           # papermill leaves empty tag lists; Jupytext would copy them
+            if cell.metadata.get("tags") == []:
+                del cell.metadata["tags"]
         nbformat.write(nb, dst)
         metrics = out / f"{chapter}.json"
         if metrics.is_file():                           # the committed metrics the results page is made from
@@ -212,9 +215,11 @@ def main(argv: list[str] | None = None) -> int:
         return importlib.import_module(BENCHMARKS[args.name]).main(rest)
     overrides = parse_overrides(getattr(args, "overrides", []) or [])
     if args.command == "train":
-        if args.threads:
-            import torch
-            torch.set_num_threads(args.threads)
+        import torch
+        threads = args.threads or preset(args.chapter if args.chapter in CHAPTERS else chapter_name(args.chapter),
+                                         args.scale).get("threads")
+        if threads:                                     # the preset's (one thread on a shared 2-core machine)
+            torch.set_num_threads(threads)
         train_models(args.chapter, args.scale, Path(args.out), args.only, args.seed, overrides)
         return 0
     try:
