@@ -112,6 +112,9 @@ def reproduce(chapter: str, scale: str, out: Path, nb_dir: Path, seed: int = 0, 
             committed = nb_dir.parent / "book" / "results" / metrics.name
             committed.parent.mkdir(parents=True, exist_ok=True)
             committed.write_text(metrics.read_text())
+            if chapter in CHAPTERS:                     # the results page is made from the committed metrics
+                from ebmlib import results_page
+                results_page.write(committed.parent.parent / "results.md", committed.parent)
     return dst
 
 

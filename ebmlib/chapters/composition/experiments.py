@@ -24,7 +24,7 @@ from ebmlib.chapters.composition.judge import (SCALES, SCORED, chance_scores, ju
 from ebmlib.chapters.composition.latents import latent_set, render_images
 from ebmlib.chapters.composition.zeroshot import LatentProduct, sample_joint
 
-__all__ = ["FIG15_EXPERTS", "ZS_MODELS", "TASKS", "UPRIGHT_SETS", "sampler", "setup_sentence", "chance_on",
+__all__ = ["paper_rows", "FIG15_EXPERTS", "ZS_MODELS", "TASKS", "UPRIGHT_SETS", "sampler", "setup_sentence", "chance_on",
            "judge_table", "upright_square_confusion", "confusion_table", "judge_verdict", "fig15", "paired_rows",
            "fig15_sentence", "zero_shot", "score_row", "zero_shot_table", "zero_shot_caption",
            "p_value", "compare", "verdict", "fig16_summary"]
@@ -282,3 +282,30 @@ def fig16_summary(tables: Mapping[str, Mapping], n: int, minutes: float, scale: 
             "latent but not exact; the baseline ignores size or fails to generate. In this run the sum's "
             f"advantage over the baseline is {'; '.join(found)} (single sprites with both latents right, sum vs "
             f"baseline). This run: {minutes:.1f} minutes at {scale} scale.")
+
+
+def paper_rows(record: Mapping) -> list[dict]:
+    """The results page's rows for Fig. 15 and Fig. 16, from this chapter's metrics JSON ``record``: Fig. 16 is
+    reproduced for a task when the better sum beats the joint baseline in single-sprite images with both latents
+    right (:func:`compare`), Fig. 15 when every scored latent of the joint samples is read above chance."""
+    m = record["metrics"]
+    f15, chance = m["fig15"], m["judge_chance"]
+    above = [k for k in ("shape", "scale", "position")
+             if compare(f15["judge"][k], chance[k], f15["n"], 1000) == "above"]
+    data = f"dSprites at {record['metrics']['preset']['judge']['resolution']} px, {f15['n']} joint samples"
+    rows = [dict(item="Fig. 15", ours=", ".join(f"{k} {f15['judge'][k]:.0%} (chance {chance[k]:.0%})"
+                                                for k in ("shape", "scale", "position")),
+                 verdict="reproduced" if len(above) == 3 else "partly reproduced" if above else "not reproduced",
+                 note=f"{f15['one_sprite']:.0%} of the samples hold a single sprite", data=data)]
+    parts, won = [], []
+    for task, t in m["zero_shot"].items():
+        n = m["preset"]["n_test"]
+        best = max(("sum", "sum + KL"), key=lambda k: t[k]["all_one_sprite"])
+        won.append(compare(t[best]["all_one_sprite"], t["joint baseline"]["all_one_sprite"], n) == "above")
+        parts.append(f"{_title(task)}: {best} {round(t[best]['all_one_sprite'] * n)} vs baseline "
+                     f"{round(t['joint baseline']['all_one_sprite'] * n)} of {n}")
+    rows.append(dict(item="Fig. 16", ours="; ".join(parts),
+                     verdict="reproduced" if all(won) else "partly reproduced" if any(won) else "not reproduced",
+                     note="single-sprite images with both latents right, Fisher's exact test",
+                     data=f"dSprites at {m['preset']['judge']['resolution']} px"))
+    return rows
