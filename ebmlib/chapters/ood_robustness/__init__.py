@@ -1,4 +1,5 @@
-"""Chapter 05: out-of-distribution detection by energy (``ood``) and adversarial robustness (``adversarial``)."""
+"""Chapter 05: out-of-distribution detection by energy (``ood``), adversarial robustness with section 4.4's
+sampling defence (``adversarial``), and the page's experiment loops, tables and sentences (``report``)."""
 from ebmlib.core.image_ebm import load_or_train_models
 from ebmlib.data import load_images
 
