@@ -2,7 +2,7 @@
 # # Composition: energies add (dSprites, section 6)
 #
 # An energy function is a cost: two costs can be added. If $E_1(x \mid c_1)$ models images with latent $c_1$ and
-# $E_2(x \mid c_2)$ images with latent $c_2$, the sum defines a **product of experts** (Hinton, 1999)
+# $E_2(x \mid c_2)$ images with latent $c_2$, the sum defines a **product of experts** {cite:p}`hinton2002training`
 #
 # $$p(x \mid c_1, c_2) \propto e^{-E_1(x \mid c_1) - E_2(x \mid c_2)},$$
 #
