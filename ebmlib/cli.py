@@ -68,7 +68,8 @@ def _source_notebook(nb_dir: Path, chapter: str):
     # papermill needs a kernel
     paired = nb_dir / f"{chapter}.ipynb"
     if paired.is_file():
-        kept = {k: v for k, v in nbformat.read(paired, as_version=4).metadata.items() if k not in ("papermill",)}
+        kept = {k: v for k, v in nbformat.read(paired, as_version=4).metadata.items()
+                if k not in ("papermill", "mystnb")}          # the book's rendering is _config.yml's, for every page
         nb.metadata = {**kept, **nb.metadata}
     nb.metadata.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3", "language": "python"})
     nb.metadata.setdefault("language_info", {"name": "python"})
