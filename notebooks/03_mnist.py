@@ -27,39 +27,21 @@
 scale = None        # "smoke" | "demo" | "paper"; None: $EBMLIB_SCALE, else "demo"
 seed = 0            # 0 gives the committed outputs (and uses the shipped checkpoints)
 out_dir = None      # metrics JSON and trained models; None: $EBMLIB_OUT, else "_results"
-overrides = {}      # preset values to replace, e.g. {"n_test": 100}; also $EBMLIB_SET (JSON)
+overrides = {}      # preset values to replace, e.g. {"n_eval": 64}; or $EBMLIB_SET (JSON)
 
 # %%
-import os
-import sys
-import time
-
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
-from IPython.display import Markdown, display
 
 import ebmlib.notebook.plotting as P
-from ebmlib.chapters.mnist import train_models
-from ebmlib.core.classifiers import ClassifierRecipe, accuracy, predict
-from ebmlib.core.recipes import load_or_train
+from ebmlib.chapters import mnist as M
+from ebmlib.core.classifiers import accuracy
 from ebmlib.data import load_mnist
-from ebmlib.core.metrics import nearest_neighbours
-from ebmlib.core.nets import count_parameters
-from ebmlib.core.quality import classifier_fid
-from ebmlib.core.restore import changed_fraction, generate, half_mask, restore, salt_and_pepper, sampling_frames
-from ebmlib.notebook.results import save_metrics
 from ebmlib.notebook.setup import start
-from ebmlib.notebook.tables import markdown_table
 
 ch = start("03_mnist", scale, seed, out_dir, overrides)
-cfg, scale, out_dir = ch.cfg, ch.scale, ch.out_dir
-torch.manual_seed(0)
-gen = torch.Generator().manual_seed(0)
-plt.rcParams.update({"figure.dpi": 80, "savefig.dpi": 80, "font.size": 9})
-t_start = time.time()
-metrics = {}      # everything quoted below also goes to <out_dir>/03_mnist.json
-print(f"scale = {cfg.scale}, torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
+cfg, gen = ch.cfg, ch.rng(0)
+print(ch.describe())
 
 # %% [markdown]
 # ## 1. Continuous MNIST
@@ -73,8 +55,7 @@ print(f"scale = {cfg.scale}, torch {torch.__version__}, {torch.get_num_threads()
 # %%
 train, test = load_mnist("mnist", "train"), load_mnist("mnist", "test")
 x_show = train.subset(32, gen).continuous(gen)
-print(f"train {tuple(train.images.shape)}, test {tuple(test.images.shape)}; dequantised values in "
-      f"[{x_show.min():.4f}, {x_show.max():.4f}]")
+print(M.data_line(train, test, x_show))
 P.show_images(x_show, nrow=16, title="dequantised training digits");
 
 # %% [markdown]
@@ -93,17 +74,10 @@ P.show_images(x_show, nrow=16, title="dequantised training digits");
 # A fourth, `fashion_uncond_replay`, is the unconditional replay recipe on Fashion-MNIST (section 8).
 
 # %%
-models = train_models(cfg, seed, out_dir=out_dir, progress=False, device=ch.device)
-rows = []
-for key, t in models.items():
-    r, c = t.recipe, t.recipe.config()
-    rows.append([key, r.dataset, "yes" if r.conditional else "no", c.init, r.width, f"{count_parameters(t.model):,}", r.n_iters,
-                 c.batch_size, c.n_steps, c.lr, f"{t.seconds / 60:.1f}",
-                 t.origin()])
-metrics["models"] = {k: {"recipe": t.recipe.as_dict(), "train_seconds": t.seconds, "source": os.path.basename(t.source)}
-                     for k, t in models.items()}
-display(Markdown(markdown_table(["model", "data", "conditional", "chains start", "width", "parameters", "iterations", "batch",
-                                 "K", "lr", "train minutes", "loaded from"], rows)))
+models = M.train_models(cfg, ch.seed, out_dir=ch.out_dir, progress=False,
+                        device=ch.device)
+ch.metrics["models"] = M.model_metrics(models)
+ch.table(M.MODEL_HEADER, M.model_rows(models))
 
 # %% [markdown]
 # The two terms of the loss over training: the energy of data $E(x^+)$ is pushed down, that of the negatives
@@ -111,8 +85,9 @@ display(Markdown(markdown_table(["model", "data", "conditional", "chains start",
 # meet; a persistent gap means the negatives are still easy to tell from data.
 
 # %%
-mnist_models = {k: t for k, t in models.items() if t.recipe.dataset == "mnist"}
-P.plot_training({k: t.history for k, t in mnist_models.items()}, smooth=min(25, max(1, len(models["mnist_cond_replay"].history) // 10)));
+mnist_models = M.mnist_models(models)
+P.plot_training({k: t.history for k, t in mnist_models.items()},
+                smooth=M.smoothing(models["mnist_cond_replay"].history));
 
 # %% [markdown]
 # **Samples over training.** Each row shows the newest negatives at one point of training (64 per snapshot, the
@@ -121,9 +96,7 @@ P.plot_training({k: t.history for k, t in mnist_models.items()}, smooth=min(25, 
 
 # %%
 for key, t in mnist_models.items():
-    its = sorted(t.snapshots)
-    picks = [its[int(round(i))] for i in np.linspace(0, len(its) - 1, min(6, len(its)))]
-    fig = P.image_rows({f"iter {i}": t.snapshots[i][:12] for i in picks})
+    fig = P.image_rows(M.snapshot_rows(t))
     fig.suptitle(key, fontsize=10, y=1.02)
     plt.show()
 
@@ -136,12 +109,10 @@ for key, t in mnist_models.items():
 # only comparable with numbers from the same classifier.
 
 # %%
-clf = load_or_train(ClassifierRecipe("mnist_classifier", "mnist", cfg.classifier_epochs, cfg.classifier_train, seed=seed),
-                    data=train, out_dir=out_dir, progress=False).model
+clf = M.classifier(cfg, ch.seed, train, out_dir=ch.out_dir)
 x_test = test.continuous(gen)
-metrics["classifier_test_accuracy"] = accuracy(clf, x_test, test.labels)
-print(f"classifier: {cfg.classifier_epochs} epoch(s) on {min(cfg.classifier_train, len(train))} images, "
-      f"test accuracy {metrics['classifier_test_accuracy']:.4f}")
+ch.metrics["classifier_test_accuracy"] = accuracy(clf, x_test, test.labels)
+print(M.classifier_line(cfg, train, ch.metrics["classifier_test_accuracy"]))
 
 # %% [markdown]
 # ## 4. From noise to digits
@@ -150,14 +121,9 @@ print(f"classifier: {cfg.classifier_epochs} epoch(s) on {min(cfg.classifier_trai
 # for longer than in training; each row is one chain, each column a number of steps.
 
 # %%
-frames = tuple(cfg.noise_frames)
 x0 = torch.rand(cfg.noise_chains, 1, 28, 28, generator=gen)
 for key in ("mnist_uncond_replay", "mnist_cond_replay"):
-    y = torch.arange(cfg.noise_chains) % 10 if models[key].recipe.conditional else None
-    traj = sampling_frames(models[key].model, x0, frames, y=y, generator=gen)     # (frames, chains, 1, 28, 28)
-    title = key + (" (row i is conditioned on digit i mod 10)" if y is not None else "")
-    fig = P.image_rows({f"chain {i}": traj[:, i] for i in range(cfg.noise_chains)}, col_labels=[str(f) for f in frames])
-    fig.suptitle(f"{title}; columns: Langevin steps", fontsize=9, y=1.04)
+    M.noise_frames_figure(models[key], x0, cfg.noise_frames, gen)
     plt.show()
 
 # %% [markdown]
@@ -165,14 +131,7 @@ for key in ("mnist_uncond_replay", "mnist_cond_replay"):
 # model's sample after a very long effective chain. Fresh chains from noise get only the steps they are given.
 
 # %%
-t = models["mnist_uncond_replay"]
-k_train = t.recipe.config().n_steps
-fresh_short = generate(t.model, 32, k_train, generator=gen)
-fresh_long = generate(t.model, 32, cfg.noise_steps, generator=gen)
-fig, axes = plt.subplots(1, 3, figsize=(12, 2.6))
-P.show_images(t.samples[:32], nrow=8, ax=axes[0], title="replay buffer (end of training)")
-P.show_images(fresh_short, nrow=8, ax=axes[1], title=f"fresh chains, {k_train} steps (as in training)")
-P.show_images(fresh_long, nrow=8, ax=axes[2], title=f"fresh chains, {cfg.noise_steps} steps")
+M.buffer_vs_fresh_figure(models["mnist_uncond_replay"], cfg.noise_steps, gen)
 plt.show()
 
 # %% [markdown]
@@ -181,15 +140,8 @@ plt.show()
 # fresh chains from noise; the short-run model from noise, as it was trained.
 
 # %%
-labels = torch.arange(10).repeat_interleave(cfg.per_class)
-t = models["mnist_cond_replay"]
-start = t.samples[torch.randint(len(t.samples), (labels.numel(),), generator=gen)]
-panels = {f"mnist_cond_replay: own buffer + {cfg.eval_steps} steps": generate(t.model, labels.numel(), cfg.eval_steps, y=labels, x0=start, generator=gen),
-          f"mnist_cond_replay: noise + {cfg.noise_steps} steps": generate(t.model, labels.numel(), cfg.noise_steps, y=labels, generator=gen),
-          f"mnist_cond_noise: noise + {cfg.noise_steps} steps": generate(models["mnist_cond_noise"].model, labels.numel(), cfg.noise_steps, y=labels, generator=gen)}
-fig, axes = plt.subplots(1, 3, figsize=(13, 4.6))
-for ax, (title, x) in zip(axes, panels.items()):
-    P.show_images(x, nrow=cfg.per_class, ax=ax, title=title + "\n(digit 0 to 9, one per row)")
+panels = M.conditional_panels(models, cfg.per_class, cfg.eval_steps, cfg.noise_steps, gen)
+M.panels_figure(panels, cfg.per_class)
 plt.show()
 
 # %% [markdown]
@@ -203,44 +155,18 @@ plt.show()
 
 # %%
 n = cfg.fid_samples
-real = train.subset(n, gen).continuous(gen)
-labels = torch.arange(n) % 10
-quality = {"test digits (reference)": {"fid": classifier_fid(clf, real, x_test[:n])},
-           "uniform noise (reference)": {"fid": classifier_fid(clf, real, torch.rand(n, 1, 28, 28, generator=gen))}}
-rows = [[name, "", f"{v['fid']:.2f}", ""] for name, v in quality.items()]
-for key, t in mnist_models.items():
-    y = labels if t.recipe.conditional else None
-    k = t.recipe.config().n_steps
-    starts = {f"noise + {k} steps": (torch.rand(n, 1, 28, 28, generator=gen), k),
-              f"noise + {cfg.noise_steps} steps": (torch.rand(n, 1, 28, 28, generator=gen), cfg.noise_steps),
-              f"own buffer + {cfg.eval_steps} steps": (t.samples[torch.randint(len(t.samples), (n,), generator=gen)], cfg.eval_steps)}
-    for how, (x0, steps) in starts.items():
-        x = generate(t.model, n, steps, y=y, x0=x0, generator=gen)
-        entry = {"fid": classifier_fid(clf, real, x)}
-        if y is not None:
-            entry["conditional_accuracy"] = accuracy(clf, x, y)
-        quality[f"{key}: {how}"] = entry
-        rows.append([key, how, f"{entry['fid']:.2f}", f"{entry['conditional_accuracy']:.3f}" if y is not None else "-"])
-metrics["quality"] = quality
-display(Markdown(f"FID in the feature space of the MNIST classifier ({n} samples against {n} training digits; "
-                 "lower is better), and the classifier's accuracy on class-conditional samples:\n\n"
-                 + markdown_table(["model", "samples", "FID (classifier space)", "conditional accuracy"], rows)))
-
+quality = M.sample_quality(clf, mnist_models, train, x_test, n, cfg.noise_steps,
+                           cfg.eval_steps, gen)
+ch.metrics["quality"] = quality
+ch.table(M.QUALITY_HEADER, M.quality_rows(quality),
+         caption=f"FID in the feature space of the MNIST classifier ({n} samples against "
+         f"{n} training digits; lower is better), and the classifier's accuracy on "
+         "class-conditional samples:")
 
 # %%
-def best(key):
-    entries = {k: v for k, v in quality.items() if k.startswith(key + ":")}
-    name = min(entries, key=lambda k: entries[k]["fid"])
-    return name.split(": ", 1)[1], entries[name]
-
-(r_how, r), (n_how, nz) = best("mnist_cond_replay"), best("mnist_cond_noise")
-verdict = "lower (better)" if r["fid"] < nz["fid"] else "higher (worse)"
-display(Markdown(
-    f"Best protocol per conditional model: the replay-buffer model reaches FID {r['fid']:.2f} and conditional accuracy "
-    f"{r['conditional_accuracy']:.3f} ({r_how}); the short-run model trained from noise at equal compute reaches "
-    f"{nz['fid']:.2f} and {nz['conditional_accuracy']:.3f} ({n_how}). In this run the replay buffer's FID is **{verdict}** "
-    f"than short-run training's."))
-metrics["best_cond_replay"], metrics["best_cond_noise"] = {"samples": r_how, **r}, {"samples": n_how, **nz}
+ch.metrics["best_cond_replay"] = M.best_protocol(quality, "mnist_cond_replay")
+ch.metrics["best_cond_noise"] = M.best_protocol(quality, "mnist_cond_noise")
+ch.show(M.quality_sentence(ch.metrics["best_cond_replay"], ch.metrics["best_cond_noise"]))
 
 # %% [markdown]
 # ## 6. Copies or new digits? Nearest neighbours and energies
@@ -252,16 +178,12 @@ metrics["best_cond_replay"], metrics["best_cond_noise"] = {"samples": r_how, **r
 # %%
 t = models["mnist_uncond_replay"]
 pool = train.subset(cfg.nn_train, gen).continuous(gen)
-samples = t.samples[:8]
-dist, idx = nearest_neighbours(samples, pool, k=3)
-P.image_rows({f"sample {i}": torch.cat([samples[i:i + 1], pool[idx[i]]]) for i in range(len(samples))},
+P.image_rows(M.neighbour_rows(t.samples[:8], pool),
              col_labels=["sample", "1st NN", "2nd NN", "3rd NN"]);
 plt.show()
-d_samples = nearest_neighbours(t.samples[:cfg.hist_n], pool)[0][:, 0]
-d_test = nearest_neighbours(x_test[:cfg.hist_n], pool)[0][:, 0]
-metrics["nn_distance"] = {"samples_median": d_samples.median().item(), "test_median": d_test.median().item()}
-print(f"median L2 distance to the nearest of {len(pool)} training digits: buffer samples "
-      f"{metrics['nn_distance']['samples_median']:.2f}, test digits {metrics['nn_distance']['test_median']:.2f}")
+n = cfg.hist_n
+ch.metrics["nn_distance"] = M.nn_distances(t.samples[:n], x_test[:n], pool)
+print(M.nn_line(ch.metrics["nn_distance"], len(pool)))
 
 # %% [markdown]
 # **Energy histograms (Fig. 2 and Fig. 10).** Energies of training digits, held-out test digits and the model's
@@ -269,23 +191,12 @@ print(f"median L2 distance to the nearest of {len(pool)} training digits: buffer
 # training set), and samples sit where data sits.
 
 # %%
-with torch.no_grad():
-    energies = {"train": t.model(train.subset(cfg.hist_n, gen).continuous(gen)),
-                "test": t.model(x_test[:cfg.hist_n]),
-                "samples (buffer)": t.model(t.samples[:cfg.hist_n]),
-                "uniform noise": t.model(torch.rand(cfg.hist_n, 1, 28, 28, generator=gen))}
-fig, ax = plt.subplots(figsize=(6, 3))
-lo = min(e.min().item() for e in energies.values())
-hi = max(e.quantile(0.99).item() for k, e in energies.items() if k != "uniform noise")
-for name, e in energies.items():
-    if name != "uniform noise":
-        ax.hist(e.numpy(), bins=np.linspace(lo, hi, 60), histtype="step", lw=1.5, density=True, label=name)
-ax.set_xlabel("energy E(x)")
-ax.set_ylabel("density")
-ax.legend(fontsize=8)
+sets = M.mnist_energy_sets(t, train, x_test, cfg.hist_n, gen)
+energies = M.image_energies(t.model, sets)
+M.energy_histogram(energies, skip=["uniform noise"])
 plt.show()
-metrics["energy_means"] = {k: e.mean().item() for k, e in energies.items()}
-print("mean energy: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics["energy_means"].items()))
+ch.metrics["energy_means"] = M.energy_means(energies)
+print(M.energy_line(ch.metrics["energy_means"]))
 
 # %% [markdown]
 # ## 7. Conversion, restoration and completion
@@ -295,22 +206,11 @@ print("mean energy: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics["energy_mea
 
 # %%
 t = models["mnist_cond_replay"]
-src_idx = torch.stack([torch.nonzero(test.labels == c)[0, 0] for c in range(10)])[: cfg.convert_n]
-src = x_test[src_idx]
-targets = torch.arange(10)
-converted = {}
-for i, s in enumerate(src):
-    converted[f"digit {int(test.labels[src_idx[i]])}"] = torch.cat(
-        [s[None], restore(t.model, s.expand(10, -1, -1, -1), cfg.eval_steps, y=targets, generator=gen)])
+converted = M.convert(t.model, x_test, test.labels, cfg.convert_n, cfg.eval_steps, gen)
 P.image_rows(converted, col_labels=["start"] + [str(c) for c in range(10)]);
 plt.show()
-conv = torch.cat([v[1:] for v in converted.values()])
-tgt = targets.repeat(len(converted))
-src_lab = test.labels[src_idx].repeat_interleave(10)
-off = tgt != src_lab
-metrics["conversion_accuracy"] = accuracy(clf, conv[off], tgt[off])
-print(f"converted digits classified as the target class: {metrics['conversion_accuracy']:.3f} "
-      f"({int(off.sum())} conversions, {cfg.eval_steps} steps)")
+ch.metrics["conversion_accuracy"], n_conv = M.conversion_accuracy(clf, converted)
+print(M.conversion_line(ch.metrics["conversion_accuracy"], n_conv, cfg.eval_steps))
 
 # %% [markdown]
 # **Restoration (Fig. 6).** Test digits are corrupted three ways and given to the unconditional replay model:
@@ -323,43 +223,23 @@ print(f"converted digits classified as the target class: {metrics['conversion_ac
 # %%
 t = models["mnist_uncond_replay"]
 x = x_test[: cfg.restore_n]
-clean_pred = predict(clf, x)
-mask = half_mask(x.shape, keep="top")
-corrupted = {"salt and pepper (0.1)": (salt_and_pepper(x, 0.1, gen), None),
-             "bottom half masked": (torch.where(mask, x, torch.rand(x.shape, generator=gen)), mask),
-             "ground-truth init": (x, None)}
-restoration, rows, show = {}, [], {"original": x[:10]}
-for name, (xc, m) in corrupted.items():
-    xr = restore(t.model, xc, cfg.restore_steps, mask=m, generator=gen)
-    before, after = predict(clf, xc), predict(clf, xr)
-    restoration[name] = {"changed_class_before": changed_fraction(clean_pred, before),
-                         "changed_class_after": changed_fraction(clean_pred, after),
-                         "accuracy_after": accuracy(clf, xr, test.labels[: len(x)]),
-                         "mean_abs_change": (xr - x).abs().mean().item()}
-    rows.append([name, f"{restoration[name]['changed_class_before']:.3f}", f"{restoration[name]['changed_class_after']:.3f}",
-                 f"{restoration[name]['accuracy_after']:.3f}"])
-    show[f"{name}"] = xc[:10]
-    show[f"  restored"] = xr[:10]
+ch.metrics["restoration"], shown = M.restoration(t.model, clf, x, test.labels[: len(x)],
+                                                 cfg.restore_steps, gen)
+for name, (xc, xr) in shown.items():
     P.image_rows({"original": x[:10], name: xc[:10], "restored": xr[:10]});
     plt.show()
-metrics["restoration"] = restoration
-display(Markdown(f"{len(x)} test digits, {cfg.restore_steps} Langevin steps. Fraction whose predicted class differs "
-                 "from the clean digit's:\n\n" + markdown_table(
-                     ["start", "before restoration", "after restoration", "accuracy after"], rows)))
+ch.table(M.RESTORATION_HEADER, M.restoration_rows(ch.metrics["restoration"]),
+         caption=f"{len(x)} test digits, {cfg.restore_steps} Langevin steps. Fraction "
+         "whose predicted class differs from the clean digit's:")
 
 # %% [markdown]
 # **Diverse completions (Fig. 8).** The same masked digit completed by independent chains: with the top half
 # clamped, the model fills in the bottom half in different ways.
 
 # %%
-rows = {}
-for i in range(4):
-    xi = x_test[i: i + 1].expand(cfg.completions, -1, -1, -1)
-    m = half_mask(xi.shape, keep="top")
-    start = torch.where(m, xi, torch.rand(xi.shape, generator=gen))
-    rows[f"test {i}"] = torch.cat([x_test[i: i + 1], torch.where(m, xi, 0.5)[:1],
-                                   restore(t.model, start, cfg.noise_steps, mask=m, generator=gen)])
-P.image_rows(rows, col_labels=["original", "masked"] + [f"chain {j}" for j in range(cfg.completions)]);
+rows = M.completions(t.model, x_test, cfg.completions, cfg.noise_steps, generator=gen)
+P.image_rows(rows, col_labels=["original", "masked"]
+             + [f"chain {j}" for j in range(cfg.completions)]);
 plt.show()
 
 # %% [markdown]
@@ -372,57 +252,28 @@ plt.show()
 # %%
 t = models["fashion_uncond_replay"]
 f_test = load_mnist("fashion", "test").continuous(gen)
-fig, axes = plt.subplots(1, 3, figsize=(12, 2.6))
-P.show_images(f_test[:32], nrow=8, ax=axes[0], title="Fashion-MNIST test images")
-P.show_images(t.samples[:32], nrow=8, ax=axes[1], title="replay buffer (end of training)")
-P.show_images(generate(t.model, 32, cfg.noise_steps, generator=gen), nrow=8, ax=axes[2],
-              title=f"fresh chains, {cfg.noise_steps} steps")
+M.fashion_figure(t, f_test, cfg.noise_steps, gen)
 plt.show()
-with torch.no_grad():
-    f_energies = {"Fashion train": t.model(load_mnist("fashion", "train").subset(cfg.hist_n, gen).continuous(gen)),
-                  "Fashion test": t.model(f_test[:cfg.hist_n]),
-                  "samples (buffer)": t.model(t.samples[:cfg.hist_n]),
-                  "MNIST test (never seen)": t.model(x_test[:cfg.hist_n])}
-fig, ax = plt.subplots(figsize=(6, 3))
-lo = min(e.quantile(0.005).item() for e in f_energies.values())
-hi = max(e.quantile(0.995).item() for e in f_energies.values())
-for name, e in f_energies.items():
-    ax.hist(e.clamp(lo, hi).numpy(), bins=np.linspace(lo, hi, 60), histtype="step", lw=1.5, density=True, label=name)
-ax.set_xlabel("energy E(x) under the Fashion-MNIST model")
-ax.legend(fontsize=8)
+
+# %%
+f_train = load_mnist("fashion", "train")
+f_sets = M.fashion_energy_sets(t, f_train, f_test, x_test, cfg.hist_n, gen)
+f_energies = M.image_energies(t.model, f_sets)
+M.energy_histogram(f_energies, "energy E(x) under the Fashion-MNIST model", clip=0.005)
 plt.show()
-metrics["fashion_energy_means"] = {k: e.mean().item() for k, e in f_energies.items()}
-metrics["fashion_model_mnist_below_fashion_test"] = (f_energies["MNIST test (never seen)"].median()
-                                                    < f_energies["Fashion test"].median()).item()
-print("mean energy: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics["fashion_energy_means"].items()))
-display(Markdown(
-    "MNIST digits, which the model never saw, get **lower** energy (higher likelihood) than its own test data: the "
-    "failure that likelihood models such as PixelCNN++ and Glow show on out-of-distribution images (simple images "
-    "with large blank areas look likely)." if metrics["fashion_model_mnist_below_fashion_test"] else
-    "MNIST digits, which the model never saw, get higher energy than its own test data, as an OOD detector would want."))
+ch.metrics["fashion_energy_means"] = M.energy_means(f_energies)
+ch.metrics["fashion_model_mnist_below_fashion_test"] = M.unseen_below(f_energies)
+print(M.energy_line(ch.metrics["fashion_energy_means"]))
+ch.show(M.fashion_sentence(ch.metrics["fashion_model_mnist_below_fashion_test"]))
 
 # %% [markdown]
 # ## 9. Summary
 
 # %%
-metrics["wall_seconds"] = time.time() - t_start
-path = save_metrics(out_dir, "03_mnist", cfg.scale, metrics)
-rs = metrics["restoration"]
-display(Markdown(
-    f"**Scale `{cfg.scale}`**, whole notebook {metrics['wall_seconds']:.0f} s; metrics written to `{path.name}`.\n\n"
-    + markdown_table(["quantity", "ours", "paper (CIFAR-10 unless said)"], [
-        ["classifier test accuracy (measuring stick)", f"{metrics['classifier_test_accuracy']:.4f}", "-"],
-        ["FID in classifier space, conditional replay (best protocol)", f"{metrics['best_cond_replay']['fid']:.2f}", "not comparable"],
-        ["FID in classifier space, conditional short-run from noise", f"{metrics['best_cond_noise']['fid']:.2f}", "not comparable"],
-        ["conditional accuracy, replay / short-run",
-         f"{metrics['best_cond_replay']['conditional_accuracy']:.3f} / {metrics['best_cond_noise']['conditional_accuracy']:.3f}", "-"],
-        ["cross-class conversions reaching the target class", f"{metrics['conversion_accuracy']:.3f}", "qualitative (Fig. 7)"],
-        ["class changed: ground-truth init", f"{rs['ground-truth init']['changed_class_after']:.3f}", "~0.10"],
-        ["class changed: salt and pepper 0.1", f"{rs['salt and pepper (0.1)']['changed_class_after']:.3f}", "~0.30"],
-        ["class changed: inpainting", f"{rs['bottom half masked']['changed_class_after']:.3f}", "~0.30"],
-        ["median NN distance, samples / test digits",
-         f"{metrics['nn_distance']['samples_median']:.2f} / {metrics['nn_distance']['test_median']:.2f}", "samples are not copies"],
-    ])))
+path = ch.save()
+ch.table(["quantity", "ours", "paper (CIFAR-10 unless said)"], M.summary_rows(ch.metrics),
+         caption=f"**Scale `{cfg.scale}`**, whole notebook {ch.elapsed()[0]:.0f} s; "
+         f"metrics written to `{path.name}`.")
 
 # %% [markdown]
 # The numbers above come from this run (and its JSON). The models are far smaller and trained far shorter than the

@@ -1,4 +1,4 @@
-"""The likelihood chapter's problems and drivers against exact answers (ebmlib.likelihood)."""
+"""The likelihood chapter's problems, drivers and verdicts against exact answers (ebmlib.chapters.likelihood)."""
 import math
 
 import pytest
@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from ebmlib.chapters import likelihood as lk
+from ebmlib.core import ais
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -121,3 +122,239 @@ def test_bad_inputs():
         lk.bidirectional(lk.mixture_problem(), 0, 10)
     with pytest.raises(ValueError, match="temps must hold"):
         lk.convergence(lk.mixture_problem(), (), 10)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Standard errors at ESS about 1, crossed bounds, and the verdicts built on them
+
+class CentredEnergy(nn.Module):
+    """E(x) = a |x - 0.5|^2: a Gaussian at the box's centre, a poor model of data piled against 0."""
+
+    def __init__(self, a: float):
+        super().__init__()
+        self.a = nn.Parameter(torch.tensor(a))
+
+    def forward(self, x):
+        return self.a * (x - 0.5).pow(2).flatten(1).sum(-1)
+
+
+def centred_case():
+    """Data near 0 in 16 pixels, a base fitted to them, and the EBM's exact mean log-likelihood at T."""
+    shape = (1, 4, 4)
+    box = lk.digit_box_problem(torch.full(shape, 0.1), base="uniform")
+    data, base = box.sample(32, gen(0)), lk.fitted_base(box.sample(2000, gen(10)))
+
+    def exact(t):     # exp(-a |x - 0.5|^2 / T) on [0, 1]^16 is a truncated Gaussian with std sqrt(T / 2a)
+        return ais.GaussianBase(torch.full(shape, 0.5), math.sqrt(t / 2), box=(0.0, 1.0)).log_prob(data).mean().item()
+    return data, base, exact
+
+
+def test_temperature_curve_never_picks_a_temperature_whose_bounds_cross():
+    """At T = 1e-4 the fixed HMC step is unstable, every proposal is rejected, and the annealing chain's model
+    is the base itself: RAISE then returns the base's log-likelihood, 27,000 nats above the EBM's exact one and
+    far above the AIS bound. The largest RAISE value sits at that grid edge; maximising it (the old rule) picks
+    the edge and reports an inflated likelihood."""
+    data, base, exact = centred_case()
+    temps = [1e-4, 1e-2, 1.0]
+    curve = lk.temperature_curve(CentredEnergy(1.0), data, base, temps, n_chains=16, n_temps=10,
+                                 generator=gen(20), adapt=False, step_size=1.0)
+    edge = 0
+    assert curve["lower"][edge] == max(curve["lower"]), curve["lower"]            # the old choice
+    assert curve["lower"][edge] == pytest.approx(base.log_prob(data).mean().item(), abs=0.5)
+    assert curve["lower"][edge] > exact(temps[edge]) + 1000                       # not a bound on the EBM
+    assert curve["lower"][edge] > curve["upper"][edge] + curve["tolerance"][edge]
+    assert curve["crossed"] == [True, False, False], curve["crossed"]
+    assert curve["best"] == 1.0, curve["best"]
+    i = temps.index(curve["best"])
+    assert curve["lower"][i] <= exact(1.0) <= curve["upper"][i] + lk.MARKOV_NATS, (curve, exact(1.0))
+
+
+def test_temperature_curve_reports_no_temperature_when_every_one_crosses():
+    data, base, _ = centred_case()
+    curve = lk.temperature_curve(CentredEnergy(1.0), data, base, [1e-4], n_chains=16, n_temps=10,
+                                 generator=gen(20), adapt=False, step_size=1.0)
+    assert curve["crossed"] == [True] and curve["best"] is None, curve
+    text = lk.temperature_sentence({"m": curve})
+    assert "no likelihood is reported" in text and "m T = none" in text, text
+
+
+def test_uncrossed_bounds_can_both_be_wrong():
+    """The crossing test is necessary, not sufficient: with steps far too small the chains barely move, the
+    bounds meet, and both lie far above the exact value (so the page must not call meeting bounds accurate)."""
+    data, base, exact = centred_case()
+    curve = lk.temperature_curve(CentredEnergy(1.0), data, base, [1.0], n_chains=16, n_temps=20,
+                                 generator=gen(1), adapt=False, step_size=0.02)
+    assert curve["best"] == 1.0 and abs(curve["upper"][0] - curve["lower"][0]) < 5, curve
+    assert curve["lower"][0] > exact(1.0) + 10, (curve["lower"], exact(1.0))
+
+
+def test_delta_method_se_is_a_function_of_the_ess_and_exactly_one_at_ess_one():
+    """The AIS standard error sd(w) / (sqrt(n) mean w) = sqrt((n / ESS - 1) / (n - 1)): at ESS = 1 it is 1 whatever
+    the weights' spread, which is why the chapter prints n/a below MIN_ESS."""
+    p = lk.gaussian_problem(784)
+    res = ais.ais_log_z(p.energy, p.base, 16, n_temps=2, generator=gen(0), pilot_steps=1)
+    n = 16
+    assert res.ess < 1.1, res.ess
+    assert res.log_z_se == pytest.approx(math.sqrt((n / res.ess - 1) / (n - 1)), rel=1e-6)
+    assert res.log_z_se == pytest.approx(1.0, abs=0.02)
+    assert float(res.log_weights.max() - res.log_weights.min()) > 100     # the chains disagree wildly
+    assert lk.measured_se(res.log_z_se, res.ess) is None
+    assert lk.format_estimate(-1496.5, res.log_z_se, res.ess) == "-1496.50 ± n/a"
+    assert lk.format_estimate(-14.27, 0.11, 67.0) == "-14.27 ± 0.11"
+    assert lk.measured_se(0.3, lk.MIN_ESS) == 0.3 and lk.measured_se(0.3, lk.MIN_ESS - 0.1) is None
+    with pytest.raises(ValueError, match="effective sample size"):
+        lk.measured_se(0.1, 0.0)
+
+
+def exact_row(k, lower, upper, lower_se=0.01, upper_se=0.01, ess_f=200.0, ess_r=200.0, exact=0.0):
+    return dict(n_temps=k, exact=exact, lower=lower, upper=upper, lower_se=lower_se, upper_se=upper_se,
+                gap=upper - lower, ess_forward=ess_f, ess_reverse=ess_r)
+
+
+def test_exact_table_prints_na_below_min_ess():
+    problems = {"gaussian_2d": lk.gaussian_problem(2)}
+    rows = {"gaussian_2d": [exact_row(10, -1496.5, 415.5, 1.0, 1.0, 1.0, 1.0), exact_row(1000, -0.58, -0.57)]}
+    table = lk.exact_table(problems, rows)
+    assert table[0][3:5] == ["-1496.50 ± n/a", "415.50 ± n/a"] and table[1][3] == "-0.58 ± 0.01", table
+    assert len(table[0]) == len(lk.EXACT_HEADER)
+
+
+def test_bracketing_uses_the_markov_tolerance_where_no_se_exists():
+    """An ESS-2 forward estimate 3.5 nats above the truth is not evidence of a bug (probability <= e^-3.5); the
+    old rule (4 x the ESS-fixed SE 0.71) flagged it. One 6 nats above is flagged by either."""
+    rows = {"a": [exact_row(10, 3.5, 1.0, lower_se=0.71, ess_f=2.0), exact_row(100, -0.01, 0.02)],
+            "b": [exact_row(10, 6.0, 1.0, lower_se=1.0, ess_f=1.0)]}
+    b = lk.bracketing(rows)
+    assert b["runs"] == 3 and b["bracketed"] == 2 and b["failed"] == ["b K=10"], b
+    assert b["sides"] == 6 and b["sides_with_se"] == 4, b      # the ESS-2 and ESS-1 forward sides have none
+    rows["gaussian_50d"], rows["digit_box_uniform"], rows["digit_box_fitted"] = rows["a"], rows["a"], rows["a"]
+    text = lk.exact_sentence(rows, [50])
+    assert "(not: b K=10)" in text and "where its ESS is at least 10" in text and "no\nstandard error" not in text
+    assert "within 4 standard errors)" not in text        # the old claim, made for every run
+
+
+def bounds_row(lower, upper, ess=1.0, log_z_se=1.0, k=500, t=3e-5, n=16, lower_se=50.0):
+    return dict(temperature=t, n_temps=k, n_chains=16, n_test=n, lower=lower, upper=upper, gap=upper - lower,
+                lower_se=lower_se, log_z_se=log_z_se, ess=ess)
+
+
+def test_crossing_tolerance_needs_no_standard_error():
+    """log 100 (1 + 1/n): whatever the ESS or the spread of the RAISE values over the digits (which a tolerance
+    of a few of the old per-digit standard errors, 3 x 48 nats for the committed replay run, let pass)."""
+    r = bounds_row(1793.1, 732.0)
+    assert lk.crossing_tolerance(r) == pytest.approx(math.log(100) * (1 + 1 / 16))
+    assert lk.crossing_tolerance(bounds_row(0.0, 0.0, ess=200.0, lower_se=1e4, n=2)) == pytest.approx(
+        1.5 * math.log(100))
+    assert lk.bounds_cross(r) and "**cross** by 1061.1" in lk.bounds_status(r)
+    near = bounds_row(2235.8, 2225.8)                        # the demo's replay model at K = 500: -10.0
+    assert lk.bounds_cross(near) and "AIS upper bound only" in lk.bounds_status(near)
+    noise = bounds_row(749.2, 748.2)                         # 1 nat: within what chance allows
+    assert not lk.bounds_cross(noise) and "within noise" in lk.bounds_status(noise)
+    assert lk.bounds_status(bounds_row(1.0, 2.0)) == "ordered"
+    assert lk.choose_temperature([dict(r, temperature=3e-7), dict(noise, temperature=1e-4)]) == 1e-4
+    assert lk.choose_temperature([r, near]) is None
+    with pytest.raises(ValueError, match="n_test"):
+        lk.crossing_tolerance(bounds_row(1.0, 2.0, n=0))
+
+
+def test_replay_vs_pcd_compares_only_uncrossed_bounds():
+    crossed = {"mnist_uncond_replay": [bounds_row(2000.0, 1000.0)],
+               "mnist_uncond_pcd": [bounds_row(400.0, 480.0)]}
+    text = lk.replay_vs_pcd_bullet(crossed, 1200)
+    assert "makes no comparison" in text and "mnist_uncond_replay's bounds cross" in text, text
+    assert "only its AIS upper bound, 1000.0, stands" in text, text
+    fallback = {"mnist_uncond_replay": [bounds_row(2135.6, 2856.9, k=100), bounds_row(2235.8, 2225.8)],
+                "mnist_uncond_pcd": [bounds_row(1783.7, 2808.8, k=100), bounds_row(2194.9, 2286.1)]}
+    text = lk.replay_vs_pcd_bullet(fallback, 1200)                     # the demo's numbers: K = 500 crosses
+    assert "At the largest K, mnist_uncond_replay's bounds cross at K = 500" in text, text
+    assert "With K = 100, where both models' bounds are ordered" in text and "overlap" in text, text
+    none = {"mnist_uncond_replay": [], "mnist_uncond_pcd": [bounds_row(400.0, 480.0)]}
+    assert "has no temperature whose bounds do not cross" in lk.replay_vs_pcd_bullet(none, 1200)
+    overlap = {"mnist_uncond_replay": [bounds_row(2200.0, 2230.0)], "mnist_uncond_pcd": [bounds_row(2196.1, 2210.2)]}
+    text = lk.replay_vs_pcd_bullet(overlap, 1200)
+    assert "overlap" in text and "does not reproduce" in text, text
+    small = {"mnist_uncond_replay": [bounds_row(2228.6, 2225.7)],        # crossed within noise (2.9 nats)
+             "mnist_uncond_pcd": [bounds_row(2196.1, 2210.2)]}
+    text = lk.replay_vs_pcd_bullet(small, 1200)
+    assert "by 16 nats" in text and "does not reproduce" in text and "as in the paper" not in text, text
+    apart = {"mnist_uncond_replay": [bounds_row(1925.0, 2218.3)], "mnist_uncond_pcd": [bounds_row(380.9, 482.0)]}
+    assert "as in the paper" in lk.replay_vs_pcd_bullet(apart, 1200)
+
+
+def sens_entry(lower, upper, t=3e-5, grid=(3e-7, 3e-5, 1e-3)):
+    return dict(bounds_row(lower, upper, t=t), curve={"temperatures": list(grid)})
+
+
+def test_sensitivity_bullet_ranks_only_proper_intervals():
+    sens = {"a": sens_entry(2000.0, 2100.0), "b": sens_entry(1500.0, 1600.0),
+            "c": sens_entry(1800.0, 1797.0),                          # crossed within noise: an interval
+            "d": sens_entry(1793.1, 732.0, t=3e-7),                   # crossed: no likelihood
+            "e": dict(temperature=None, curve={"temperatures": [3e-7, 3e-5]})}
+    text = lk.sensitivity_bullet(sens, 200)
+    assert "3 of the 5 smaller models" in text, text
+    assert "a > b" in text and "a > c" in text and "c > b" in text and "c > c" not in text, text
+    assert "[1500, 2000]" in text and "For d the bounds at the chosen T cross" in text
+    assert "For e no temperature of the grid qualifies" in text and "For d the chosen T lies at the edge" in text
+
+
+def test_fig22_and_sensitivity_skip_models_without_a_temperature():
+    from types import SimpleNamespace
+    data, base, _ = centred_case()
+    cfg = SimpleNamespace(t_grid=[1e-4], t_chains=16, t_temps=10, bound_temps=(5,), bound_chains=4,
+                          sens_temps=5, sens_chains=4, ais_settings=dict(adapt=False, step_size=1.0))
+    model = CentredEnergy(1.0)
+    curves = lk.temperature_curves({"m": model}, data, base, cfg, gen(20), log=None)
+    assert curves["m"]["best"] is None
+    assert lk.fig22_bounds({"m": model}, curves, data, base, cfg, gen(1), log=None) == {"m": []}
+    trained = {"m": SimpleNamespace(model=model, recipe=SimpleNamespace(width=8, n_iters=500,
+                                                                        train=dict(alpha=1.0, step_size=10.0)))}
+    sens = lk.sensitivity(trained, ["m"], data, data, base, cfg, gen(20), log=None)
+    assert sens["m"]["temperature"] is None and "lower" not in sens["m"]
+    row = lk.sensitivity_table(sens, trained)[0]
+    assert row[2] == "none" and "no likelihood" in row[6] and len(row) == len(lk.SENSITIVITY_HEADER)
+    assert "no likelihood" in lk.bounds_table({"mnist_uncond_pcd": []})[0][7]
+
+
+def test_the_page_states_the_thresholds_the_code_uses():
+    """The notebook's prose names MIN_ESS and the crossing tolerance; a change to either must change the page."""
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[1] / "notebooks" / "04_likelihood.py").read_text()
+    assert f"Where the ESS is below {lk.MIN_ESS:g}" in text
+    assert f"({lk.crossing_tolerance(dict(n_test=16)):.1f} for 16 digits)" in text
+    assert f"$\\log 100 = {lk.MARKOV_NATS:.1f}$" in text
+
+
+def likelihood_record(rep, pcd, sens):
+    pre = dict(n_test=16, bound_chains=16, bound_temps=(100, 500), sens_temps=200, sens_chains=8)
+    return {"metrics": {"preset": pre, "bounds": {"mnist_uncond_replay": rep, "mnist_uncond_pcd": pcd},
+                        "sensitivity": sens}}
+
+
+def test_paper_rows_claim_only_what_uncrossed_bounds_support():
+    from ebmlib.results_page import PAPER_ITEMS, VERDICTS
+    ok = {k: sens_entry(1500.0 + i, 2200.0) for i, k in enumerate(lk.PAPER_23)}
+    apart = likelihood_record([bounds_row(1925.0, 2218.3)], [bounds_row(380.9, 482.0)], ok)
+    rows = {r["item"]: r for r in lk.paper_rows(apart)}
+    assert set(rows) <= {item for item, *_ in PAPER_ITEMS} and all(r["verdict"] in VERDICTS for r in rows.values())
+    # separated as in the paper, but from ESS-1 runs: at most "partly"; overlapping ESS-1 intervals show nothing
+    assert rows["Fig. 22"]["verdict"] == "partly reproduced" and "ESS below 10" in rows["Fig. 22"]["note"]
+    assert rows["Fig. 23"]["verdict"] == "not reproduced" and "too weak" in rows["Fig. 23"]["note"]
+    strong = {k: dict(v, ess=50.0) for k, v in ok.items()}
+    rows = {r["item"]: r for r in lk.paper_rows(likelihood_record(
+        [bounds_row(1925.0, 2218.3, ess=50.0)], [bounds_row(380.9, 482.0, ess=50.0)], strong))}
+    assert rows["Fig. 22"]["verdict"] == "reproduced" and rows["Fig. 23"]["verdict"] == "reproduced"
+    crossed = likelihood_record([bounds_row(2233.6, 2000.0)], [bounds_row(380.9, 482.0)],
+                                {**ok, "sens_step_1000": sens_entry(1793.1, 732.0, t=3e-7)})
+    rows = {r["item"]: r for r in lk.paper_rows(crossed)}
+    assert rows["Fig. 22"]["verdict"] == "not reproduced" and "upper bound 2000 only" in rows["Fig. 22"]["ours"]
+    assert rows["Fig. 23"]["verdict"] == "not reproduced" and "4 of 5" in rows["Fig. 23"]["note"]
+    strong_partial = {k: dict(v, ess=50.0) for k, v in crossed["metrics"]["sensitivity"].items()}
+    rows = {r["item"]: r for r in lk.paper_rows(likelihood_record([], [], strong_partial))}
+    assert rows["Fig. 23"]["verdict"] == "partly reproduced"
+    fallback = likelihood_record([bounds_row(2135.6, 2856.9, k=100), bounds_row(2235.8, 2225.8)],
+                                 [bounds_row(1783.7, 2808.8, k=100), bounds_row(2194.9, 2286.1)], ok)
+    row = lk.paper_rows(fallback)[0]
+    assert row["verdict"] == "not reproduced" and "at K = 100, where both are ordered" in row["note"], row
+    assert row["note"].endswith("overlap") and "upper bound 2226 only" in row["ours"], row
+    missing = likelihood_record([], [bounds_row(380.9, 482.0)], ok)
+    assert "bounds cross at every T" in lk.paper_rows(missing)[0]["ours"]
