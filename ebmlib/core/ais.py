@@ -26,7 +26,10 @@ annealing model's log-likelihood, NOT on the EBM's: q_K -> p only as K grows and
 the data are drawn from p itself is it also a lower bound on E_p[log p] (because KL(p || q_K) >= 0). Burda et
 al. find it conservative in practice; Du & Mordatch (2019, appendix A.3, Fig. 22/23) report AIS and RAISE
 numbers on continuous MNIST, with T chosen to maximise the likelihood. Trust the pair only when the gap
-between them is small.
+between them is small AND the effective sample sizes are not about 1: at ESS ~ 1 a small or even negative gap
+is no evidence. A RAISE value above the AIS one by more than log 100 (1 + 1/n) nats (n data points) shows
+that RAISE is not bounding the EBM there (AIS's Z is unbiased, so AIS undershoots the EBM's log-likelihood by
+more than log 100 with probability at most 1%).
 
 Kernels (one of each per temperature, with a Metropolis-Hastings test, so each leaves p_b invariant): MALA,
 which rejects proposals that leave the box (every intermediate density is zero there), or HMC with L
@@ -417,7 +420,8 @@ class AISResult:
     """One AIS or reverse-AIS run. ``log_z`` estimates log Z of exp(-E/T) (see module doc for its bias side)."""
 
     log_z: float              #: forward: log Z_0 + log mean w; reverse: log Z_0 - log mean w_rev
-    log_z_se: float           #: delta-method standard error, sd(w) / (sqrt(n) mean(w)); optimistic if ESS is small
+    log_z_se: float           #: delta-method standard error, sd(w) / (sqrt(n) mean(w)) = sqrt((n/ESS - 1)/(n - 1)):
+    #: a function of the ESS alone, exactly 1 at ESS = 1 whatever the real error, so meaningless when ESS is small
     log_weights: Tensor       #: (n_chains,) float64
     ess: float                #: (sum w)^2 / sum w^2
     acceptance_rate: float    #: mean over temperatures and chains
