@@ -37,7 +37,7 @@ __all__ = [
     "compare_metrics", "floor_notes",
     "gaussian_variances", "ula_bias", "BIAS_HEADER", "bias_rows", "bias_figure", "bias_sentence",
     "barrier_height", "mode_mixing", "mixing_rows", "mixing_figure", "trajectory_figure", "mixing_sentence",
-    "noise_step_grid", "temperature_figure", "grid_sentence", "langevin_explorer", "summary",
+    "noise_step_grid", "temperature_figure", "grid_sentence", "langevin_explorer", "explorer_fallback", "summary",
 ]
 
 Rng = Callable[[int], torch.Generator]
@@ -547,6 +547,23 @@ def grid_sentence(panel: Mapping) -> str:
 
 
 # -- section 6: the interactive control ----------------------------------------------------------------------
+
+def explorer_fallback(target, n_chains: int, n_steps: int, grid_n: int, generator: torch.Generator,
+                      step_sizes=(0.003, 0.01, 0.03), noise_stds=(0.05, 0.14)):
+    """The static copy of the control for the page: the same update from the same kind of start, for a few of its
+    settings (rows: noise, columns: step size), drawn as the control draws them. Returns the figure."""
+    lo, hi = target.bounds
+    x0 = uniform_start(n_chains, lo, hi, generator)
+    grid = M.Grid2D(target.bounds, grid_n)
+    fig, axes = P.panel_grid(len(noise_stds), len(step_sizes), size=2.2)
+    for i, sigma in enumerate(noise_stds):
+        for j, h in enumerate(step_sizes):
+            sampler = S.PaperLangevin(step_size=h, noise_std=sigma, grad_clip=None)
+            P.sampler_panel(target, sampler, x0, n_steps, grid, ax=axes[i, j], seed=0, max_points=1000,
+                            title=f"step {h:g}, noise {sigma:g}, T = {sigma ** 2 / (2 * h):.2g}")
+    fig.tight_layout()
+    return fig
+
 
 def langevin_explorer(target, n_chains: int, max_steps: int, grid_n: int, generator: torch.Generator,
                       step_size: float = 0.01, noise_std: float = 0.14):

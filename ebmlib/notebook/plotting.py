@@ -207,11 +207,16 @@ def interactive_langevin(target, x0: Tensor, grid: Grid2D, max_steps: int = 500,
                                  title=f"step {step_size:.3g}, noise {noise_std:.3g}, T = {temperature:.3g}")
         plt.show()
 
+    # explicit option lists, so the values the code sets are the values the sliders show (a log slider snaps
+    # 0.14 to 0.178, an integer slider starting at 1 with step 10 snaps 200 to 201)
+    steps = sorted({round(v, 6) for v in (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, step_size)})
+    noises = sorted({round(v, 6) for v in (0.001, 0.005, 0.02, 0.05, 0.1, 0.14, 0.25, 0.5, 1.0, noise_std)})
+    stride = max(1, max_steps // 50)
     sliders = dict(
-        step_size=widgets.FloatLogSlider(value=step_size, base=10, min=-3.5, max=-0.5, step=0.25, description="step size"),
-        noise_std=widgets.FloatLogSlider(value=noise_std, base=10, min=-3, max=0, step=0.25, description="noise std"),
-        n_steps=widgets.IntSlider(value=min(n_steps, max_steps), min=1, max=max_steps, step=max(1, max_steps // 50),
-                                  description="steps"),
+        step_size=widgets.SelectionSlider(options=steps, value=round(step_size, 6), description="step size"),
+        noise_std=widgets.SelectionSlider(options=noises, value=round(noise_std, 6), description="noise std"),
+        n_steps=widgets.IntSlider(value=max(stride, min(n_steps, max_steps)) // stride * stride, min=stride,
+                                  max=max_steps, step=stride, description="steps"),
     )
     return widgets.interactive(show, {"manual": True, "manual_name": "run"}, **sliders)
 
