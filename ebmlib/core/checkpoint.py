@@ -17,6 +17,8 @@ from __future__ import annotations
 import gc
 import hashlib
 import io
+import json
+import math
 import os
 import tempfile
 import weakref
@@ -72,6 +74,23 @@ def _feed(h, obj, where: str) -> None:
         t = obj.detach().cpu().contiguous()
         h.update(b"T" + f"{t.dtype}{tuple(t.shape)}".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy())
+    elif isinstance(obj, (list, tuple, dict)):
+        try:  # plain data (a history of thousands of records) as canonical JSON, in C; tensors inside: walk
+            text = json.dumps(obj, sort_keys=True, separators=(",", ":"))
+        except (TypeError, ValueError):
+            pass
+        else:
+            h.update(b"J" + str(len(text)).encode() + b":" + text.encode())
+            return
+        if isinstance(obj, dict):
+            h.update(b"D" + str(len(obj)).encode() + b"{")
+            for k in sorted(obj, key=lambda k: (type(k).__name__, repr(k))):
+                _feed(h, k, f"{where} key")
+                _feed(h, obj[k], f"{where}[{k!r}]")
+        else:
+            h.update((b"L" if isinstance(obj, list) else b"U") + str(len(obj)).encode() + b"[")
+            for i, v in enumerate(obj):
+                _feed(h, v, f"{where}[{i}]")
     elif obj is None:
         h.update(b"N")
     elif isinstance(obj, bool):
@@ -83,26 +102,34 @@ def _feed(h, obj, where: str) -> None:
     elif isinstance(obj, (str, bytes)):
         raw = obj.encode("utf-8") if isinstance(obj, str) else obj
         h.update((b"S" if isinstance(obj, str) else b"Y") + str(len(raw)).encode() + b":" + raw)
-    elif isinstance(obj, (list, tuple)):
-        h.update((b"L" if isinstance(obj, list) else b"U") + str(len(obj)).encode() + b"[")
-        for i, v in enumerate(obj):
-            _feed(h, v, f"{where}[{i}]")
-    elif isinstance(obj, dict):
-        h.update(b"D" + str(len(obj)).encode() + b"{")
-        for k in sorted(obj, key=lambda k: (type(k).__name__, repr(k))):
-            _feed(h, k, f"{where} key")
-            _feed(h, obj[k], f"{where}[{k!r}]")
     else:
         raise TypeError(f"cannot checksum {where}: a {type(obj).__name__}; a checkpoint holds tensors, numbers, "
                         "strings, None, lists, tuples and dicts only")
 
 
 def checksum(state: dict) -> str:
-    """``"sha256:<hex>"`` of ``state`` without its ``checksum`` key: every tensor's dtype, shape and bytes and every
-    plain value with its type, dict keys in sorted order (so the digest does not depend on insertion order)."""
+    """``"sha256:<hex>"`` of ``state`` without its ``checksum`` key: every tensor's dtype, shape and bytes, and the
+    plain data (numbers, strings, lists, dicts) as canonical JSON (keys sorted, floats exact)."""
     h = hashlib.sha256()
     _feed(h, {k: v for k, v in state.items() if k != "checksum"}, "state")
     return "sha256:" + h.hexdigest()
+
+
+def _same(a, b) -> bool:
+    """Exactly equal, types included: tensors by dtype, shape and bytes; NaN equals NaN."""
+    if torch.is_tensor(a) or torch.is_tensor(b):
+        return (torch.is_tensor(a) and torch.is_tensor(b) and a.dtype == b.dtype and a.shape == b.shape
+                and bytes(a.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+                == bytes(b.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()))
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and math.isnan(a):
+        return math.isnan(b)
+    return a == b
 
 
 # -- save and load -----------------------------------------------------------------------------------------------
@@ -203,7 +230,7 @@ def upgrade_checkpoint(path: str | os.PathLike) -> bool:
     atomic_write(path, lambda f: torch.save(payload, f))
     try:
         back = _verified(_read(path), path)
-        if checksum(back) != want:
+        if checksum(back) != want or not _same({k: v for k, v in back.items() if k != "format"}, content):
             raise CheckpointError(f"{path}: the upgraded file does not read back equal to the v1 file")
     except CheckpointError:
         atomic_write(path, lambda f: f.write(raw))
