@@ -139,9 +139,10 @@ def check_idx_files(raw: str | os.PathLike) -> dict[str, str]:
     return problems
 
 
-def _corrupt(name: str, raw: Path, problems: dict[str, str], src: Optional[Path]) -> DataCorruptError:
+def _corrupt(name: str, raw: Path, problems: dict[str, str], src: Optional[Path],
+             sources: Optional[dict] = None) -> DataCorruptError:
     spec = _spec(name)
-    lines = [f"{raw / f} {p}" for f, p in problems.items()]
+    lines = [(f"{sources[f]} (staged as {raw / f})" if sources else f"{raw / f}") + f" {p}" for f, p in problems.items()]
     if src is not None:
         fix = (f"the offline source {src} ({spec.source_env}) holds this bad copy: replace its files with good ones, "
                "then load again (bad staged files are replaced from it)")
@@ -183,7 +184,7 @@ def stage_idx_files(name: str, src_dir: str | os.PathLike, root: Optional[str | 
             raise DataCorruptError(f"{name}: cannot read {src}: {err}; replace it with a good copy") from err
     problems = check_idx_files(raw)
     if problems:
-        raise _corrupt(name, raw, problems, src_dir)
+        raise _corrupt(name, raw, problems, src_dir, sources)
     return raw
 
 
