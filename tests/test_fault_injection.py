@@ -23,13 +23,13 @@ from ebmlib.core import train as T
 from ebmlib.core.checkpoint import FolderLocked, load_checkpoint
 from ebmlib.core.nets import MLPEnergy
 
-N_ITERS = 120
+N_ITERS = 100
 CONFIG = dict(batch_size=16, n_steps=3, step_size=0.05, noise_std=0.3, grad_clip=None, data_range=(-4.0, 4.0),
               lr=1e-3, alpha=0.1, buffer_capacity=48, checkpoint_every=4, max_rollbacks=3)
 #: (iteration, rollbacks so far) whose energies are forced past the guard: iteration 49 is the step that would
-#: confirm the snapshot of 48 (so a pending snapshot is discarded), 91 follows the rollback of 90 directly (a
+#: confirm the snapshot of 48 (so a pending snapshot is discarded), 81 follows the rollback of 80 directly (a
 #: streak of two); the condition depends only on saved state, so a resumed run diverges where the first one did.
-FORCED = {(49, 0), (90, 1), (91, 2)}
+FORCED = {(49, 0), (80, 1), (81, 2)}
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -137,7 +137,7 @@ def test_sigkilled_runs_resume_to_the_uninterrupted_result(tmp_path):
     ref.train(N_ITERS, progress=False)
     ref.close()
     events = [h for h in ref.history if h.get("event")]
-    assert [(e["iteration"], e["event"]) for e in events] == [(49, "rollback"), (90, "rollback"), (91, "rollback")]
+    assert [(e["iteration"], e["event"]) for e in events] == [(49, "rollback"), (80, "rollback"), (81, "rollback")]
     assert ref.undone and all("event" not in h for h in ref.undone)
 
     run_dir, out, rng = tmp_path / "run", tmp_path / "final.pt", random.Random(15)
@@ -159,7 +159,7 @@ def test_sigkilled_runs_resume_to_the_uninterrupted_result(tmp_path):
                 if len(runs) == 3:    # a second writer is refused while the first one runs
                     with pytest.raises(FolderLocked, match=rf"{run_dir}.*process {pid}"):
                         build(run_dir).resume()
-                time.sleep(rng.uniform(0.0, 0.3))
+                time.sleep(rng.uniform(0.0, 0.25))
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:

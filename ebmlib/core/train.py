@@ -40,7 +40,7 @@ from ebmlib.core.checkpoint import CheckpointError, FolderLock, atomic_write, lo
 from ebmlib.core.samplers import NonFiniteEnergy, PaperLangevin, Sampler
 
 __all__ = ["TrainConfig", "Trainer", "KLTrainer", "TrainingDiverged", "RunExists", "ebm_loss", "kl_last_step",
-           "clip_grad_by_adam_moments", "frozen", "RUN_FILES"]
+           "clip_grad_by_adam_moments", "frozen", "RUN_FILES", "describe_run"]
 
 INIT_MODES = ("replay", "noise", "persistent")
 
@@ -500,7 +500,7 @@ class Trainer:
             record["error"] = m["error"]
         self.history.append(record)
         self._good = self._state(kind=event)
-        if self._claimed:
+        if self._writing:
             (self.ckpt_dir / "pending.pt").unlink(missing_ok=True)   # first: a stale pending must never be resumed
             save_checkpoint(self._good, self.ckpt_dir / "last.pt")
             self._rewrite_logs()
@@ -508,7 +508,7 @@ class Trainer:
     def _restore_newest(self) -> None:
         """Back to the newest snapshot (pending or good) after an interrupted iteration."""
         self._load_state(self._pending if self._pending is not None else self._good)
-        if self._claimed:
+        if self._writing:
             self._rewrite_logs()
 
     # -- checkpoints ---------------------------------------------------------------------------------------
@@ -549,7 +549,7 @@ class Trainer:
 
     def _confirm(self) -> None:
         """The pending snapshot passed the guard: it becomes ``last.pt`` (a rename, atomic)."""
-        if not self._claimed:
+        if not self._writing:
             return
         pending, last = self.ckpt_dir / "pending.pt", self.ckpt_dir / "last.pt"
         if pending.is_file():
@@ -645,8 +645,13 @@ class Trainer:
         self.close()
 
     # -- metrics log ---------------------------------------------------------------------------------------
+    @property
+    def _writing(self) -> bool:
+        """Whether this trainer writes its run folder (it has one, and has started or resumed the run in it)."""
+        return self._claimed and self.ckpt_dir is not None
+
     def _log(self, record: dict) -> None:
-        if not self._claimed:
+        if not self._writing:
             return
         with open(self.ckpt_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
