@@ -305,3 +305,39 @@ def test_every_shipped_checkpoint_is_v2_and_verifies():
     assert files
     for path in files:
         assert C.load_checkpoint(path)["format"] == C.FORMAT, path
+
+
+# -- cases of the issue found after the first pass ---------------------------------------------------------------
+def test_orphaned_temp_files_are_removed_when_a_trainer_takes_the_folder(tmp_path):
+    import torch
+    from ebmlib.core import nets, train
+    (tmp_path / ".last.pt.abc123.tmp").write_bytes(b"left by a write killed before its rename")
+    t = train.Trainer(nets.MLPEnergy(), torch.randn(64, 2), train.TrainConfig(batch_size=8, n_steps=1,
+                      data_range=(-4, 4), checkpoint_every=1), ckpt_dir=tmp_path)
+    t.train(1, progress=False)
+    assert not list(tmp_path.glob(".*.tmp"))
+    t.close()
+
+
+def test_empty_and_foreign_checkpoints_get_clear_errors(tmp_path):
+    import pytest
+    import torch
+    from ebmlib.core import checkpoint, recipes
+    from ebmlib.core.image_ebm import ImageEBMRecipe
+    (tmp_path / "zero.pt").write_bytes(b"")
+    with pytest.raises(checkpoint.CheckpointError, match=r"is empty \(0 bytes\)"):
+        checkpoint.load_checkpoint(tmp_path / "zero.pt")
+    checkpoint.save_checkpoint({"model": {"w": torch.zeros(1)}}, tmp_path / "m.pt")   # a checkpoint, not a recipe's
+    with pytest.raises(checkpoint.CheckpointError, match=r"not of a trained recipe \(it lacks \['recipe'"):
+        recipes.load_trained(ImageEBMRecipe(name="m"), (tmp_path,))
+
+
+def test_unbounded_guard_and_mismatched_chain_dtype_are_refused():
+    import math
+    import pytest
+    import torch
+    from ebmlib.core import nets, samplers, train
+    with pytest.raises(ValueError, match=r"max_abs_energy=inf \(expected a finite number > 0"):
+        train.TrainConfig(max_abs_energy=math.inf)
+    with pytest.raises(TypeError, match=r"x0 is torch.float64 but the energy network's parameters are torch.float32"):
+        samplers.PaperLangevin(0.1, 0.01, None).run(nets.MLPEnergy(), torch.zeros(4, 2, dtype=torch.float64), 1)

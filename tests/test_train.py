@@ -245,7 +245,7 @@ def test_bad_config_is_named(key, value):
 
 def test_good_edge_values_are_accepted():
     TrainConfig(n_steps=0, noise_std=0.0, grad_clip=None, replay_fraction=0.0, alpha=0.0, adam_clip_std=None,
-                adam_clip_floor=0.0, max_abs_energy=math.inf, max_rollbacks=0, rollback_lr_factor=1.0, seed=-5,
+                adam_clip_floor=0.0, max_abs_energy=1e30, max_rollbacks=0, rollback_lr_factor=1.0, seed=-5,
                 data_range=[-1, 1], betas=[0, 0.5], autocast_dtype="bfloat16")
 
 

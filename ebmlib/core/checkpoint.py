@@ -32,7 +32,7 @@ try:  # POSIX: the kernel drops the lock when its process dies, however it dies
 except ImportError:  # pragma: no cover - Windows: a pid file, taken over when that pid is gone
     fcntl = None
 
-__all__ = ["CheckpointError", "FolderLocked", "FolderLock", "atomic_write", "save_checkpoint", "load_checkpoint",
+__all__ = ["CheckpointError", "remove_orphans", "FolderLocked", "FolderLock", "atomic_write", "save_checkpoint", "load_checkpoint",
            "upgrade_checkpoint", "upgrade_checkpoints", "checksum", "find_recipe_checkpoint", "FORMAT", "FORMAT_V1"]
 
 FORMAT = "ebmlib-checkpoint-v2"
@@ -42,6 +42,19 @@ _RESERVED = ("format", "checksum")
 
 class CheckpointError(RuntimeError):
     """A checkpoint could not be read: missing, corrupted, of another format, or carrying pickled objects."""
+
+
+def remove_orphans(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that :func:`atomic_write` leaves when a process is killed mid-write
+    (``.<name>.*.tmp``); returns what was removed. Call it only while holding the folder (its lock)."""
+    removed = []
+    for tmp in Path(folder).glob(".*.tmp"):
+        try:
+            tmp.unlink()
+            removed.append(tmp)
+        except FileNotFoundError:
+            pass
+    return removed
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
@@ -147,11 +160,15 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
 
 
 def _read(path: Path, source=None) -> dict:
+    if source is None and path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): a write that never finished or a copy that "
+                              "failed; delete it and retrain or copy it again")
     try:
         state = torch.load(path if source is None else source, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated zip, random bytes, or a pickle that weights_only refuses
+        first = (str(err).splitlines() or [""])[0][:200] or "no message"
         raise CheckpointError(f"cannot load checkpoint {path}: it is corrupted or holds objects other than "
-                              f"tensors and plain data ({type(err).__name__}: {str(err).splitlines()[0][:200]})") from err
+                              f"tensors and plain data ({type(err).__name__}: {first})") from err
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} is not an ebmlib checkpoint (it holds a {type(state).__name__}, not a dict)")
     return state
@@ -258,6 +275,10 @@ def find_recipe_checkpoint(name: str, recipe: dict, folders) -> tuple[dict, Path
         path = Path(folder) / f"{name}.pt"
         if path.is_file():
             state = load_checkpoint(path)
+            missing = [k for k in ("recipe", "model", "history", "seconds") if k not in state]
+            if missing:
+                raise CheckpointError(f"{path} is an ebmlib checkpoint but not of a trained recipe (it lacks "
+                                      f"{missing}; a trainer's last.pt, perhaps): move it out of {folder}")
             if state["recipe"] == recipe:
                 return state, path
     return None

@@ -108,7 +108,7 @@ class Sampler:
             generator: a ``torch.Generator`` for reproducible noise.
             progress: show a tqdm bar over steps.
         """
-        self._check_inputs(x0, n_steps, y, clamp)
+        self._check_inputs(x0, n_steps, y, clamp, energy)
         x = x0.detach().clone()
         if clamp is not None:
             x = x.clamp(*clamp)
@@ -199,10 +199,14 @@ class Sampler:
         mask = accept.reshape(-1, *([1] * (x.ndim - 1)))
         return torch.where(mask, proposal, x)
 
-    def _check_inputs(self, x0, n_steps, y, clamp) -> None:
+    def _check_inputs(self, x0, n_steps, y, clamp, energy=None) -> None:
         if not torch.is_tensor(x0) or not x0.is_floating_point():
             raise TypeError(f"x0 must be a floating-point tensor, got {type(x0).__name__}"
                             f"{' of dtype ' + str(x0.dtype) if torch.is_tensor(x0) else ''}")
+        weight = next(iter(energy.parameters()), None) if isinstance(energy, torch.nn.Module) else None
+        if weight is not None and weight.is_floating_point() and weight.dtype != x0.dtype:
+            raise TypeError(f"x0 is {x0.dtype} but the energy network's parameters are {weight.dtype}: pass "
+                            f"x0.to({weight.dtype}) (or convert the network)")
         if x0.ndim < 1 or x0.shape[0] == 0:
             raise ValueError(f"x0 must have shape (N, ...) with N >= 1 chains, got {tuple(x0.shape)}")
         if not torch.isfinite(x0).all():

@@ -36,7 +36,8 @@ from torch.nn.utils import parametrize
 from tqdm.auto import tqdm
 
 from ebmlib.core.buffer import ReplayBuffer
-from ebmlib.core.checkpoint import CheckpointError, FolderLock, atomic_write, load_checkpoint, save_checkpoint
+from ebmlib.core.checkpoint import (CheckpointError, FolderLock, atomic_write, load_checkpoint, remove_orphans,
+                                    save_checkpoint)
 from ebmlib.core.samplers import NonFiniteEnergy, PaperLangevin, Sampler
 
 __all__ = ["TrainConfig", "Trainer", "KLTrainer", "TrainingDiverged", "RunExists", "ebm_loss", "kl_last_step",
@@ -82,7 +83,8 @@ _RULES: dict[str, tuple[Callable, str]] = {
     "adam_clip_std": (lambda v: v is None or (_finite(v) and v > 0), "None or a finite number > 0"),
     "adam_clip_floor": (lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
     "checkpoint_every": (lambda v: _int(v) and v >= 1, "an int >= 1"),
-    "max_abs_energy": (lambda v: _real(v) and v > 0, "a number > 0 (inf: no bound; NaN energies still trip the guard)"),
+    "max_abs_energy": (lambda v: _real(v) and math.isfinite(v) and v > 0,
+                       "a finite number > 0 (the divergence guard's bound on |E|; inf would switch the guard off)"),
     "max_rollbacks": (lambda v: _int(v) and v >= 0, "an int >= 0"),
     "rollback_lr_factor": (lambda v: _finite(v) and 0 < v <= 1, "a number in (0, 1]"),
     "seed": (lambda v: _int(v) and -2 ** 63 <= v < 2 ** 64, "an int in [-2**63, 2**64)"),
@@ -565,6 +567,7 @@ class Trainer:
         self._lock.acquire()
         if self._claimed:
             return
+        remove_orphans(self.ckpt_dir)          # temp files of writes killed before their rename (ours, we hold the lock)
         found = [f for f in ("last.pt", "pending.pt") if (self.ckpt_dir / f).is_file()]
         if found and not self.overwrite:
             self.close()
@@ -595,6 +598,7 @@ class Trainer:
             if self.ckpt_dir is None:
                 raise ValueError("resume() needs a path when the trainer has no ckpt_dir")
             self._lock.acquire()
+            remove_orphans(self.ckpt_dir)
             last_path, pending_path = self.ckpt_dir / "last.pt", self.ckpt_dir / "pending.pt"
             if not last_path.is_file():
                 self.close()
