@@ -12,7 +12,8 @@
 ``reproduce`` executes the chapter's Jupytext source (``notebooks/NN_name.py``) with papermill, passing the
 parameters ``scale``, ``seed``, ``out_dir`` and ``overrides``; the executed notebook and the metrics JSON the
 chapter writes land in ``--out``. ``--in-place`` writes the executed notebook over ``notebooks/NN_name.ipynb``
-instead (the committed demo outputs; demo scale, seed 0, no overrides).
+instead (the committed demo outputs; demo scale, seed 0, no overrides) and copies its metrics JSON to
+``book/results/`` (the committed metrics the results page is made from).
 """
 from __future__ import annotations
 
@@ -59,10 +60,20 @@ def _source_notebook(nb_dir: Path, chapter: str):
     import nbformat
 
     py = nb_dir / f"{chapter}.py"
-    if py.is_file():
-        import jupytext
-        return jupytext.read(py)
-    return nbformat.read(nb_dir / f"{chapter}.ipynb", as_version=4)
+    if not py.is_file():
+        return nbformat.read(nb_dir / f"{chapter}.ipynb", as_version=4)
+    import jupytext
+    nb = jupytext.read(py)
+    # the text source carries no notebook metadata (pyproject's jupytext filter): take the paired notebook's, and
+    # papermill needs a kernel
+    paired = nb_dir / f"{chapter}.ipynb"
+    if paired.is_file():
+        kept = {k: v for k, v in nbformat.read(paired, as_version=4).metadata.items()
+                if k not in ("papermill", "mystnb")}          # the book's rendering is _config.yml's, for every page
+        nb.metadata = {**kept, **nb.metadata}
+    nb.metadata.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3", "language": "python"})
+    nb.metadata.setdefault("language_info", {"name": "python"})
+    return nb
 
 
 def reproduce(chapter: str, scale: str, out: Path, nb_dir: Path, seed: int = 0, overrides: dict | None = None,
@@ -80,15 +91,31 @@ def reproduce(chapter: str, scale: str, out: Path, nb_dir: Path, seed: int = 0, 
     out.mkdir(parents=True, exist_ok=True)
     dst = nb_dir / f"{chapter}.ipynb" if in_place else out / f"{chapter}.ipynb"
     params = {"scale": scale, "seed": seed, "out_dir": str(out.resolve()), "overrides": overrides}
-    with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / f"{chapter}.ipynb"
-        nbformat.write(_source_notebook(nb_dir, chapter), src)
-        papermill.execute_notebook(str(src), str(dst), parameters=params, cwd=str(nb_dir), kernel_name=kernel,
-                                   progress_bar=False)
+    backend = os.environ.pop("MPLBACKEND", None)        # a non-interactive backend would drop every figure
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            src = Path(tmp) / f"{chapter}.ipynb"
+            nbformat.write(_source_notebook(nb_dir, chapter), src)
+            papermill.execute_notebook(str(src), str(dst), parameters=params, cwd=str(nb_dir), kernel_name=kernel,
+                                       progress_bar=False)
+    finally:
+        if backend is not None:
+            os.environ["MPLBACKEND"] = backend
     if in_place:                                        # the committed notebook reads its parameters itself
         nb = nbformat.read(dst, as_version=4)
         nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+        for cell in nb.cells:                           # papermill leaves empty tag lists; Jupytext would copy them
+            if cell.metadata.get("tags") == []:
+                del cell.metadata["tags"]
         nbformat.write(nb, dst)
+        metrics = out / f"{chapter}.json"
+        if metrics.is_file():                           # the committed metrics the results page is made from
+            committed = nb_dir.parent / "book" / "results" / metrics.name
+            committed.parent.mkdir(parents=True, exist_ok=True)
+            committed.write_text(metrics.read_text())
+            if chapter in CHAPTERS:                     # the results page is made from the committed metrics
+                from ebmlib import results_page
+                results_page.write(committed.parent.parent / "results.md", committed.parent)
     return dst
 
 
@@ -101,11 +128,12 @@ def train_models(chapter: str, scale: str, out: Path, only: list[str] | None = N
         raise SystemExit(f"error: chapter {chapter} has no trained models")
     cfg = preset(chapter, scale, overrides)
     start = time.perf_counter()
-    trained = module.train_models(cfg, out_dir=out, only=only, seed=seed, shipped_dir=None)
+    progress = os.environ.get("TQDM_DISABLE", "") in ("", "0")
+    trained = module.train_models(cfg, out_dir=out, only=only, seed=seed, shipped_dir=None, progress=progress)
     for name, t in trained.items():
         print(f"[ebmlib] {name}: {t.origin()} ({t.seconds:.0f} s of training)", flush=True)
     print(f"[ebmlib] {len(trained)} models of {chapter} in {time.perf_counter() - start:.0f} s -> {out}")
-    return [out / f"{name}.pt" for name in trained]
+    return [out / f"{t.recipe.name}.pt" for t in trained.values()]
 
 
 def prepare_data(args) -> int:
@@ -191,9 +219,11 @@ def main(argv: list[str] | None = None) -> int:
         return importlib.import_module(BENCHMARKS[args.name]).main(rest)
     overrides = parse_overrides(getattr(args, "overrides", []) or [])
     if args.command == "train":
-        if args.threads:
-            import torch
-            torch.set_num_threads(args.threads)
+        import torch
+        threads = args.threads or preset(args.chapter if args.chapter in CHAPTERS else chapter_name(args.chapter),
+                                         args.scale).get("threads")
+        if threads:                                     # the preset's (one thread on a shared 2-core machine)
+            torch.set_num_threads(threads)
         from ebmlib.core.checkpoint import CheckpointError, FolderLocked
         from ebmlib.core.recipes import IncompleteRun
         from ebmlib.core.train import RunExists, TrainingDiverged

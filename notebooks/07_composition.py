@@ -2,7 +2,7 @@
 # # Composition: energies add (dSprites, section 6)
 #
 # An energy function is a cost: two costs can be added. If $E_1(x \mid c_1)$ models images with latent $c_1$ and
-# $E_2(x \mid c_2)$ images with latent $c_2$, the sum defines a **product of experts** (Hinton, 1999)
+# $E_2(x \mid c_2)$ images with latent $c_2$, the sum defines a **product of experts** {cite:p}`hinton2002training`
 #
 # $$p(x \mid c_1, c_2) \propto e^{-E_1(x \mid c_1) - E_2(x \mid c_2)},$$
 #
@@ -17,8 +17,8 @@
 #    generate combinations no training image has. The sum is first fine-tuned on the training sets with the KL term
 #    of A.5, whose gradient runs through the sampler. The baseline is one model conditioned jointly on both latents.
 #    The paper: the sum generalises ("albeit with loss in sample quality"), the baseline "ignores the size latent" or
-#    "is unable to generate samples". The paper gives pictures only; here a **judge** (a CNN trained on all of
-#    dSprites) measures how often the generated images show the requested latents.
+#    "is unable to generate samples". The paper gives pictures only; here a **judge** (a CNN trained on dSprites,
+#    checked first on real images) measures how often the generated images show the requested latents.
 #
 # The 2D version of the same idea is chapter 2's Fig. 14 section ([Training on 2D data](02_training_2d.ipynb)): there
 # `ebmlib.core.compose.SumEnergy` and `sequential_langevin` sample the sum of two learned 2D energies; here the same
@@ -29,67 +29,63 @@
 scale = None        # "smoke" | "demo" | "paper"; None: $EBMLIB_SCALE, else "demo"
 seed = 0            # 0 gives the committed outputs (and uses the shipped checkpoints)
 out_dir = None      # metrics JSON and trained models; None: $EBMLIB_OUT, else "_results"
-overrides = {}      # preset values to replace, e.g. {"n_test": 100}; also $EBMLIB_SET (JSON)
+overrides = {}      # preset values to replace, e.g. {"n_test": 50}; or $EBMLIB_SET (JSON)
 
 # %%
-import time
-
 import matplotlib.pyplot as plt
-import torch
-from IPython.display import Markdown, display
 
 import ebmlib.notebook.plotting as P
+from ebmlib.chapters.composition import experiments as X
+from ebmlib.chapters.composition import judge as J
 from ebmlib.chapters.composition import latents as L
 from ebmlib.chapters.composition import zeroshot as Z
-from ebmlib.notebook.results import save_metrics
 from ebmlib.notebook.setup import start
-from ebmlib.notebook.tables import markdown_table
 
 ch = start("07_composition", scale, seed, out_dir, overrides)
-cfg, scale, out_dir = ch.cfg, ch.scale, ch.out_dir
-torch.manual_seed(0)
-gen = torch.Generator().manual_seed(0)
-plt.rcParams.update({"figure.dpi": 80, "savefig.dpi": 80, "font.size": 9})
-t_start = time.time()
-metrics = {"scale": scale}
-models = Z.train_models(cfg, seed, out_dir=out_dir, progress=False, device=ch.device)
-res = cfg.judge["resolution"]
-ex = next(iter(cfg.experts.values()))
-sampling = dict(step_size=ex["train"]["step_size"], noise_std=0.005, grad_clip=0.01)   # the training sampler (A.7)
-display(Markdown(
-    f"**Scale: {scale}.** Images: dSprites at {res}x{res} (64x64 average-pooled, grey edges kept in [0, 1]). "
-    f"Energies: CNNs of width {ex['width']} ({sum(p.numel() for p in models['ds_scale'].model.parameters()):,} "
-    f"parameters each), Algorithm 1 with a replay buffer, batch {ex['train']['batch_size']}, "
-    f"{ex['train']['n_steps']} Langevin steps of size {ex['train']['step_size']:g} (gradient clipped to 0.01, noise "
-    f"0.005), {cfg.experts['ds_scale']['n_iters']} iterations for each Fig. 15 expert and "
-    f"{cfg.experts['zs_size_D1']['n_iters']} for each zero-shot expert. "
-    f"Generation: {cfg.sample_steps} rounds of sequential Langevin from uniform noise. The paper's release: 64x64, "
-    f"~0.95M-parameter nets, 20 steps of size 500 (the `paper` preset)."))
+cfg = ch.cfg
+models = Z.train_models(cfg, ch.seed, out_dir=ch.out_dir, progress=False,
+                        device=ch.device, log=print)
+gen = ch.rng(0)
+ch.show(f"**Scale: {ch.scale}.** " + X.setup_sentence(cfg, models))
 
 # %% [markdown]
 # ## 1. The judge: reading latents off an image
 #
-# A small CNN (`ebmlib.chapters.composition.zeroshot.LatentJudge`) is trained on random dSprites images (all shapes, sizes, orientations
-# and positions, rendered on demand) to predict the shape (3 classes), the scale and the position. A generated image
-# "has" the requested latent when the judge says so: the **shape** class matches, the **scale** is nearest to the
-# requested one of the 6 sizes (0.1 apart), the **position** is within `position_tol` of the requested one in both
-# coordinates (1.0 = the full 32-pixel travel at 64x64). The judge's accuracy on real images is the ceiling of
-# every score below; the chance level is what an image with random dSprites latents would score.
+# The paper shows these experiments as pictures. Here a small CNN, the **judge**
+# (`ebmlib.chapters.composition.judge`), reads the latents off every generated image: the **shape** (3 classes),
+# the **scale** (6 classes, the dSprites sizes 0.5 to 1.0, 0.1 apart) and the **position** (regressed; right when
+# both coordinates are within `position_tol` of the requested ones, 1.0 = the full 32-pixel travel at 64x64). It
+# is trained on images rendered on demand: half from the whole of dSprites (every orientation, for Fig. 15), half
+# upright sprites of every shape and size anywhere on the canvas, since every image of the zero-shot test is
+# upright (orientation 0) and D1 and D3 sit at the centre, between two grid positions.
+#
+# A judge is only as good as its reading of real images, so it is checked first, on real images of every set the
+# chapter scores: the whole of dSprites (Fig. 15), the zero-shot training sets D1, D2, D3 and the unseen test
+# sets. Every score below is to be read against this table. The scale confusion matrix on upright squares shows
+# whether sizes are read as they are: a judge whose mass sits one column right of the diagonal reads every square
+# one size too large, and would count a sample one size too *small* as right.
+#
+# Every real image holds one sprite, and that is all the judge is checked on. Many generated images below hold
+# several blobs; the judge still reads one shape, scale and position off them, but nothing here says how it reads
+# such images, so the tables also give the fraction of generated images that hold a single sprite (one group of
+# bright pixels, `ebmlib.chapters.composition.judge.sprite_count`).
 
 # %%
-judge = models["judge"].model
-y_real = L.latent_set("full").sample(cfg.n_judge_eval, gen)
-x_real = L.render_images(y_real, res)
-guess = L.latent_set("full").sample(cfg.n_judge_eval, gen)
-LAT3 = ("shape", "scale", "position")
-judge_real = Z.judge_scores(judge, x_real, y_real, LAT3, cfg.position_tol)
-chance_full = Z.chance_scores(y_real, guess, LAT3, cfg.position_tol)
-metrics["judge_real"], metrics["judge_chance"] = judge_real, chance_full
-cols = list(LAT3) + ["all"]
-display(Markdown(f"Judge on {cfg.n_judge_eval} real images (random dSprites latents), position tolerance "
-                 f"{cfg.position_tol}:\n\n" + markdown_table(["", *cols], [
-                     ["judge on real images", *[judge_real[c] for c in cols]],
-                     ["chance (random latents)", *[chance_full[c] for c in cols]]])))
+judge = models["dsprites_judge"].model
+n, tol, res = cfg.n_judge_eval, cfg.position_tol, cfg.judge["resolution"]
+y_full = L.latent_set("full").sample(n, gen)
+x_full = L.render_images(y_full, res)
+judge_real = {"full": J.judge_scores(judge, x_full, y_full, J.SCORED, tol)}
+chance_full = X.chance_on("full", y_full, J.SCORED, gen, tol)
+judge_real.update(J.judge_accuracy(judge, X.UPRIGHT_SETS, n, ch.rng(2), res, tol))
+conf = X.upright_square_confusion(judge, n, ch.rng(3), res)
+ch.metrics.update(judge_real=judge_real, judge_chance=chance_full, judge_scale_confusion=
+                  conf.tolist(), judge_scale_shift=J.confusion_shift(conf))
+ch.table(*X.judge_table(judge_real, chance_full),
+         caption=f"Judge on {n} real images of each set, position tolerance {tol}:")
+ch.table(*X.confusion_table(conf), caption="Scale read off real upright squares (D1 and "
+         f"the unseen size x position set, {n} of each):")
+ch.show(X.judge_verdict(judge_real, cfg.judge_floor))
 
 # %% [markdown]
 # ## 2. Joint conditioning: four experts at once (Fig. 15)
@@ -104,29 +100,14 @@ display(Markdown(f"Judge on {cfg.n_judge_eval} real images (random dSprites late
 # That inductive bias, not just the sum, is what makes experts trained on different slices of the data compatible.
 
 # %%
-P.plot_training({k: models[k].history for k in ("ds_scale", "ds_position", "ds_rotation", "ds_shape")})
+P.plot_training({k: models[k].history for k in X.FIG15_EXPERTS})
 plt.show()
-four = Z.LatentProduct([models[k].model for k in ("ds_scale", "ds_position", "ds_rotation", "ds_shape")])
-y15 = L.latent_set("full").sample(cfg.n_joint, gen)
-x15 = Z.sample_joint(four, y15, cfg.sample_steps, generator=gen, **sampling)
-gt15 = L.render_images(y15, res)
-n_row = min(8, cfg.n_joint)
-rows = {}
-for i in range(0, cfg.n_joint, n_row):
-    rows[f"generated {i // n_row + 1}"] = x15[i:i + n_row]
-    rows[f"ground truth {i // n_row + 1}"] = gt15[i:i + n_row]
-P.image_rows(rows)
+f15 = X.fig15(models, cfg, gen)
+P.image_rows(X.paired_rows(f15["x"], f15["ground_truth"], min(8, cfg.n_joint)))
 plt.show()
-s15 = Z.judge_scores(judge, x15, y15, LAT3, cfg.position_tol)
-mse15 = (x15 - gt15).pow(2).mean().item()
-metrics["fig15"] = {"judge": s15, "mse_to_ground_truth": mse15, "n": cfg.n_joint}
-display(Markdown(
-    f"Judge on the {cfg.n_joint} joint samples: shape {s15['shape']:.0%}, scale {s15['scale']:.0%}, position "
-    f"{s15['position']:.0%}, all three {s15['all']:.0%} (chance: {chance_full['shape']:.0%}, {chance_full['scale']:.0%}, "
-    f"{chance_full['position']:.0%}, {chance_full['all']:.1%}; the judge on real images: {judge_real['shape']:.0%}, "
-    f"{judge_real['scale']:.0%}, {judge_real['position']:.0%}). Pixel MSE to the ground-truth renders: {mse15:.4f}. "
-    "Rotation is not scored (the judge does not read it: a square looks the same every quarter turn). The paper "
-    "shows Fig. 15 as pictures only: close to ground truth for every latent except shape."))
+ch.metrics["fig15"] = dict(judge=f15["judge"], mse_to_ground_truth=f15["mse"],
+                           one_sprite=f15["one_sprite"], n=cfg.n_joint)
+ch.show(X.fig15_sentence(f15, chance_full, judge_real["full"], n))
 
 # %% [markdown]
 # ## 3. Zero-shot cross product (Fig. 16)
@@ -149,84 +130,37 @@ display(Markdown(
 #   entropy term dropped, as in the paper);
 # * **joint baseline**: one network of the same kind conditioned on both latents, trained on the union for as many
 #   iterations as the two experts together.
+#
+# A generated image counts as showing the requested combination when it holds a single sprite and the judge reads
+# both requested latents right (`all + one sprite` below); the verdicts compare these counts between generators
+# with Fisher's exact test, and give the judge's reading of every image next to them.
 
 # %%
-P.image_rows({name: L.latent_set(name)(8, gen, resolution=res)[0] for name in ("D1", "D2", "D3")})
+P.image_rows({k: L.latent_set(k)(8, gen, resolution=res)[0] for k in ("D1", "D2", "D3")})
 plt.show()
-P.plot_training({k: models[k].history for k in ("zs_size_D1", "zs_position_D2", "zs_shape_D3",
-                                                  "zs_joint_size_position", "zs_joint_shape_position")})
+P.plot_training({k: models[k].history for k in X.ZS_MODELS})
 plt.show()
-P.plot_training({f"{k} (KL fine-tuning)": models[k].history for k in ("zs_sum_size_position", "zs_sum_shape_position")},
-                smooth=5)
+P.plot_training({f"{t['finetuned']} (KL fine-tuning)": models[t["finetuned"]].history
+                 for t in X.TASKS.values()}, smooth=5)
 plt.show()
 
 # %%
-TASKS = {
-    "size_position": dict(latents=("scale", "position"), experts=("zs_size_D1", "zs_position_D2"),
-                          finetuned="zs_sum_size_position", baseline="zs_joint_size_position"),
-    "shape_position": dict(latents=("shape", "position"), experts=("zs_shape_D3", "zs_position_D2"),
-                           finetuned="zs_sum_shape_position", baseline="zs_joint_shape_position"),
-}
-zs, shown = {}, {}
-for task, t in TASKS.items():
-    y = L.latent_set(task).sample(cfg.n_test, gen)
-    gt = L.render_images(y, res)
-    generators = {"joint baseline": Z.LatentProduct([models[t["baseline"]].model]),
-                  "sum": Z.LatentProduct([models[k].model for k in t["experts"]]),
-                  "sum + KL": models[t["finetuned"]].model}
-    x0 = torch.rand(gt.shape, generator=gen)            # every generator starts from the same noise
-    rows = {"ground truth": gt[:cfg.n_show]}
-    table = {}
-    for name, g in generators.items():
-        x = Z.sample_joint(g, y, cfg.sample_steps, x0=x0, generator=torch.Generator().manual_seed(1), **sampling)
-        rows[name] = x[:cfg.n_show]
-        table[name] = dict(Z.judge_scores(judge, x, y, t["latents"], cfg.position_tol),
-                           mse=(x - gt).pow(2).mean().item())
-    table["judge on the ground truth"] = dict(Z.judge_scores(judge, gt, y, t["latents"], cfg.position_tol), mse=0.0)
-    table["chance (random latents)"] = dict(Z.chance_scores(y, L.latent_set("full").sample(cfg.n_test, gen),
-                                                            t["latents"], cfg.position_tol), mse=float("nan"))
-    zs[task], shown[task] = table, rows
-metrics["zero_shot"] = zs
-
-# %%
-for task, rows in shown.items():
-    fig = P.image_rows(rows)
+zs = {task: X.zero_shot(task, models, cfg, gen, ch.rng) for task in X.TASKS}
+ch.metrics["zero_shot"] = {task: r["table"] for task, r in zs.items()}
+for task, r in zs.items():
+    fig = P.image_rows(r["rows"])
     fig.suptitle(f"{task.replace('_', ' x ')}: unseen combinations", y=1.02, fontsize=9)
     plt.show()
-for task, table in zs.items():
-    cols = list(TASKS[task]["latents"]) + ["all", "mse"]
-    display(Markdown(f"**{task.replace('_', ' x ')}** ({cfg.n_test} unseen combinations; fraction of images the "
-                     f"judge reads as the requested latents; pixel MSE to the ground truth):\n\n"
-                     + markdown_table(["generator", *cols], [[name, *[v[c] for c in cols]] for name, v in table.items()])))
-
+for task, r in zs.items():
+    ch.table(*X.zero_shot_table(task, r["table"]),
+             caption=X.zero_shot_caption(task, cfg.n_test))
 
 # %%
-def verdict(task):
-    t = zs[task]
-    best = max(("sum", "sum + KL"), key=lambda k: t[k]["all"])
-    b, s, c = t["joint baseline"]["all"], t[best]["all"], t["chance (random latents)"]["all"]
-    lat = " and ".join(TASKS[task]["latents"])
-    if s > b:
-        head = f"the {best} beats the joint baseline ({s:.0%} vs {b:.0%} of images with both {lat} right; chance {c:.1%})"
-    elif s == b:
-        head = f"the {best} ties with the joint baseline ({s:.0%} each with both {lat} right; chance {c:.1%})"
-    else:
-        head = (f"the sum does **not** beat the joint baseline here ({s:.0%} for the {best} vs {b:.0%} with both {lat} "
-                f"right; chance {c:.1%})")
-    per = ", ".join(f"{k} {t['sum + KL'][k]:.0%} vs {t['joint baseline'][k]:.0%}" for k in TASKS[task]["latents"])
-    kl = t["sum + KL"]["all"] - t["sum"]["all"]
-    moved = ", ".join(f"{k} {t['sum'][k]:.0%} -> {t['sum + KL'][k]:.0%}" for k in TASKS[task]["latents"])
-    return (f"**{task.replace('_', ' x ')}**: {head}. Per latent (sum + KL vs baseline): {per}. "
-            f"The KL fine-tuning changed the sum's joint score by {kl:+.0%} ({moved}; pixel MSE to the ground truth "
-            f"{t['sum']['mse']:.3f} -> {t['sum + KL']['mse']:.3f}).")
-
-metrics["elapsed_s"] = time.time() - t_start
-display(Markdown("\n\n".join(verdict(t) for t in TASKS) + "\n\n"
-                 f"The paper shows Fig. 16 as pictures (no numbers): the sum generalises to the new size-position and "
-                 f"shape-position combinations, with some loss of quality and shapes that are distinct per shape latent "
-                 f"but not exact; the baseline ignores size or fails to generate. This run: {metrics['elapsed_s'] / 60:.1f} "
-                 f"minutes at {scale} scale."))
-metrics_path = save_metrics(out_dir, "07_composition", scale, metrics)
+minutes = ch.elapsed()[0] / 60
+tables = ch.metrics["zero_shot"]
+ch.show("\n\n".join(X.verdict(task, t, cfg.n_test) for task, t in tables.items())
+        + "\n\n" + X.fig16_summary(tables, cfg.n_test, minutes, ch.scale))
+metrics_path = ch.save()
 
 # %% [markdown]
 # ## What to take away

@@ -32,6 +32,10 @@ EBMLIB_SCALE=paper EBMLIB_SHRINK=1 EBMLIB_DATA="$paper/data" EBMLIB_CHECK_MD5=0 
   .venv/bin/python -m pytest --nbval-lax notebooks -q -p no:cacheprovider
 stamp
 
+echo "== the package as Colab and Binder install it (wheel, fresh venv, one chapter outside the checkout)"
+bash scripts/test-wheel.sh
+stamp
+
 echo "== book build (renders the committed demo-scale outputs)"
 rm -rf _build
 .venv/bin/jupyter-book build -W -n --keep-going . >_build_log.txt 2>&1 || { cat _build_log.txt; exit 1; }

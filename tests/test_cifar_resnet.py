@@ -9,6 +9,7 @@ from torch.nn.utils import parametrize
 
 from ebmlib.chapters.ood_robustness import adversarial as A
 from ebmlib.chapters.ood_robustness import ood
+from ebmlib.chapters.ood_robustness import report as RP
 from ebmlib import presets as scales
 from ebmlib.core import recipes as R
 from ebmlib.core.image_ebm import ImageEBMRecipe, image_recipes
@@ -104,7 +105,8 @@ def test_paper_preset_is_cifar10_with_a7_settings():
                 c.buffer_capacity, c.betas) == ("cifar10", 128, 128, 60, 10.0, 0.005, 0.01, 1e-4, 1.0, 10000, (0.0, 0.999))
     layouts = {n: r.__class__(**{**r.__dict__, "width": 2}).build().layout for n, r in recipes.items()}
     assert layouts == {"cifar10_uncond_replay": "resnet32_large", "cifar10_cond_replay": "resnet32"}
-    assert cfg.pgd_steps == 20 and cfg.defence_steps == 10 and set(cfg.defended_norms) == {"linf", "l2"}
+    assert cfg.pgd_steps == 20 and set(cfg.defended_norms) == {"linf", "l2"}
+    assert cfg.defence == dict(n_steps=10, bound=0.03, step_size=10.0, noise_std=0.005, grad_clip=0.01)   # 4.4, A.7
 
 
 @pytest.fixture
@@ -148,6 +150,14 @@ def test_cifar_branch_end_to_end_on_fixtures(cifar_root, tmp_path):
     from ebmlib.core.classifiers import ClassifierRecipe
     cnn = R.train(ClassifierRecipe("cnn", "cifar10"), data=train, progress=False, device="cpu").model
     x, y = x_in[:4], test.labels[:4]
-    for fn in (lambda v: A.ebm_logits(cond, v), A.defended_logits(cond, n_steps=1, bound=0.03), cnn):
-        accs = A.robustness_curve(fn, x, y, [0.0, 8 / 255], "linf", steps=1, generator=g, batch_size=2, progress=False)
-        assert len(accs) == 2 and all(0 <= a <= 1 for a in accs)
+    ends = A.class_chains(cond, x, n_steps=1, bound=8 / 255)   # section 4.4: one chain per CIFAR-10 class
+    assert ends.shape == (4, 10, 3, 32, 32) and (ends - x.unsqueeze(1)).abs().max() <= 8 / 255 + 1e-6
+    stats = A.ChainStats()
+    defended = A.defended_logits(cond, n_steps=1, bound=0.03, stats=stats)
+    marginal = A.defended_logits(cond, n_steps=1, bound=0.03, chains="marginal")
+    eps = {"linf": [0.0, 8 / 255], "l2": [0.0, 40 / 255]}
+    res = RP.run_attacks(lambda v: A.ebm_logits(cond, v), defended, cnn, x, y, eps, 1, "DEF", ("linf", "l2"),
+                         marginal, g, 2)
+    assert len(res) == 2 * 7 and all(c.shape == (2, 4) for c in res.values())
+    assert stats.values > 0 and 0 <= stats.fraction("clipped") <= 1
+    assert all(0 <= v <= 1 for v in RP.masking(res, "l2", "DEF")["gap"])

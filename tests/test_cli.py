@@ -128,3 +128,32 @@ def test_committed_notebook_takes_its_scale_from_the_environment(path):
     names = [line.split("=")[0].strip() for line in params.source.splitlines() if "=" in line and not line.startswith("#")]
     assert names == ["scale", "seed", "out_dir", "overrides"], f"{path.name}: parameters cell sets {names}"
     assert "scale = None" in params.source, f"{path.name}: scale must default to None ($EBMLIB_SCALE then decides)"
+
+
+def test_reproduce_runs_the_jupytext_source_in_place(tmp_path):
+    """The chapter's source is its py:percent file (no notebook metadata); --in-place writes the executed notebook
+    over the .ipynb without papermill's injected cell and copies the metrics to book/results/."""
+    nbs = tmp_path / "repo" / "notebooks"
+    write_chapter(nbs)
+    (nbs / "01_tiny.py").write_text('# %% tags=["parameters"]\n' + PARAMETERS + "\n\n# %%\n"
+                                    "from ebmlib.notebook.results import save_metrics\n"
+                                    "save_metrics(out_dir, '01_tiny', scale, {'from': 'py'})\n")
+    cli.main(["reproduce", "01", "--in-place", "--out", str(tmp_path / "out"), "--notebooks", str(nbs)])
+    executed = nbformat.read(nbs / "01_tiny.ipynb", as_version=4)
+    assert not any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
+    assert "'from': 'py'" in executed.cells[-1].source
+    assert json.loads((tmp_path / "repo" / "book" / "results" / "01_tiny.json").read_text())["metrics"] == {"from": "py"}
+
+
+def test_reproduce_keeps_figures_when_mplbackend_is_agg(tmp_path, monkeypatch):
+    """CI exports MPLBACKEND=Agg; a chapter executed by reproduce must still show its figures (inline backend)."""
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nbs = tmp_path / "nbs"
+    write_chapter(nbs)
+    nb = nbformat.read(nbs / "01_tiny.ipynb", as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("import matplotlib.pyplot as plt\nplt.plot([0, 1])\nplt.show()"))
+    nbformat.write(nb, nbs / "01_tiny.ipynb")
+    cli.main(["reproduce", "01", "--scale", "smoke", "--out", str(tmp_path / "out"), "--notebooks", str(nbs)])
+    outputs = nbformat.read(tmp_path / "out" / "01_tiny.ipynb", as_version=4).cells[-1].outputs
+    assert any("image/png" in o.get("data", {}) for o in outputs)
+    assert __import__("os").environ["MPLBACKEND"] == "Agg"       # restored for the caller

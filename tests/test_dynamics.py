@@ -1,4 +1,4 @@
-"""Dynamics models for the hand chapter (ebmlib.dynamics) and the Frechet distance (ebmlib.metrics).
+"""Dynamics models of the hand chapter (ebmlib.chapters.robot_hand) and the Frechet distance (ebmlib.core.metrics).
 
 The models are tested on synthetic trajectories of the hand's shapes (no MuJoCo needed): a random walk whose
 steps have a known law, so a trained model can be checked against the truth.
@@ -123,11 +123,19 @@ def test_network_shapes_and_spectral_norm():
         fc(torch.randn(5, 51))
 
 
+def _fit(data, norm, kind, conditional, n_iters, **kw):
+    """Train one recipe directly (no checkpoint files)."""
+    from ebmlib.core.recipes import train
+    recipe = D.DynamicsRecipe(name=f"t_{kind}", kind=kind, conditional=conditional, n_iters=n_iters, **kw)
+    t = train(recipe, device="cpu", progress=False, data=data, norm=norm)
+    return t.model, t.history
+
+
 def test_fc_learns_the_conditional_step_and_rolls_out():
     torch.set_num_threads(1)
     data = _walk(n=128)
     norm = D.Normaliser.fit(data["states"])
-    model, hist = D.train_fc(data, norm, conditional=True, n_iters=300, batch_size=128, lr=3e-3, progress=False)
+    model, hist = _fit(data, norm, "fc", True, 300, batch_size=128, lr=3e-3)
     z, ctx = D.transition_tensors(data, norm, conditional=True)
     with torch.no_grad():
         mse = (model.net(ctx) - z).pow(2).mean().item()
@@ -149,9 +157,8 @@ def test_ebm_trains_and_samples_the_step_distribution():
     states = np.cumsum(np.concatenate([rng.normal(size=(128, 1, 31)), 0.05 + 0.01 * rng.normal(size=(128, 8, 31))], 1), 1)
     data = {"states": states.astype(np.float32), "actions": np.zeros((128, 8, D.ACTION_DIM), np.float32)}
     norm = D.Normaliser.fit(data["states"])
-    sampling = D.SamplingConfig(n_steps=10, step_size=10.0, noise_std=0.005, grad_clip=0.05, init_std=1.0)
-    model, hist = D.train_ebm(data, norm, conditional=False, n_iters=100, sampling=sampling, batch_size=64,
-                              lr=3e-3, progress=False)
+    sampling = dict(n_steps=10, step_size=10.0, noise_std=0.005, grad_clip=0.05, init_std=1.0)
+    model, hist = _fit(data, norm, "ebm", False, 100, sampling=sampling, batch_size=64, lr=3e-3)
     assert len(hist) == 100 and all(np.isfinite(h["loss"]) for h in hist)
     gen = torch.Generator().manual_seed(0)
     s = torch.as_tensor(data["states"][:, 3])
@@ -179,21 +186,6 @@ def test_curves_and_bad_input():
         D.frechet_curve(truth[:, :3], truth)
     with pytest.raises(ValueError, match="pairs"):
         D.mse_curve(truth[:10], truth)
-
-
-def test_save_and_load_models(tmp_path):
-    data = _walk(n=16, length=4)
-    norm = D.Normaliser.fit(data["states"])
-    fc, _ = D.train_fc(data, norm, conditional=False, n_iters=2, progress=False)
-    ebm, _ = D.train_ebm(data, norm, conditional=True, n_iters=2, batch_size=8, progress=False)
-    path = D.save_models(tmp_path / "m.pt", {"fc": fc, "ebm": ebm})
-    back = D.load_models(path)
-    s = torch.as_tensor(data["states"][:, 0])
-    torch.testing.assert_close(back["fc"].predict(s), fc.predict(s))
-    a = torch.as_tensor(data["actions"][:, 0])
-    torch.testing.assert_close(back["ebm"].predict(s, a, torch.Generator().manual_seed(3)),
-                               ebm.predict(s, a, torch.Generator().manual_seed(3)))
-    assert back["ebm"].sampling == ebm.sampling and back["ebm"].conditional
 
 
 def test_load_or_generate_caches_the_hand_data(tmp_path):

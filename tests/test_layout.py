@@ -182,3 +182,11 @@ def test_one_setup_call_and_no_scale_branches(source):
     assert len(re.findall(r"\bstart\(", code)) == 1, f"{source.name}: call ebmlib.notebook.setup.start once"
     assert not re.search(r"\bscale\s*[!=]=", code), f"{source.name}: branch on the preset's values, not the scale"
     assert not re.search(r"^\s*(def|class)\s", code, re.M), f"{source.name}: functions and classes live in ebmlib"
+
+
+@pytest.mark.parametrize("source", _chapter_sources(), ids=lambda p: p.stem)
+def test_no_chapter_overrides_the_books_rendering(source):
+    """_config.yml renders displayed Markdown as MyST for every page; a notebook's own ``mystnb`` setting (the old
+    generators wrote ``render_markdown_format: gfm``) would leave its $math$ unrendered."""
+    meta = json.loads(source.with_suffix(".ipynb").read_text())["metadata"]
+    assert "mystnb" not in meta, f"{source.stem}.ipynb overrides the book's rendering: {meta['mystnb']}"

@@ -1,5 +1,6 @@
-"""Tests of ebmlib.toy2d: the grid-normalised density code against known partition functions, equal-compute
-bookkeeping, and that Algorithm 1 on a 2D target moves E(data) below E(negatives)."""
+"""Tests of ebmlib.chapters.training_2d (fitting and scoring): the grid-normalised density code against known
+partition functions, equal-compute bookkeeping, and that Algorithm 1 on a 2D target moves E(data) below
+E(negatives). The chapter's experiment functions are tested in test_training_2d_chapter.py."""
 import math
 
 import pytest

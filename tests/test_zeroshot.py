@@ -1,15 +1,14 @@
 """Tests of the composition chapter (latents, zeroshot): latent codes, the D1/D2/D3 sets, latent energies, the sum and its
-sequential sampling, the A.5 KL term's gradient, recipes/checkpoints and the judge's scoring."""
+sequential sampling, the A.5 KL term's gradient, recipes/checkpoints and the judge's data (the judge itself:
+test_judge.py)."""
 import math
 
-import numpy as np
 import pytest
 import torch
 
 from ebmlib.chapters.composition import latents as L
 from ebmlib.chapters.composition import zeroshot as Z
 from ebmlib.core import recipes
-from ebmlib.core.checkpoint import save_checkpoint
 from ebmlib.core.train import kl_last_step
 from ebmlib.data.dsprites import LATENT_VALUES
 
@@ -211,25 +210,30 @@ def test_load_or_train_uses_only_a_matching_checkpoint(tmp_path):
     assert recipes.load_or_train(other, shipped_dir=tmp_path, out_dir=None, progress=False).source == "trained"
 
 
-# --- the judge ----------------------------------------------------------------------------------------------------
+# --- the judge's data -------------------------------------------------------------------------------------------------
 
-def test_scores_and_chance_count_the_right_hits():
-    req = torch.tensor([[1.0, 2.0, 0.7, 0.0, 0.2, 0.8]] * 4)
-    guess = req.clone()
-    guess[1, 1] = 3.0                 # wrong shape
-    guess[2, 2] = 0.8                 # wrong size (0.1 off)
-    guess[3, 4] = 0.35                # position off by 0.15 > tol
-    s = Z.chance_scores(req, guess, ("shape", "scale", "position"), position_tol=0.1)
-    assert s == {"shape": 0.75, "scale": 0.75, "position": 0.75, "all": 0.25}
+def test_upright_set_covers_the_canvas_and_the_centre():
+    y = L.latent_set("upright").sample(3000, gen(3))
+    assert (y[:, 3] == 0).all() and set(y[:, 1].tolist()) == {1.0, 2.0, 3.0} and len(y[:, 2].unique()) == 6
+    assert 0 <= y[:, 4:6].min() and y[:, 4:6].max() <= 1
+    grid = torch.tensor(LATENT_VALUES["posX"], dtype=torch.float32)
+    off_grid = (y[:, 4:, None] - grid).abs().amin(-1) > 1e-4
+    assert off_grid.float().mean() > 0.9                          # continuous positions, not the 32 grid values
+    near_centre = ((y[:, 4:6] - L.CENTRE).abs().amax(1) < 0.05).float().mean()
+    assert near_centre > 0.005                  # around the centre of D1 / D3, which lies between grid values
+    L.render_images(y[:5])                                         # and the renderer draws them
 
 
-def test_judge_learns_position_quickly_and_predicts_rows():
-    r = Z.JudgeRecipe("j", data="D2", width=8, n_iters=150, train=dict(batch=32, lr=3e-3))
-    t = recipes.train(r, progress=False, device="cpu")
-    judge, hist = t.model, t.history
-    assert hist[-1]["loss"] < hist[0]["loss"]
-    x, y = L.latent_set("D2")(64, gen(9))
-    pred = Z.judge_predict(judge, x)
-    assert pred.shape == (64, 6) and torch.isnan(pred[:, 3]).all()
-    err = (pred[:, 4:6] - y[:, 4:6]).abs().mean().item()
-    assert err < 0.1                                  # predicting the centre gives ~0.25 (width 4 sometimes got stuck there)
+def test_continuous_positions_leave_the_grid_sets_alone():
+    a = L.latent_set("D2").sample(50, gen(4))
+    grid = torch.tensor(LATENT_VALUES["posX"], dtype=torch.float32)
+    assert ((a[:, 4:, None] - grid).abs().amin(-1) < 1e-6).all()
+    off = L.LatentSet("off", continuous_position=True, exclude_centre=0.2).sample(200, gen(5))
+    assert ((off[:, 4:6] - L.CENTRE).abs().amax(1) >= 0.2).all()
+
+
+def test_coordinate_grid_spans_the_position_code():
+    g = L.coordinate_grid(4)
+    assert g.shape == (1, 2, 4, 4)
+    assert torch.allclose(g[0, 0, 0], torch.tensor([-0.75, -0.25, 0.25, 0.75]))   # x along a row
+    assert torch.allclose(g[0, 1, :, 0], torch.tensor([-0.75, -0.25, 0.25, 0.75]))  # y down a column

@@ -1,6 +1,6 @@
 """Composing energies (section 6 and Fig. 14 of the paper): AND as a sum, OR as a log-sum-exp.
 
-* **AND / product of experts** (Hinton, 1999): ``E_AND(x) = sum_i w_i E_i(x)``, so
+* **AND / product of experts** ([hinton2002training]): ``E_AND(x) = sum_i w_i E_i(x)``, so
   ``p_AND(x) ~ prod_i p_i(x)^{w_i}``: a point is likely only where *every* expert gives it low energy.
 * **OR / mixture**: ``E_OR(x) = -log sum_i pi_i exp(-E_i(x))``, so ``p_OR ~ sum_i pi_i exp(-E_i)``: likely
   where *any* expert is. For normalised experts (``E_i = -log p_i``) this is exactly the mixture

@@ -486,7 +486,8 @@ class Trainer:
         gen_state = self.generator.get_state()
         since = self.history[len(self._good["history"]):]
         events = [h for h in since if h.get("event") == "rollback"]
-        undone = self.undone + [h for h in since if "event" not in h]
+        moved = [h for h in since if "event" not in h]
+        undone = self.undone + moved
         self._load_state(self._good)
         self._pending = None
         self.generator.set_state(gen_state)
@@ -497,7 +498,8 @@ class Trainer:
         for g in self.optimizer.param_groups:
             g["lr"] = self.config.lr * self.lr_scale
         record = {"iteration": m["iteration"], "event": event, "to_iteration": self.iteration,
-                  "loss": m["loss"], "max_abs_energy": m["max_abs_energy"], "lr": self.config.lr * self.lr_scale}
+                  "loss": m["loss"], "max_abs_energy": m["max_abs_energy"], "lr": self.config.lr * self.lr_scale,
+                  "undone": len(moved)}   # how many records this event moved to ``undone`` (the log in time order)
         if "error" in m:
             record["error"] = m["error"]
         self.history.append(record)

@@ -20,6 +20,7 @@ from ebmlib.core.metrics import Grid2D, grid_kl
 __all__ = [
     "plot_energy", "plot_density", "plot_samples", "plot_trajectories", "plot_curves",
     "landscape_figure", "sampler_panel", "panel_grid", "show_images", "image_rows", "plot_training",
+    "interactive_langevin",
 ]
 
 

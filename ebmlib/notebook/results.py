@@ -5,12 +5,14 @@ import json
 import math
 import os
 import platform
+import subprocess
 import time
 from pathlib import Path
+from typing import Optional
 
 import torch
 
-__all__ = ["save_metrics", "load_metrics"]
+__all__ = ["save_metrics", "load_metrics", "source_commit"]
 
 
 def _plain(value):
@@ -28,6 +30,22 @@ def _plain(value):
     return value
 
 
+def source_commit() -> Optional[str]:
+    """The git commit of the checkout ``ebmlib`` is imported from (``+dirty`` when it has uncommitted changes), or
+    None outside a checkout: the results page says which code made a number."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                              text=True, timeout=10)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty else "")
+
+
 def save_metrics(out_dir: str | os.PathLike, chapter: str, scale: str, metrics: dict) -> Path:
     """Write ``out_dir/<chapter>.json`` atomically with the metrics and how they were made."""
     out = Path(out_dir)
@@ -39,6 +57,7 @@ def save_metrics(out_dir: str | os.PathLike, chapter: str, scale: str, metrics: 
         "torch": torch.__version__,
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "machine": platform.machine(),
+        "commit": source_commit(),
         "metrics": _plain(metrics),
     }
     path = out / f"{chapter}.json"

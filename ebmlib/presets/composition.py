@@ -5,7 +5,10 @@
 Shipped checkpoints load only when the recipe matches. Demo: 32x32 sprites (64x64 average-pooled), width-8 CNN
 energies, a few hundred iterations each, 10 Langevin steps; paper: 64x64 with the release's dSprites settings
 (20 steps of size 500, Swish, width 32). A jointly conditioned baseline gets as many iterations as the two experts
-of its sum together. DEMO is written out whole; SMOKE and PAPER name only the keys they change (each replaces
+of its sum together. ``judge`` holds the fields of ``ebmlib.chapters.composition.judge.JudgeRecipe``: a 6-way
+scale classifier with shape and position, trained on all of dSprites and upright sprites in equal parts (every
+zero-shot image is upright); ``judge_floor`` is the accuracy on real images it is checked against before it
+scores anything. DEMO is written out whole; SMOKE and PAPER name only the keys they change (each replaces
 DEMO's value whole).
 """
 
@@ -33,7 +36,9 @@ DEMO = dict(
         "zs_sum_size_position": dict(_DEMO_FT, parts=("zs_size_D1", "zs_position_D2"), data="D1+D2"),
         "zs_sum_shape_position": dict(_DEMO_FT, parts=("zs_shape_D3", "zs_position_D2"), data="D2+D3"),
     },
-    judge=dict(resolution=32, width=16, n_iters=3000, train=dict(batch=128)),   # reads latents off images
+    # reads shape, scale (6 classes) and position off images; half its data upright (every zero-shot image is)
+    judge=dict(resolution=32, width=16, data="full+upright", n_iters=6000, train=dict(batch=128, lr=2e-3)),
+    judge_floor=0.95,   # the judge must read each latent right on this fraction of real images of every set
     sample_steps=60, n_joint=16, n_test=100, n_show=8, n_judge_eval=1000, position_tol=0.1,
 )
 
@@ -57,7 +62,7 @@ SMOKE = dict(
         "zs_sum_size_position": dict(_SMOKE_FT, parts=("zs_size_D1", "zs_position_D2"), data="D1+D2"),
         "zs_sum_shape_position": dict(_SMOKE_FT, parts=("zs_shape_D3", "zs_position_D2"), data="D2+D3"),
     },
-    judge=dict(resolution=32, width=2, n_iters=5, train=dict(batch=16)),
+    judge=dict(resolution=32, width=2, data="full+upright", n_iters=5, train=dict(batch=16, lr=2e-3)),
     sample_steps=3, n_joint=4, n_test=8, n_show=4, n_judge_eval=32,
 )
 
@@ -83,7 +88,7 @@ PAPER = dict(
         "zs_sum_size_position": dict(_PAPER_FT, parts=("zs_size_D1", "zs_position_D2"), data="D1+D2"),
         "zs_sum_shape_position": dict(_PAPER_FT, parts=("zs_shape_D3", "zs_position_D2"), data="D2+D3"),
     },
-    judge=dict(resolution=64, width=32, n_iters=20000, train=dict(batch=128)),
+    judge=dict(resolution=64, width=32, data="full+upright", n_iters=20000, train=dict(batch=128, lr=2e-3)),
     sample_steps=200, n_joint=64, n_test=2000, n_show=12, n_judge_eval=10000,
 )
 

@@ -31,8 +31,8 @@ from torch import Tensor
 
 from ebmlib.data.dsprites import IMAGE_SIZE, LATENT_NAMES, LATENT_VALUES, render
 
-__all__ = ["LATENTS", "COLUMNS", "CENTRE", "encoded_dim", "encode", "render_images", "LatentSet", "SETS",
-           "UNSEEN", "latent_set", "MixtureSet"]
+__all__ = ["LATENTS", "COLUMNS", "CENTRE", "encoded_dim", "encode", "coordinate_grid", "render_images", "LatentSet",
+           "SETS", "UNSEEN", "latent_set", "MixtureSet"]
 
 #: the latents a model can be conditioned on -> (dSprites columns used, encoded width)
 LATENTS = {"shape": ((1,), 3), "scale": ((2,), 1), "rotation": ((3,), 2), "position": ((4, 5), 2)}
@@ -81,6 +81,13 @@ def encode(y: Tensor, latents: Sequence[str]) -> Tensor:
     return torch.cat(parts, 1)
 
 
+def coordinate_grid(resolution: int) -> Tensor:
+    """(1, 2, R, R) pixel-centre x and y coordinates in [-1, 1] (the units of the position code of
+    :func:`encode`): the CoordConv channels that let a network read *where* something is."""
+    g = (torch.arange(resolution) + 0.5) / resolution * 2 - 1
+    return torch.stack(torch.meshgrid(g, g, indexing="xy"))[None]
+
+
 def render_images(y: Tensor | np.ndarray, resolution: int = 32) -> Tensor:
     """Ground-truth images (N, 1, R, R) float32 in [0, 1] of raw latent rows, 64x64 average-pooled to R."""
     if resolution not in (8, 16, 32, 64):
@@ -105,7 +112,9 @@ class LatentSet(_RenderedDraws):
     """A set of latent combinations: for each latent the values allowed; a draw picks each uniformly.
 
     ``exclude_centre``: reject positions within this distance (max norm, in posX/posY units) of the centre, so
-    that off-centre test combinations never touch D1 / D3.
+    that off-centre test combinations never touch D1 / D3. ``continuous_position``: draw posX and posY uniformly
+    in [0, 1] instead of from the 32 grid values (the renderer draws any position), so that a set covers the
+    centre 0.5 of D1 / D3, which lies between two grid values.
     """
 
     name: str
@@ -115,6 +124,7 @@ class LatentSet(_RenderedDraws):
     posX: tuple = tuple(LATENT_VALUES["posX"])
     posY: tuple = tuple(LATENT_VALUES["posY"])
     exclude_centre: float = 0.0
+    continuous_position: bool = False
 
     def sample(self, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
         """n raw latent rows (n, 6) float32, drawn with ``generator``."""
@@ -127,6 +137,8 @@ class LatentSet(_RenderedDraws):
             todo = (~filled).nonzero().squeeze(1)
             rows = torch.stack([self._pick(getattr(self, c), len(todo), generator)
                                 for c in ("shape", "scale", "orientation", "posX", "posY")], 1)
+            if self.continuous_position:
+                rows[:, 3:5] = torch.rand(len(todo), 2, generator=generator)
             ok = torch.ones(len(todo), dtype=torch.bool)
             if self.exclude_centre > 0:
                 ok = (rows[:, 3:5] - CENTRE).abs().amax(1) >= self.exclude_centre
@@ -162,12 +174,15 @@ class MixtureSet(_RenderedDraws):
 _SMALLEST = float(LATENT_VALUES["scale"][0])
 SETS = {
     "full": LatentSet("full"),   # all of dSprites (Fig. 15's experts)
+    # every shape and size, orientation 0, anywhere (the centre of D1 / D3 included): half of the judge's data
+    "upright": LatentSet("upright", orientation=(0.0,), continuous_position=True),
     "D1": LatentSet("D1", shape=(1.0,), orientation=(0.0,), posX=(CENTRE,), posY=(CENTRE,)),
     "D2": LatentSet("D2", shape=(1.0,), scale=(_SMALLEST,), orientation=(0.0,)),
     "D3": LatentSet("D3", orientation=(0.0,), posX=(CENTRE,), posY=(CENTRE,)),
 }
 SETS["D1+D2"] = MixtureSet("D1+D2", (SETS["D1"], SETS["D2"]))
 SETS["D2+D3"] = MixtureSet("D2+D3", (SETS["D2"], SETS["D3"]))
+SETS["full+upright"] = MixtureSet("full+upright", (SETS["full"], SETS["upright"]))   # the judge's data
 
 #: unseen combinations of the zero-shot test (Fig. 16): never in D1, D2 or D3
 UNSEEN = {
@@ -179,7 +194,8 @@ UNSEEN = {
 
 
 def latent_set(name: str):
-    """A training set or an unseen test set by name (``full``, ``D1``, ``D2``, ``D3``, ``D1+D2``, ``D2+D3``, ...)."""
+    """A training set or an unseen test set by name (``full``, ``upright``, ``D1``, ``D2``, ``D3``, ``D1+D2``,
+    ``D2+D3``, ``full+upright``, ``size_position``, ``shape_position``)."""
     known = {**SETS, **UNSEEN}
     if name not in known:
         raise KeyError(f"unknown latent set {name!r}; expected one of {sorted(known)}")

@@ -11,10 +11,9 @@
   (:class:`ebmlib.core.compose.SequentialLangevin`).
 * :class:`LatentRecipe`: an expert (Algorithm 1) or a sum of trained experts fine-tuned with A.5's KL term
   (:class:`ebmlib.core.train.KLTrainer`: CD on the sum plus ``E_{x~q}[stopgrad(E)(x)]`` through the last step).
-* :class:`LatentJudge` / :class:`JudgeRecipe` / :func:`judge_scores`: a CNN trained on dSprites that reads shape,
-  scale and position off an image, used to score how often generated images show the requested latents.
 * :func:`train_models`: every model of the chapter's preset, each loaded from its checkpoint or trained
-  (``python -m ebmlib train 07 --scale demo --out ebmlib/checkpoints`` makes the shipped files).
+  (``python -m ebmlib train 07 --scale demo --out ebmlib/checkpoints`` makes the shipped files), the latent
+  judge of :mod:`ebmlib.chapters.composition.judge` last.
 """
 from __future__ import annotations
 
@@ -25,28 +24,20 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
-from tqdm.auto import tqdm
 
-from ebmlib.chapters.composition.latents import LATENTS, encode, encoded_dim, latent_set
+from ebmlib.chapters.composition.judge import JudgeRecipe
+from ebmlib.chapters.composition.latents import LATENTS, coordinate_grid, encode, encoded_dim, latent_set
 from ebmlib.core.compose import SequentialLangevin
 from ebmlib.core.nets import activation
 from ebmlib.core.recipes import Fit, Recipe, load_or_train_all, plain
 from ebmlib.core.train import KLTrainer, TrainConfig, Trainer, frozen
 
-__all__ = ["LatentConvEnergy", "LatentProduct", "LatentRecipe", "JudgeRecipe", "sample_joint", "LatentJudge",
-           "judge_predict", "judge_scores", "chance_scores", "recipes", "train_models"]
+__all__ = ["LatentConvEnergy", "LatentProduct", "LatentRecipe", "sample_joint", "recipes", "train_models"]
 
 
 # --- networks -------------------------------------------------------------------------------------------------
-
-def _coordinate_grid(resolution: int) -> Tensor:
-    """(1, 2, R, R) pixel-centre x and y coordinates in [-1, 1]: the CoordConv channels that let a network read
-    *where* something is."""
-    g = (torch.arange(resolution) + 0.5) / resolution * 2 - 1
-    return torch.stack(torch.meshgrid(g, g, indexing="xy"))[None]
 
 
 class LatentConvEnergy(nn.Module):
@@ -82,7 +73,7 @@ class LatentConvEnergy(nn.Module):
             self.embed = None
         self.head = nn.Linear(4 * w, 1)
         if self.coords:
-            self.register_buffer("grid", _coordinate_grid(resolution), persistent=False)
+            self.register_buffer("grid", coordinate_grid(resolution), persistent=False)
 
     def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         r = self.resolution
@@ -217,111 +208,11 @@ def sample_joint(product: LatentProduct, y: Tensor, n_steps: int, step_size: flo
                                                                        generator=generator).x
 
 
-# --- the judge ------------------------------------------------------------------------------------------------
-
-class LatentJudge(nn.Module):
-    """A CNN that reads the latents off an image: shape logits (3), and scale, posX, posY regressed in their units.
-
-    Used only to *measure* generated images (like chapter 3's classifier), never as an energy. It has the
-    coordinate channels too, so reading a position is easy.
-    """
-
-    def __init__(self, resolution: int = 32, width: int = 16):
-        super().__init__()
-        self.resolution = resolution
-        w = width
-        self.register_buffer("grid", _coordinate_grid(resolution), persistent=False)
-        self.body = nn.Sequential(
-            nn.Conv2d(3, w, 3, 1, 1), nn.ReLU(), nn.Conv2d(w, 2 * w, 3, 2, 1), nn.ReLU(),
-            nn.Conv2d(2 * w, 4 * w, 3, 2, 1), nn.ReLU(), nn.Conv2d(4 * w, 4 * w, 3, 2, 1), nn.ReLU(),
-            nn.Flatten(), nn.Linear(4 * w * (resolution // 8) ** 2, 128), nn.ReLU(), nn.Linear(128, 6))
-
-    def forward(self, x: Tensor) -> Tensor:
-        r = self.resolution
-        if x.ndim != 4 or x.shape[1:] != (1, r, r):
-            raise ValueError(f"LatentJudge expects images (N, 1, {r}, {r}), got {tuple(x.shape)}")
-        return self.body(torch.cat([x, self.grid.expand(x.shape[0], -1, -1, -1)], 1))
-
-
-def _judge_loss(out: Tensor, y: Tensor) -> Tensor:
-    # shape as a class index; scale and position in the conditioning code's units (judge_predict inverts them)
-    shape = torch.round(y[:, 1]).long() - 1
-    return F.cross_entropy(out[:, :3], shape) + F.mse_loss(out[:, 3:], encode(y, ("scale", "position"))) * 10
-
-
-@dataclass(frozen=True)
-class JudgeRecipe(Recipe):
-    """The latent judge, trained on ``data`` rendered on demand: ``n_iters`` batches of ``train["batch"]``, Adam
-    at ``train["lr"]``; a judge is a function of its recipe (its initial weights come from ``train["seed"]``)."""
-
-    name: str = "dsprites_judge"
-    data: str = "full"
-    resolution: int = 32
-    width: int = 16
-    n_iters: int = 3000
-    train: dict = field(default_factory=dict)
-
-    def build(self) -> nn.Module:
-        return LatentJudge(self.resolution, self.width)
-
-    def fit(self, model: nn.Module, *, device: torch.device, progress: bool, run_dir: Optional[Path]) -> Fit:
-        gen = torch.Generator().manual_seed(self.seeded())
-        opt = torch.optim.Adam(model.parameters(), lr=self.train.get("lr", 2e-3))
-        data = latent_set(self.data)
-        history = []
-        for it in tqdm(range(self.n_iters), disable=not progress, desc="judge", leave=False):
-            x, y = data(self.train.get("batch", 128), gen, resolution=self.resolution)
-            loss = _judge_loss(model(x.to(device)), y.to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            history.append({"iteration": it + 1, "loss": loss.item()})
-        return Fit(history)
-
-
-@torch.no_grad()
-def judge_predict(judge: LatentJudge, x: Tensor, batch: int = 256) -> Tensor:
-    """Latent rows (N, 6) read off images: shape (argmax), scale, posX, posY; color 1 and orientation NaN (not read)."""
-    device = judge.grid.device
-    outs = torch.cat([judge(x[i:i + batch].to(device)).cpu() for i in range(0, x.shape[0], batch)])
-    pred = torch.full((x.shape[0], 6), float("nan"))
-    pred[:, 0] = 1.0
-    pred[:, 1] = outs[:, :3].argmax(1).float() + 1
-    pred[:, 2] = outs[:, 3] * 0.25 + 0.75
-    pred[:, 4:6] = (outs[:, 4:6] + 1) / 2
-    return pred
-
-
-def _hits(pred: Tensor, req: Tensor, position_tol: float) -> dict[str, Tensor]:
-    # scale: the nearest of the 6 grid sizes (0.1 apart) must be the requested one; position: both coordinates
-    # within position_tol (units of the posX / posY range, 1 = 32 px at 64x64)
-    return {"shape": pred[:, 1] == req[:, 1], "scale": (pred[:, 2] - req[:, 2]).abs() < 0.05,
-            "position": (pred[:, 4:6] - req[:, 4:6]).abs().amax(1) <= position_tol}
-
-
-def judge_scores(judge: LatentJudge, x: Tensor, requested: Tensor, latents: Sequence[str],
-                 position_tol: float = 0.1) -> dict[str, float]:
-    """Fractions of images whose judged latents match the requested ones, per latent and for all of ``latents``."""
-    return _match_fractions(judge_predict(judge, x), requested, latents, position_tol)
-
-
-def chance_scores(requested: Tensor, guesses: Tensor, latents: Sequence[str], position_tol: float = 0.1) -> dict[str, float]:
-    """The same fractions for ``guesses`` latent rows that ignore the request (e.g. random dSprites latents):
-    what a generator that never looked at the requested latents would score."""
-    return _match_fractions(guesses, requested, latents, position_tol)
-
-
-def _match_fractions(pred: Tensor, requested: Tensor, latents: Sequence[str], position_tol: float) -> dict[str, float]:
-    hits = _hits(pred.float(), requested.float(), position_tol)
-    out = {k: hits[k].float().mean().item() for k in latents}
-    out["all"] = torch.stack([hits[k] for k in latents]).all(0).float().mean().item()
-    return out
-
-
 # --- every model of the chapter ------------------------------------------------------------------------------
 
 def recipes(cfg, seed: int = 0) -> dict:
-    """The chapter's recipes from its preset: experts, fine-tuned sums (after their experts) and the judge. A
+    """The chapter's recipes from its preset: experts, fine-tuned sums (after their experts) and the judge
+    (``dsprites_judge``, last). A
     nonzero ``seed`` is written into every recipe's ``train``."""
     def seeded(spec):
         return dict(spec, train=dict(spec.get("train", {}), **({"seed": seed} if seed else {})))
@@ -330,7 +221,7 @@ def recipes(cfg, seed: int = 0) -> dict:
         spec = dict(seeded(spec), kind="finetune")
         spec["parts"] = [dict(seeded(cfg.experts[p]), name=p) for p in spec["parts"]]
         out[name] = LatentRecipe.from_spec(name, spec)
-    out["judge"] = JudgeRecipe(name="dsprites_judge", **seeded(cfg.judge))
+    out["dsprites_judge"] = JudgeRecipe(name="dsprites_judge", **seeded(cfg.judge))
     return out
 
 
@@ -340,8 +231,6 @@ def _inputs(recipe, done: dict) -> dict:
 
 def train_models(cfg, seed: int = 0, only=None, **options) -> dict:
     """Every model of the preset (``cfg.experts``, ``cfg.finetune``, ``cfg.judge``), loaded or trained; ``only``:
-    just these names (``judge`` for the judge) and the experts a fine-tuned sum among them is made of;
+    just these names (``dsprites_judge`` for the judge) and the experts a fine-tuned sum among them is made of;
     ``options``: ``out_dir``, ``shipped_dir``, ``device``, ``progress``, ``log``."""
-    rs = recipes(cfg, seed)
-    rs["judge"] = rs.pop("judge")
-    return load_or_train_all(rs, _inputs, only=only, **options)
+    return load_or_train_all(recipes(cfg, seed), _inputs, only=only, **options)

@@ -1,8 +1,10 @@
-"""Chapter 05: out-of-distribution detection by energy (``ood``) and adversarial robustness (``adversarial``)."""
+"""Chapter 05: out-of-distribution detection by energy (``ood``), adversarial robustness with section 4.4's
+sampling defence (``adversarial``), and the page's experiment loops, tables and sentences (``report``)."""
+from ebmlib.chapters.ood_robustness.report import paper_rows
 from ebmlib.core.image_ebm import load_or_train_models
 from ebmlib.data import load_images
 
-__all__ = ["train_models"]
+__all__ = ["train_models", "paper_rows"]
 
 
 def train_models(cfg, seed: int = 0, only=None, **options) -> dict:

@@ -173,7 +173,7 @@ def interpolations(x: Tensor, n: int, generator: Optional[torch.Generator] = Non
     return (alpha * x[i] + (1.0 - alpha) * x[j]).clamp(0.0, 1.0)
 
 
-# Images shipped inside scikit-image (no download needed): three textures named in the brief plus natural
+# Images shipped inside scikit-image (no download needed): three textures (brick, grass, gravel) plus natural
 # photos and scanned text, all of which give textured 28x28 crops once downscaled.
 TEXTURE_IMAGES = ("brick", "grass", "gravel", "moon", "coins", "camera", "text", "coffee")
 _TEXTURE_DOWNSCALE = 4  # 512x512 -> 128x128: a 28x28 crop then spans ~22% of the image, enough to show texture

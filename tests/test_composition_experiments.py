@@ -1,0 +1,163 @@
+"""The chapter 07 experiments, tables and sentences (ebmlib.chapters.composition.experiments), and the chapter's
+command-line entry point."""
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from ebmlib.chapters import composition
+from ebmlib.chapters.composition import experiments as X
+from ebmlib.chapters.composition import judge as J
+from ebmlib.chapters.composition import zeroshot as Z
+from ebmlib.presets import preset
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def _table(baseline, s, kl, truth=0.95, chance=0.01, single=0.5):
+    def row(all_, mse=0.1):
+        return {"scale": all_, "position": all_, "all": all_, "one_sprite": single, "all_one_sprite": all_,
+                "mse": mse}
+    return {"joint baseline": row(baseline), "sum": row(s), "sum + KL": row(kl),
+            "judge on the ground truth": row(truth, 0.0), "chance (random latents)": row(chance, float("nan"))}
+
+
+# --- comparing fractions and the verdict sentences ---------------------------------------------------------------------
+
+def test_compare_uses_fishers_exact_test():
+    assert X.compare(0.08, 0.02, 100) == "tied with"        # the old headline "8% vs 2%": p = 0.10 at n = 100
+    assert X.p_value(0.08, 0.02, 100) == pytest.approx(0.1004, abs=1e-3)
+    assert X.compare(0.30, 0.10, 100) == "above" and X.compare(0.10, 0.30, 100) == "below"
+    assert X.compare(0.0, 0.0, 100) == "tied with" and X.p_value(0.0, 0.0, 100) == 1.0
+    assert X.compare(0.04, 0.0, 100) == "tied with"        # 4 images against none is not enough ...
+    assert X.compare(0.06, 0.0, 100) == "above"            # ... 6 is (p = 0.03)
+    assert X.p_value(0.5, 0.5, 16, 1000) == pytest.approx(1.0)  # unequal sample sizes (samples vs chance draws)
+    assert X.compare(0.9, 0.16, 16, 1000) == "above"
+
+
+def test_verdict_says_what_the_numbers_support():
+    beats = X.verdict("size_position", _table(0.05, 0.10, 0.40), 100)
+    assert "the sum + KL beats the joint baseline (40 of 100 images vs 5;" in beats
+    assert "raised" in beats and "the judge on the ground truth 95%" in beats
+    assert "only 50% of the sum + KL's images and 50% of the baseline's hold a single sprite" in beats
+    tied = X.verdict("size_position", _table(0.02, 0.03, 0.08), 100)
+    assert "the sum + KL and the joint baseline do not separate" in tied and "beats" not in tied
+    worse = X.verdict("size_position", _table(0.40, 0.05, 0.02), 100)
+    assert "does **not** beat the joint baseline" in worse and "did not measurably change" in worse
+
+
+def test_verdict_counts_single_sprites_not_every_image():
+    t = _table(0.01, 0.01, 0.30)
+    t["sum + KL"]["all_one_sprite"] = 0.02                  # most of its hits are images of several blobs
+    text = X.verdict("size_position", t, 100)
+    assert "do not separate" in text and "2 of 100 images vs 1" in text and "30% vs 1%" in text
+
+
+def test_judge_verdict_names_what_falls_short():
+    good = {"full": {"shape": 0.97, "scale": 0.99, "position": 1.0}, "D1": {"shape": 1.0, "scale": 0.96,
+                                                                         "position": 1.0}}
+    assert X.judge_verdict(good, 0.95).startswith("The judge reads every latent right on at least 95%")
+    assert "scale on D1, 96.0%" in X.judge_verdict(good, 0.95)
+    bad = {"full": {"shape": 0.7, "scale": 0.99, "position": 1.0}, "D1": {"shape": 1.0, "scale": 0.19,
+                                                                        "position": 1.0}}
+    text = X.judge_verdict(bad, 0.95)
+    assert "does **not** reach 95%" in text and "shape on full (70.0%)" in text and "scale on D1 (19.0%)" in text
+
+
+def test_tables_have_one_row_per_set_or_generator():
+    header, rows = X.judge_table({"full": {"shape": 1.0, "scale": 0.5, "position": 1.0, "all": 0.5}},
+                                 {"shape": 0.3, "scale": 0.2, "position": 0.1, "all": 0.0})
+    assert header == ["", "shape", "scale", "position", "all"]
+    assert rows[0] == ["real images of full", 1.0, 0.5, 1.0, 0.5] and rows[1][0].startswith("chance")
+    header, rows = X.zero_shot_table("shape_position", {"sum": {"shape": 0.5, "position": 0.25, "all": 0.125,
+                                                                 "one_sprite": 0.75, "all_one_sprite": 0.1,
+                                                                 "mse": 0.1}})
+    assert header == ["generator", "shape", "position", "all", "one sprite", "all + one sprite", "mse"]
+    assert rows == [["sum", 0.5, 0.25, 0.125, 0.75, 0.1, 0.1]]
+    conf = torch.arange(36).view(6, 6)
+    header, rows = X.confusion_table(conf)
+    assert header[1:] == ["0.5", "0.6", "0.7", "0.8", "0.9", "1.0"] and rows[2] == ["0.7", *range(12, 18)]
+
+
+def test_paired_rows_alternate_samples_and_truth():
+    x, gt = torch.zeros(10, 1, 4, 4), torch.ones(10, 1, 4, 4)
+    rows = X.paired_rows(x, gt, 4)
+    assert list(rows) == ["generated 1", "ground truth 1", "generated 2", "ground truth 2", "generated 3",
+                          "ground truth 3"]
+    assert rows["generated 3"].shape[0] == 2 and rows["ground truth 1"].sum() == 4 * 16
+
+
+# --- the experiment loops on tiny models ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny():
+    cfg = preset("07_composition", "smoke")
+    torch.manual_seed(0)
+    models = {name: SimpleNamespace(model=r.build().eval()) for name, r in Z.recipes(cfg).items()}
+    return cfg, models
+
+
+def test_zero_shot_samples_every_generator_from_the_same_noise(tiny):
+    cfg, models = tiny
+    same = Z.LatentConvEnergy(("scale", "position"), 32, 2).eval()
+    clones = dict(models)
+    clones["zs_joint_size_position"] = SimpleNamespace(model=same)
+    clones["zs_sum_size_position"] = SimpleNamespace(model=Z.LatentProduct([same]))
+    out = X.zero_shot("size_position", clones, cfg, gen(0), lambda k: gen(k))
+    table, rows = out["table"], out["rows"]
+    assert list(table) == ["joint baseline", "sum", "sum + KL", "judge on the ground truth",
+                           "chance (random latents)"]
+    assert torch.equal(rows["joint baseline"], rows["sum + KL"])      # same energy, same start, same noise
+    assert table["joint baseline"] == table["sum + KL"]
+    assert rows["ground truth"].shape[0] == cfg.n_show and table["judge on the ground truth"]["mse"] == 0.0
+    assert table["judge on the ground truth"]["one_sprite"] == 1.0                 # real images: one sprite each
+    for row in table.values():
+        assert row["all_one_sprite"] <= min(row["all"], row["one_sprite"]) or row["mse"] != row["mse"]
+    with pytest.raises(KeyError, match="unknown zero-shot task 'colour_position'"):
+        X.zero_shot("colour_position", models, cfg, gen(0), lambda k: gen(k))
+
+
+def test_fig15_scores_the_joint_samples(tiny):
+    cfg, models = tiny
+    out = X.fig15(models, cfg, gen(0))
+    assert out["x"].shape == out["ground_truth"].shape == (cfg.n_joint, 1, 32, 32)
+    assert set(out["judge"]) == {*J.SCORED, "all"} and out["mse"] > 0
+    assert 0 <= out["all_one_sprite"] <= min(out["one_sprite"], out["judge"]["all"])
+    text = X.fig15_sentence(out, out["judge"], out["judge"], 1000)
+    assert f"Judge on the {cfg.n_joint} joint samples" in text
+
+
+def test_fig15_sentence_says_whether_the_paper_is_reached():
+    x = torch.zeros(16, 1, 4, 4)
+    chance = {"shape": 0.37, "scale": 0.16, "position": 0.05, "all": 0.003}
+    weak = dict(x=x, judge={"shape": 0.19, "scale": 0.19, "position": 0.12, "all": 0.0}, mse=0.1,
+                one_sprite=0.06, all_one_sprite=0.0)
+    assert "is **not** reached at this scale" in X.fig15_sentence(weak, chance, chance, 1000)
+    strong = dict(weak, judge={"shape": 0.5, "scale": 0.9, "position": 0.9, "all": 0.5}, all_one_sprite=0.5)
+    text = X.fig15_sentence(strong, chance, chance, 1000)
+    assert "Above chance: scale and position" in text and "not** reached" not in text
+
+
+def test_fig16_summary_names_the_tasks_reached_and_missed():
+    tables = {"size_position": _table(0.0, 0.01, 0.01), "shape_position": _table(0.0, 0.01, 0.30)}
+    text = X.fig16_summary(tables, 100, 0.5, "demo")
+    assert "reached for shape x position (30 vs 0 of 100)" in text
+    assert "**not** reached for size x position (1 vs 0 of 100)" in text
+
+
+def test_upright_square_confusion_counts_both_sets(tiny):
+    cfg, models = tiny
+    conf = X.upright_square_confusion(models["dsprites_judge"].model, 7, gen(0), 32)
+    assert conf.shape == (6, 6) and conf.sum() == 14
+
+
+# --- the command line can train the chapter ------------------------------------------------------------------------------
+
+def test_the_chapter_package_exposes_train_models(tmp_path):
+    """``python -m ebmlib train 07`` imports ebmlib.chapters.composition and calls its train_models."""
+    from ebmlib.cli import train_models
+    assert composition.train_models is Z.train_models
+    paths = train_models("07", "smoke", tmp_path, only=["dsprites_judge"])
+    assert [p.name for p in paths] == ["dsprites_judge.pt"] and paths[0].is_file()
