@@ -224,7 +224,14 @@ def main(argv: list[str] | None = None) -> int:
                                          args.scale).get("threads")
         if threads:                                     # the preset's (one thread on a shared 2-core machine)
             torch.set_num_threads(threads)
-        train_models(args.chapter, args.scale, Path(args.out), args.only, args.seed, overrides)
+        from ebmlib.core.checkpoint import CheckpointError, FolderLocked
+        from ebmlib.core.recipes import IncompleteRun
+        from ebmlib.core.train import RunExists, TrainingDiverged
+        from ebmlib.data.mnist import DataMissingError
+        try:
+            train_models(args.chapter, args.scale, Path(args.out), args.only, args.seed, overrides)
+        except (FolderLocked, RunExists, CheckpointError, IncompleteRun, TrainingDiverged, DataMissingError) as err:
+            raise SystemExit(f"error: {err}") from err   # what went wrong and the fix, without a traceback
         return 0
     try:
         nb_dir = find_notebooks(args.notebooks)

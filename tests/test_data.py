@@ -125,3 +125,73 @@ def test_subset_and_continuous(tmp_path, monkeypatch):
     assert len(sub) == 4 and len(train.subset(100)) == 12
     x = sub.continuous(torch.Generator().manual_seed(2))
     assert x.shape == (4, 1, 28, 28) and torch.equal(torch.floor(x * 256).to(torch.uint8), sub.images)
+
+
+# -- the idx files are checked at every load -----------------------------------------------------------------------
+def _staged(tmp_path, monkeypatch):
+    fake_mnist(tmp_path / "src")
+    monkeypatch.setenv("EBMLIB_MNIST_SRC", str(tmp_path / "src"))
+    load_mnist("mnist", "train", root=tmp_path / "root", download=False)
+    return tmp_path / "root" / "MNIST" / "raw"
+
+
+@pytest.mark.parametrize("damage,message", [
+    ("truncate", r"train-images-idx3-ubyte is \d+ bytes, but its header announces 12 images .*truncated"),
+    ("gzip", r"train-images-idx3-ubyte starts with magic number 0x1f8b0800, not 0x00000803 \(idx images\) "
+             r"\(it is gzip'd"),
+    ("labels", r"train-labels-idx1-ubyte holds labels up to 200; MNIST labels are 0..9"),
+    ("pairing", r"train-labels-idx1-ubyte holds 11 labels but train-images-idx3-ubyte holds 12 images"),
+    ("dims", r"t10k-images-idx3-ubyte holds images of 14x56 pixels, not 28x28"),
+])
+def test_a_bad_idx_file_is_named_with_the_fix(tmp_path, monkeypatch, damage, message):
+    from ebmlib.data.mnist import DataCorruptError
+    raw = _staged(tmp_path, monkeypatch)
+    monkeypatch.delenv("EBMLIB_MNIST_SRC")           # no source to repair from
+    if damage == "truncate":
+        data = (raw / IDX_FILES[0]).read_bytes()
+        (raw / IDX_FILES[0]).write_bytes(data[:-100])
+    elif damage == "gzip":
+        (raw / IDX_FILES[0]).write_bytes(gzip.compress((raw / IDX_FILES[0]).read_bytes()))
+    elif damage == "labels":
+        data = bytearray((raw / IDX_FILES[1]).read_bytes())
+        data[8] = 200
+        (raw / IDX_FILES[1]).write_bytes(bytes(data))
+    elif damage == "pairing":
+        write_idx(raw / IDX_FILES[1], torch.zeros(11), gz=False)
+    else:
+        write_idx(raw / IDX_FILES[2], torch.zeros(5, 14, 56), gz=False)
+    with pytest.raises(DataCorruptError, match=message) as err:
+        load_mnist("mnist", "train", root=tmp_path / "root", download=True)
+    assert str(raw) in str(err.value) and "python -m ebmlib data mnist --from DIR" in str(err.value)
+
+
+def test_staging_replaces_a_bad_staged_file(tmp_path, monkeypatch):
+    raw = _staged(tmp_path, monkeypatch)
+    good = (raw / IDX_FILES[0]).read_bytes()
+    (raw / IDX_FILES[0]).write_bytes(good[:1000])               # an interrupted copy of an older version
+    train = load_mnist("mnist", "train", root=tmp_path / "root", download=False)
+    assert (raw / IDX_FILES[0]).read_bytes() == good and len(train) == 12
+
+
+def test_a_bad_source_is_named(tmp_path, monkeypatch):
+    from ebmlib.data.mnist import DataCorruptError
+    fake_mnist(tmp_path / "src", gz=False)
+    write_idx(tmp_path / "src" / IDX_FILES[3], torch.zeros(4), gz=False)     # 5 test images, 4 labels
+    with pytest.raises(DataCorruptError, match=r"(?s)src/t10k-labels-idx1-ubyte \(staged as .*\) holds 4 labels.*offline source .*src"):
+        stage_idx_files("mnist", tmp_path / "src", tmp_path / "root")
+
+
+def test_downloads_time_out_and_name_the_offline_route(tmp_path, no_offline, monkeypatch):
+    import socket
+    from ebmlib.data import mnist
+    seen = []
+
+    class Hanging:
+        def __init__(self, *args, **kwargs):
+            seen.append(socket.getdefaulttimeout())
+            raise TimeoutError("timed out")
+    monkeypatch.setattr("ebmlib.data.mnist._torchvision_class", lambda name: Hanging)
+    before = socket.getdefaulttimeout()
+    with pytest.raises(DataMissingError, match=r"(?s)python -m ebmlib data mnist --from DIR.*timeout 60 s.*timed out"):
+        load_mnist("mnist", "train", root=tmp_path, download=True)
+    assert seen == [mnist.DOWNLOAD_TIMEOUT] and socket.getdefaulttimeout() == before

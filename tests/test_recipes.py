@@ -142,3 +142,87 @@ def test_load_or_train_all_follows_requires_and_refuses_unknown_names(tmp_path):
     assert sorted(out) == ["a", "s"] and seen == [("a", []), ("s", ["a"])]
     with pytest.raises(ValueError, match="unknown models"):
         recipes.load_or_train_all(rs, inputs, only=["zz"])
+
+
+# -- partial runs are never passed off as whole ----------------------------------------------------------------------
+def _same_trained(a, b):
+    assert a.history == b.history and sorted(a.snapshots) == sorted(b.snapshots)
+    assert all(torch.equal(a.snapshots[k], b.snapshots[k]) for k in a.snapshots)
+    assert torch.equal(a.samples, b.samples)
+    assert all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()))
+
+
+def test_an_interrupted_image_run_resumes_with_its_earlier_snapshots(tmp_path, monkeypatch):
+    """Killed at iteration 5 of 6, the run resumes from its run folder with the snapshots of iterations 2 and 4
+    (which it used to lose, saving a model with snapshots {6} only)."""
+    from ebmlib.core.train import Trainer
+    recipe = tiny_recipe(n_iters=6)
+    straight = recipes.train(recipe, data=tiny_data(), progress=False, device="cpu")
+    real, calls = Trainer.step, [0]
+
+    def killed_at_5(self):
+        calls[0] += 1
+        if calls[0] == 5:
+            raise KeyboardInterrupt
+        return real(self)
+    monkeypatch.setattr(Trainer, "step", killed_at_5)
+    with pytest.raises(KeyboardInterrupt):
+        recipes.load_or_train(recipe, data=tiny_data(), out_dir=tmp_path, shipped_dir=None, progress=False)
+    assert not (tmp_path / "mnist_tiny.pt").exists()
+    run = tmp_path / ".mnist_tiny_run"
+    assert sorted(p.name for p in (run / "snapshots").iterdir()) == ["000000002.pt", "000000004.pt"]
+    monkeypatch.setattr(Trainer, "step", real)
+    resumed = recipes.load_or_train(recipe, data=tiny_data(), out_dir=tmp_path, shipped_dir=None, progress=False)
+    _same_trained(resumed, straight)
+    assert recipes.load_trained(recipe, (tmp_path,)).history == straight.history
+
+
+def test_a_run_folder_of_another_recipe_is_started_over_and_a_longer_recipe_extends_one(tmp_path):
+    run = tmp_path / "run"
+    recipes.train(tiny_recipe(n_iters=4), data=tiny_data(), progress=False, device="cpu", run_dir=run)
+    longer = recipes.train(tiny_recipe(n_iters=6), data=tiny_data(), progress=False, device="cpu", run_dir=run)
+    _same_trained(longer, recipes.train(tiny_recipe(n_iters=6), data=tiny_data(), progress=False, device="cpu"))
+    with pytest.warns(UserWarning, match=r"holds a run of another recipe \(differing in \['width'\]\); starting"):
+        other = recipes.train(tiny_recipe(n_iters=6, width=3), data=tiny_data(), progress=False, device="cpu",
+                              run_dir=run)
+    _same_trained(other, recipes.train(tiny_recipe(n_iters=6, width=3), data=tiny_data(), progress=False, device="cpu"))
+    with pytest.warns(UserWarning, match=r"differing in \['n_iters'\]"):   # shorter: cannot go back
+        recipes.train(tiny_recipe(n_iters=2, width=3), data=tiny_data(), progress=False, device="cpu", run_dir=run)
+
+
+def test_a_file_of_an_interrupted_run_is_refused(tmp_path):
+    from ebmlib.core.checkpoint import save_checkpoint
+    t = recipes.train(tiny_recipe(), data=tiny_data(), progress=False, device="cpu")
+    state = {"recipe": tiny_recipe().as_dict(), "model": t.model.state_dict(), "history": t.history[:3],
+             "seconds": 1.0, "snapshots": {"2": recipes._to_uint8(t.snapshots[2])}}
+    save_checkpoint(state, tmp_path / "mnist_tiny.pt")
+    with pytest.raises(CheckpointError, match=r"holds an interrupted run of recipe 'mnist_tiny' \(3 of 4 iterations; "
+                                              r"snapshots \[2\] instead of \[2, 4\] \(missing \[4\]\)\)"):
+        recipes.load_trained(tiny_recipe(), (tmp_path,))
+    with pytest.raises(recipes.IncompleteRun, match="3 of 4 iterations"):
+        recipes.save_trained(recipes.Trained(t.model, tiny_recipe(), t.history[:3], 1.0), tmp_path / "x.pt")
+    saved = recipes.save_trained(t, tmp_path / "mnist_tiny.pt")
+    from ebmlib.core.checkpoint import load_checkpoint
+    assert load_checkpoint(saved)["progress"] == {"iterations": 4, "snapshots": [2, 4]}
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="POSIX")
+def test_cli_train_names_a_busy_run_folder(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+    from ebmlib import cli
+    monkeypatch.setattr("ebmlib.chapters.mnist.load_images", lambda name, split="train", **kw: tiny_data())
+    run = tmp_path / ".mnist_cond_noise_run"
+    run.mkdir(parents=True)
+    code = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, b'%d\\n' % os.getpid()); print('held', flush=True); "
+            "time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(run / ".lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        with pytest.raises(SystemExit, match=rf"error: {run} is in use by process {proc.pid}"):
+            cli.main(["train", "03", "--scale", "smoke", "--only", "mnist_cond_noise", "--out", str(tmp_path)])
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not (tmp_path / "mnist_cond_noise.pt").exists()

@@ -579,3 +579,51 @@ def test_bfloat16_autocast_mala_still_samples_the_target():
     assert energy.dtypes == {torch.bfloat16}
     # loose: bf16 rounding of E perturbs the acceptance test slightly
     _assert_gaussian_draws(res.x, CORRELATED, "MALA bf16", n_se=8.0)
+
+
+# -- non-finite energies are refused at the step where they appear ----------------------------------------------------
+class _BlowsUp:
+    """A quadratic energy that returns NaN for every chain from its ``at``-th call on."""
+
+    def __init__(self, at: int):
+        self.at, self.calls = at, 0
+
+    def __call__(self, x):
+        self.calls += 1
+        e = 0.5 * x.pow(2).sum(-1)
+        return e + float("nan") if self.calls >= self.at else e
+
+
+@pytest.mark.parametrize("sampler", [PaperLangevin(0.01, 0.1, None), ULA(0.01), MALA(0.01), HMC(0.1, 2)])
+def test_non_finite_energy_is_refused_at_its_step(sampler):
+    from ebmlib.core.samplers import NonFiniteEnergy
+    calls_per_step = {"PaperLangevin": 1, "ULA": 1, "MALA": 2, "HMC": 3}[type(sampler).__name__]
+    energy = _BlowsUp(at=2 * calls_per_step + 1)                  # the first call of step 3
+    with pytest.raises(NonFiniteEnergy, match=rf"{type(sampler).__name__}: the energy is not finite at step 3 of 10 "
+                                              r"for 8 of 8 chains") as err:
+        sampler.run(energy, torch.zeros(8, 2), 10, generator=gen(0))
+    assert err.value.step == 3
+
+
+def test_non_finite_gradient_and_final_state_are_refused():
+    from ebmlib.core.samplers import NonFiniteEnergy
+
+    def kink(x):   # finite energy, infinite gradient at 0 (|x|^0.5)
+        return x.abs().sqrt().sum(-1)
+    with pytest.raises(NonFiniteEnergy, match="energy gradient is not finite at step 1 of 5"):
+        PaperLangevin(0.01, 0.0, None).run(kink, torch.zeros(4, 2), 5)
+    with pytest.raises(NonFiniteEnergy, match="at the initial states"):
+        ULA(0.01).run(lambda x: x.sum(-1) * float("inf"), torch.ones(3, 2), 0)
+    energy = _BlowsUp(at=3)     # PaperLangevin, 2 steps: calls 1, 2, then the final energy
+    with pytest.raises(NonFiniteEnergy, match=r"at the final states \(after step 2\)"):
+        PaperLangevin(0.01, 0.1, None).run(energy, torch.zeros(4, 2), 2, generator=gen(0))
+
+
+@pytest.mark.parametrize("sampler", [MALA(0.05), RandomWalkMH(0.5), HMC(0.1, 3)])
+def test_metropolis_samplers_still_reject_infinite_proposals(sampler):
+    """A hard wall (E = inf for x < 0) is a valid energy for the Metropolis samplers: proposals there are rejected."""
+    def wall(x):
+        e = 0.5 * x.pow(2).sum(-1)
+        return torch.where((x < 0).any(-1), torch.full_like(e, float("inf")), e)
+    res = sampler.run(wall, torch.full((64, 1), 0.5), 30, generator=gen(1))
+    assert torch.isfinite(res.x).all() and (res.x >= 0).all()

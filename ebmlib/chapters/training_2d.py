@@ -44,7 +44,7 @@ from ebmlib.notebook import plotting as P
 
 __all__ = ["paper_rows", "BASE_SPEC", "full_spec", "make_run", "temperature", "grad_evals", "learned_cells", "cell_kl",
            "cell_mode_weights", "ToyFit", "fit", "ablate", "mean_score", "guarded_run", "equal_compute",
-           "sample_model", "refinement_curve",
+           "sample_model", "refinement_curve", "event_log",
            # the chapter's experiments, tables, sentences and figures
            "scaled_energy", "compare_inits", "sample_floors", "overview_figure", "smooth", "energy_gaps",
            "energy_curves_figure", "gap_sentence", "KL_HEADER", "kl_summary", "kl_rows", "replay_verdict",
@@ -283,25 +283,34 @@ def mean_score(fits: Sequence[ToyFit], key: str) -> float:
 def guarded_run(target, spec: Optional[Mapping], n_iters: Optional[int] = None) -> dict:
     """Train ``spec`` on ``target`` with the Trainer's divergence guard and return the *complete* event log.
 
-    The log is read back from the trainer's append-only ``metrics.jsonl`` (written to a temporary directory), which
-    also keeps the metrics of iterations that a rollback undid (``Trainer.history`` drops those, keeping the events).
-    Returns ``{"log": [...], "history": trainer.history, "trainer": ..., "gave_up": message or None}``.
+    The log puts the metrics of the iterations that rollbacks undid (``Trainer.undone``; ``Trainer.history`` drops
+    them and keeps the events) back before the event that undid them, so it lists every iteration in the order it
+    ran. Returns ``{"log": [...], "history": trainer.history, "trainer": ..., "gave_up": message or None}``.
     """
-    import json
-    import tempfile
-    from pathlib import Path
-
     model, config, default_iters = make_run(spec)
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(model, target.sample, config, ckpt_dir=tmp)
-        gave_up = None
-        try:
-            trainer.train(default_iters if n_iters is None else n_iters, progress=False)
-        except TrainingDiverged as err:
-            gave_up = str(err)
-        log = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines() if line]
-    trainer.ckpt_dir = None   # the directory is gone
-    return {"log": log, "history": trainer.history, "trainer": trainer, "gave_up": gave_up}
+    trainer = Trainer(model, target.sample, config)
+    gave_up = None
+    try:
+        trainer.train(default_iters if n_iters is None else n_iters, progress=False)
+    except TrainingDiverged as err:
+        gave_up = str(err)
+    return {"log": event_log(trainer.history, trainer.undone), "history": trainer.history, "trainer": trainer,
+            "gave_up": gave_up}
+
+
+def event_log(history: Sequence[Mapping], undone: Sequence[Mapping]) -> list[dict]:
+    """History and undone iterations merged in the order they ran: each rollback (or give-up) event is preceded
+    by the ``event["undone"]`` records it moved out of the history."""
+    queue, out = list(undone), []
+    for h in history:
+        if "event" in h:
+            n = int(h.get("undone", 0))
+            out += queue[:n]
+            queue = queue[n:]
+        out.append(dict(h))
+    if queue:
+        raise ValueError(f"{len(queue)} undone records belong to no event of the history")
+    return out
 
 
 # =========================================================================================================
@@ -872,7 +881,7 @@ def divergence_sentence(div: Mapping, target_name: str, base_kl: Optional[float]
     text += (f"Keeping the numbers finite is not the same as learning well: the guarded run's KL(p ‖ p_θ) is "
              f"{on['kl_true_learned']:.3f} nats on {target_name}")
     text += (f", against {base_kl:.3f} for the base run with the L2 term. " if base_kl is not None else ". ")
-    return text + (f"The trainer's `history` and its append-only `metrics.jsonl` log agree: "
+    return text + (f"The trainer's `history` and the run's complete log agree: "
                    f"{on['events_in_history']} and {on['rollbacks']} rollback events.")
 
 

@@ -4,11 +4,13 @@
 width, conditioning, Algorithm 1's settings (``train``: :class:`~ebmlib.core.train.TrainConfig` fields),
 iterations, and how many buffer samples to keep. Load or train it with :func:`ebmlib.core.recipes.load_or_train`
 (``data=`` the training :class:`~ebmlib.core.images.ImageData`); ``python -m ebmlib train`` makes the shipped
-files.
+files. In a run folder, each buffer snapshot is saved as it is taken (``snapshots/<iteration>.pt``), so a resumed
+run keeps the snapshots of its first part.
 """
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -16,6 +18,7 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor, nn
 
+from ebmlib.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ebmlib.core.images import ImageData, dequantize
 from ebmlib.core.nets import CIFARResNetEnergy, MNISTConvEnergy
 from ebmlib.core.recipes import Fit, Recipe, load_or_train_all
@@ -57,20 +60,79 @@ class ImageEBMRecipe(Recipe):
         raise ValueError(f"recipe {self.name!r}: no network for data set {self.dataset!r}; "
                          "expected 'mnist', 'fashion' or 'cifar10'")
 
+    def snapshot_points(self) -> list[int]:
+        """The iterations at which the 64 newest buffer samples are kept: every ``snapshot_every``, and the last."""
+        return sorted(set(range(self.snapshot_every, self.n_iters + 1, self.snapshot_every)) | {self.n_iters}) \
+            if self.n_iters > 0 else []
+
+    def progress_target(self) -> dict:
+        return {"iterations": self.n_iters, "snapshots": self.snapshot_points()}
+
     def fit(self, model: nn.Module, *, device: torch.device, progress: bool, run_dir: Optional[Path],
             data: ImageData) -> Fit:
-        """Algorithm 1 on ``data`` (uint8 images, dequantised per batch as in A.3)."""
+        """Algorithm 1 on ``data`` (uint8 images, dequantised per batch as in A.3).
+
+        A snapshot is taken whenever the run passes one of :meth:`snapshot_points` (again after a rollback, so
+        every snapshot comes from the trajectory the model was trained on) and saved in the run folder.
+        """
         source = (data.images, data.labels) if self.conditional else data.images
+        points = self.snapshot_points()
         trainer = Trainer(model, source, self.config(), transform=dequantize, ckpt_dir=run_dir, device=device)
-        if run_dir is not None and (run_dir / "last.pt").exists():
-            trainer.resume()   # an interrupted run continues exactly where it stopped (earlier snapshots are not kept)
         snapshots: dict[int, Tensor] = {}
-        while trainer.iteration < self.n_iters:
-            todo = min(self.snapshot_every - trainer.iteration % self.snapshot_every, self.n_iters - trainer.iteration)
-            trainer.train(todo, progress=progress)
-            snapshots[trainer.iteration] = _newest(trainer, 64)
+        if run_dir is not None and (run_dir / "last.pt").exists():
+            trainer.resume()   # an interrupted run continues exactly where it stopped, with its snapshots
+            snapshots = _load_snapshots(run_dir, trainer.iteration, points)
+            lost = [k for k in points if k < trainer.iteration and k not in snapshots]
+            if lost:
+                warnings.warn(f"run folder {run_dir}: the snapshots of iterations {lost} are lost; starting the "
+                              f"run of recipe {self.name!r} over", stacklevel=2)
+                trainer.close()
+                trainer = Trainer(model, source, self.config(), transform=dequantize, ckpt_dir=run_dir,
+                                  device=device, overwrite=True)
+                snapshots = {}
+        elif run_dir is not None:
+            _clear_snapshots(run_dir)
+
+        def keep(m: dict) -> None:
+            if m["iteration"] in points:
+                snapshots[m["iteration"]] = _newest(trainer, 64)
+                if run_dir is not None:
+                    save_checkpoint({"iteration": m["iteration"], "x": snapshots[m["iteration"]]},
+                                    _snapshot_path(run_dir, m["iteration"]))
+
+        if trainer.iteration in points and trainer.iteration not in snapshots:
+            keep({"iteration": trainer.iteration})   # resumed exactly where a snapshot was due but not yet saved
+        with trainer:
+            trainer.train(self.n_iters - trainer.iteration, progress=progress, callback=keep)
         model.to(memory_format=torch.contiguous_format)
-        return Fit(list(trainer.history), _newest(trainer, self.keep_buffer), snapshots)
+        return Fit(list(trainer.history), _newest(trainer, self.keep_buffer), {k: snapshots[k] for k in sorted(snapshots)})
+
+
+def _snapshot_path(run_dir: Path, iteration: int) -> Path:
+    return run_dir / "snapshots" / f"{iteration:09d}.pt"
+
+
+def _clear_snapshots(run_dir: Path) -> None:
+    for path in (run_dir / "snapshots").glob("*.pt"):
+        path.unlink()
+
+
+def _load_snapshots(run_dir: Path, upto: int, points) -> dict[int, Tensor]:
+    """The saved snapshots of a run resumed at iteration ``upto``: those past it (taken before a rollback or
+    an interruption; the resumed run takes them again) and unreadable ones are removed."""
+    out = {}
+    for path in sorted((run_dir / "snapshots").glob("*.pt")):
+        try:
+            state = load_checkpoint(path)
+            k = int(state["iteration"])
+        except (CheckpointError, KeyError, ValueError):
+            path.unlink()
+            continue
+        if k <= upto and k in points and path == _snapshot_path(run_dir, k):
+            out[k] = state["x"]
+        else:
+            path.unlink()
+    return out
 
 
 def _newest(trainer: Trainer, n: int) -> Tensor:

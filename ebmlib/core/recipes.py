@@ -8,14 +8,24 @@ from the shipped folder or ``out_dir`` when that file was made by exactly this r
 ``as_dict()`` is equal), and trains and saves it otherwise, so the book never shows a model that its recipe did
 not produce. Models are placed by the one device rule (:func:`ebmlib.core.device.resolve`).
 
-A checkpoint holds the weights, the recipe, the training history, the wall time and, for generative models,
-samples as uint8 images; it loads with ``weights_only=True`` (:mod:`ebmlib.core.checkpoint`).
+A checkpoint holds the weights, the recipe, the training history, what the run did (``progress``: iterations and
+the snapshot iterations kept), the wall time and, for generative models, samples as uint8 images; it loads with
+``weights_only=True`` and a verified checksum (:mod:`ebmlib.core.checkpoint`).
+
+Nothing partial is ever passed off as whole: :func:`train` checks that the fit did every iteration of its recipe
+(and kept every snapshot) before anything is saved, and :func:`load_trained` refuses a file that did not. The
+resumable run folder ``out_dir/.<name>_run`` is locked while in use (:class:`~ebmlib.core.checkpoint.FolderLock`)
+and records its recipe (``recipe.json``): a folder left by another recipe is started over, not resumed (one that
+differs only in a smaller ``n_iters`` is resumed and extended).
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence
@@ -23,11 +33,20 @@ from typing import Callable, Mapping, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from ebmlib.core.checkpoint import find_recipe_checkpoint, save_checkpoint
+from ebmlib.core.checkpoint import CheckpointError, FolderLock, atomic_write, find_recipe_checkpoint, save_checkpoint
 from ebmlib.core.device import resolve as resolve_device
+from ebmlib.core.train import RUN_FILES
 
-__all__ = ["SHIPPED_DIR", "Recipe", "Fit", "Trained", "load_or_train", "load_or_train_all", "train", "save_trained",
-           "load_trained", "plain"]
+__all__ = ["SHIPPED_DIR", "Recipe", "Fit", "Trained", "IncompleteRun", "load_or_train", "load_or_train_all", "train",
+           "save_trained", "load_trained", "plain", "progress_of", "RUN_RECIPE"]
+
+#: the file in a run folder that says which recipe the run in it belongs to
+RUN_RECIPE = "recipe.json"
+
+
+class IncompleteRun(RuntimeError):
+    """A training run did not do everything its recipe asks (iterations, snapshots): it is never saved or loaded
+    as the recipe's model."""
 
 #: where the book's trained demo models live (inside the package, so a pip install carries them)
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
@@ -78,6 +97,13 @@ class Recipe:
         """Names of the recipes whose trained models this one starts from (a fine-tuned sum: its experts)."""
         return ()
 
+    def progress_target(self) -> Optional[dict]:
+        """What a whole run of this recipe has done: ``{"iterations": n}`` (and ``"snapshots"``: the iterations
+        of the snapshots kept, where the kind keeps some), or ``None`` when the kind has no iteration count. The
+        default reads an int field ``n_iters``."""
+        n = getattr(self, "n_iters", None)
+        return {"iterations": n} if isinstance(n, int) and not isinstance(n, bool) else None
+
     def seeded(self) -> int:
         """The recipe's seed (``train["seed"]``, default 0): the initial weights are drawn from it too."""
         train = getattr(self, "train", None) or {}
@@ -109,20 +135,104 @@ def _to_uint8(x: Tensor) -> Tensor:
     return (x.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
 
 
+def progress_of(history: Sequence[dict], snapshots) -> dict:
+    """What a run did, read off its history and snapshots: ``{"iterations": k, "snapshots": [sorted iterations]}``.
+    The history's iteration records (events aside) must be 1, 2, ..., k."""
+    its = [h.get("iteration") for h in history if isinstance(h, dict) and "event" not in h]
+    if its != list(range(1, len(its) + 1)):
+        raise IncompleteRun(f"the history's iterations are not 1..{len(its)} in order (found {its[:3]}...{its[-3:]})")
+    return {"iterations": len(its), "snapshots": sorted(int(k) for k in snapshots)}
+
+
+def _shortfall(target: Optional[dict], done: dict) -> list[str]:
+    if target is None:
+        return []
+    out = []
+    if done["iterations"] != target["iterations"]:
+        out.append(f"{done['iterations']} of {target['iterations']} iterations")
+    if "snapshots" in target and done["snapshots"] != sorted(target["snapshots"]):
+        missing = sorted(set(target["snapshots"]) - set(done["snapshots"]))
+        extra = sorted(set(done["snapshots"]) - set(target["snapshots"]))
+        out.append(f"snapshots {done['snapshots']} instead of {sorted(target['snapshots'])}"
+                   + (f" (missing {missing})" if missing else "") + (f" (not of this recipe: {extra})" if extra else ""))
+    return out
+
+
+def _clear_run_dir(run_dir: Path) -> None:
+    for name in RUN_FILES:
+        (run_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(run_dir / "snapshots", ignore_errors=True)
+    for tmp in run_dir.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+def _adopt_run_dir(recipe: Recipe, run_dir: Path) -> None:
+    """Make ``run_dir`` this recipe's: keep a run of this recipe (or of the same recipe with a smaller ``n_iters``,
+    which this one extends), start over where it holds another recipe's run or one of unknown recipe."""
+    mine = recipe.as_dict()
+    record = run_dir / RUN_RECIPE
+    holds = any((run_dir / name).exists() for name in RUN_FILES) or (run_dir / "snapshots").exists()
+    why = None
+    if record.is_file():
+        try:
+            theirs = json.loads(record.read_text())
+        except ValueError:
+            theirs, why = None, f"its {RUN_RECIPE} is unreadable"
+        if theirs == mine:
+            return
+        if isinstance(theirs, dict):
+            diff = sorted(k for k in set(theirs) | set(mine) if theirs.get(k) != mine.get(k))
+            if (diff == ["n_iters"] and isinstance(theirs.get("n_iters"), int)
+                    and isinstance(mine.get("n_iters"), int) and theirs["n_iters"] <= mine["n_iters"]):
+                why = None   # the same run, continued further
+            else:
+                why = f"it holds a run of another recipe (differing in {diff})"
+    elif holds:
+        why = f"it holds a run that records no recipe (no {RUN_RECIPE})"
+    if holds and why is not None:
+        warnings.warn(f"run folder {run_dir}: {why}; starting recipe {recipe.name!r} over in it", stacklevel=3)
+        _clear_run_dir(run_dir)
+    atomic_write(record, lambda f: f.write(json.dumps(mine, indent=1).encode()))
+
+
 def train(recipe: Recipe, *, device: Optional[str | torch.device] = None, progress: bool = True,
           run_dir: Optional[str | os.PathLike] = None, **inputs) -> Trained:
-    """Train ``recipe`` from scratch (or resume it from ``run_dir``); the model ends in eval mode on ``device``."""
+    """Train ``recipe`` from scratch (or resume it from ``run_dir``); the model ends in eval mode on ``device``.
+
+    ``run_dir`` is locked for the whole fit (a second process is refused) and made this recipe's first (see the
+    module docstring). Raises :class:`IncompleteRun` if the fit did not do all its recipe asks.
+    """
     device = resolve_device(device)
-    torch.manual_seed(recipe.seeded())   # the initial weights are a function of the recipe
-    model = recipe.build().to(device)
-    start = time.perf_counter()
-    fit = recipe.fit(model, device=device, progress=progress, run_dir=Path(run_dir) if run_dir else None, **inputs)
-    model.eval()
+    run_dir = Path(run_dir) if run_dir else None
+    lock = FolderLock(run_dir) if run_dir is not None else None
+    if lock is not None:
+        lock.acquire()
+    try:
+        if run_dir is not None:
+            _adopt_run_dir(recipe, run_dir)
+        torch.manual_seed(recipe.seeded())   # the initial weights are a function of the recipe
+        model = recipe.build().to(device)
+        start = time.perf_counter()
+        fit = recipe.fit(model, device=device, progress=progress, run_dir=run_dir, **inputs)
+        model.eval()
+        short = _shortfall(recipe.progress_target(), progress_of(fit.history, fit.snapshots))
+        if short:
+            raise IncompleteRun(f"recipe {recipe.name!r}: the run is not whole ({'; '.join(short)}); nothing was saved"
+                                + (f"; its run folder {run_dir} resumes it" if run_dir is not None else ""))
+    finally:
+        if lock is not None:
+            lock.release()
     return Trained(model, recipe, list(fit.history), time.perf_counter() - start, fit.samples, dict(fit.snapshots))
 
 
 def save_trained(t: Trained, path: str | os.PathLike) -> Path:
-    state = {"recipe": t.recipe.as_dict(), "model": t.model.state_dict(), "history": t.history, "seconds": t.seconds}
+    """Save a trained model with its recipe, history, ``progress`` and samples; refuses a run that is not whole."""
+    done = progress_of(t.history, t.snapshots)
+    short = _shortfall(t.recipe.progress_target(), done)
+    if short:
+        raise IncompleteRun(f"recipe {t.recipe.name!r}: will not save a run that is not whole ({'; '.join(short)})")
+    state = {"recipe": t.recipe.as_dict(), "model": t.model.state_dict(), "history": t.history, "seconds": t.seconds,
+             "progress": done}
     if t.samples is not None:
         state["samples"] = _to_uint8(t.samples)
     if t.snapshots:
@@ -130,7 +240,24 @@ def save_trained(t: Trained, path: str | os.PathLike) -> Path:
     return save_checkpoint(state, path)
 
 
+def _check_whole(recipe: Recipe, state: dict, path) -> None:
+    """A file of ``recipe`` must hold a whole run: its history, snapshots and recorded progress agree and match
+    what the recipe asks."""
+    try:
+        done = progress_of(state.get("history", []), state.get("snapshots", {}))
+    except IncompleteRun as err:
+        raise CheckpointError(f"{path}: {err}") from err
+    recorded = state.get("progress")
+    if recorded is not None and dict(recorded) != done:
+        raise CheckpointError(f"{path} records progress {recorded} but its history and snapshots say {done}")
+    short = _shortfall(recipe.progress_target(), done)
+    if short:
+        raise CheckpointError(f"{path} holds an interrupted run of recipe {recipe.name!r} ({'; '.join(short)}), not "
+                              "its model; delete it to train the recipe (an interrupted run resumes from its run folder)")
+
+
 def _from_state(recipe: Recipe, state: dict, path, device: torch.device) -> Trained:
+    _check_whole(recipe, state, path)
     model = recipe.build()
     model.load_state_dict(state["model"])
     model.to(device).eval()

@@ -17,7 +17,10 @@ Samplers:
 * :class:`HMC`: Hamiltonian Monte Carlo with a leapfrog integrator and unit mass.
 
 Every sampler returns a :class:`SampleResult` with the final state, an optional per-step trace and, for the
-Metropolis-corrected ones, the acceptance rate.
+Metropolis-corrected ones, the acceptance rate. A non-finite energy or gradient at the current states (a diverged
+network, chains that left the region where the energy is defined) raises :class:`NonFiniteEnergy` at the step
+where it appears, instead of NaN chains surfacing later; one ``isfinite`` reduction per step. The Metropolis
+samplers still reject proposals of infinite or NaN energy, which is exact (such a proposal has density zero).
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-__all__ = ["SampleResult", "Sampler", "PaperLangevin", "ULA", "MALA", "RandomWalkMH", "HMC", "make_sampler", "SAMPLERS", "draw_random"]
+__all__ = ["SampleResult", "NonFiniteEnergy", "Sampler", "PaperLangevin", "ULA", "MALA", "RandomWalkMH", "HMC", "make_sampler", "SAMPLERS", "draw_random"]
 
 EnergyFn = Callable[..., Tensor]
 
@@ -43,6 +46,15 @@ class SampleResult:
     trace: Optional[Tensor] = None     #: (n_steps + 1, *x0.shape) on the CPU if ``trace=True``
     acceptance_rate: Optional[float] = None  #: mean over chains and steps (Metropolis samplers only)
     energy: Optional[Tensor] = None    #: (N,) energies of the final states
+
+
+class NonFiniteEnergy(FloatingPointError):
+    """The energy or its gradient is NaN or infinite at some chains' current states; ``step`` is where (1-based;
+    0: the initial states, ``n_steps``: the final states after the last step)."""
+
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step
 
 
 def _positive(name: str, value: float, allow_zero: bool = False) -> float:
@@ -96,21 +108,25 @@ class Sampler:
             generator: a ``torch.Generator`` for reproducible noise.
             progress: show a tqdm bar over steps.
         """
-        self._check_inputs(x0, n_steps, y, clamp)
+        self._check_inputs(x0, n_steps, y, clamp, energy)
         x = x0.detach().clone()
         if clamp is not None:
             x = x.clamp(*clamp)
         states = [x.cpu().clone()] if trace else None
         self._accepted = torch.zeros((), dtype=torch.float64)
         self._proposed = 0
+        self._n_steps = n_steps
         ctx = self._state_for(energy, y)
-        for _ in tqdm(range(n_steps), disable=not progress, desc=type(self).__name__, leave=False):
+        for i in tqdm(range(n_steps), disable=not progress, desc=type(self).__name__, leave=False):
+            self._at = i + 1
             x = self.step(ctx, x, clamp, generator)
             if trace:
                 states.append(x.cpu().clone())
         rate = float(self._accepted / self._proposed) if self._proposed else None
+        self._at = n_steps
         with torch.no_grad():
             final_energy = self._energy(ctx, x)
+        self._check_finite(final_energy, None, final=True)
         return SampleResult(x=x.detach(), trace=torch.stack(states) if trace else None,
                             acceptance_rate=rate, energy=final_energy)
 
@@ -135,13 +151,35 @@ class Sampler:
         # at least float32 (bf16 autocast outputs are upcast), float64 chains keep float64 energies
         return e.to(torch.promote_types(e.dtype, torch.float32))
 
-    def _energy_and_grad(self, ctx, x: Tensor) -> tuple[Tensor, Tensor]:
-        """E(x) and grad_x E(x), with no gradient flowing to the model's parameters."""
+    def _energy_and_grad(self, ctx, x: Tensor, check: bool = True) -> tuple[Tensor, Tensor]:
+        """E(x) and grad_x E(x), with no gradient flowing to the model's parameters; ``check``: refuse non-finite
+        values (the current states; a Metropolis proposal may legitimately have infinite energy)."""
         with torch.enable_grad():
             x = x.detach().requires_grad_(True)
             e = self._energy(ctx, x)
             (g,) = torch.autograd.grad(e.sum(), x)
-        return e.detach(), g.detach().to(x.dtype)
+        e, g = e.detach(), g.detach().to(x.dtype)
+        if check:
+            self._check_finite(e, g)
+        return e, g
+
+    def _check_finite(self, e: Tensor, g: Optional[Tensor], final: bool = False) -> None:
+        """Raise :class:`NonFiniteEnergy` naming the step if ``e`` (or ``g``) holds NaN or inf: one reduction and
+        one host sync per call."""
+        ok = torch.isfinite(e).all() if g is None else torch.isfinite(e).all() & torch.isfinite(g).all()
+        if bool(ok):
+            return
+        bad_e = ~torch.isfinite(e)
+        bad = bad_e if g is None else bad_e | ~torch.isfinite(g.reshape(g.shape[0], -1)).all(1)
+        first = int(bad.nonzero()[0, 0])
+        step = getattr(self, "_at", 0)
+        where = (f"at the final states (after step {step})" if final and step else
+                 "at the initial states" if final else f"at step {step} of {getattr(self, '_n_steps', '?')}")
+        what = "energy" if bool(bad_e.any()) else "energy gradient"
+        raise NonFiniteEnergy(
+            f"{type(self).__name__}: the {what} is not finite {where} for {int(bad.sum())} of {e.shape[0]} chains "
+            f"(first: chain {first}, E = {float(e[first])}); the energy network has diverged or the chains left "
+            f"the region where it is finite (a smaller step_size or clamp=(low, high) keeps them in range)", step)
 
     def _noise(self, x: Tensor, generator) -> Tensor:
         return draw_random(torch.randn, x.shape, generator, x.dtype, x.device)
@@ -161,10 +199,14 @@ class Sampler:
         mask = accept.reshape(-1, *([1] * (x.ndim - 1)))
         return torch.where(mask, proposal, x)
 
-    def _check_inputs(self, x0, n_steps, y, clamp) -> None:
+    def _check_inputs(self, x0, n_steps, y, clamp, energy=None) -> None:
         if not torch.is_tensor(x0) or not x0.is_floating_point():
             raise TypeError(f"x0 must be a floating-point tensor, got {type(x0).__name__}"
                             f"{' of dtype ' + str(x0.dtype) if torch.is_tensor(x0) else ''}")
+        weight = next(iter(energy.parameters()), None) if isinstance(energy, torch.nn.Module) else None
+        if weight is not None and weight.is_floating_point() and weight.dtype != x0.dtype:
+            raise TypeError(f"x0 is {x0.dtype} but the energy network's parameters are {weight.dtype}: pass "
+                            f"x0.to({weight.dtype}) (or convert the network)")
         if x0.ndim < 1 or x0.shape[0] == 0:
             raise ValueError(f"x0 must have shape (N, ...) with N >= 1 chains, got {tuple(x0.shape)}")
         if not torch.isfinite(x0).all():
@@ -241,7 +283,7 @@ class MALA(Sampler):
         h = self.step_size
         e, g = self._energy_and_grad(ctx, x)
         prop = x - h * g + math.sqrt(2 * h) * self._noise(x, generator)
-        e_prop, g_prop = self._energy_and_grad(ctx, prop)
+        e_prop, g_prop = self._energy_and_grad(ctx, prop, check=False)  # a non-finite proposal is rejected
         log_q_forward = -_batch_sum((prop - x + h * g).pow(2)) / (4 * h)
         log_q_backward = -_batch_sum((x - prop + h * g_prop).pow(2)) / (4 * h)
         log_ratio = (e - e_prop) + (log_q_backward - log_q_forward)
@@ -260,7 +302,9 @@ class RandomWalkMH(Sampler):
     def step(self, ctx, x, clamp, generator):
         prop = x + self.scale * self._noise(x, generator)
         with torch.no_grad():
-            log_ratio = self._energy(ctx, x) - self._energy(ctx, prop)
+            e = self._energy(ctx, x)
+            self._check_finite(e, None)
+            log_ratio = e - self._energy(ctx, prop)
         return self._metropolis(log_ratio, x, prop, clamp, generator)
 
 
@@ -281,7 +325,7 @@ class HMC(Sampler):
         q, p = x, p0 - 0.5 * eps * g
         for i in range(self.n_leapfrog):
             q = q + eps * p
-            e1, g = self._energy_and_grad(ctx, q)
+            e1, g = self._energy_and_grad(ctx, q, check=False)  # a trajectory that blows up is rejected
             p = p - (eps if i < self.n_leapfrog - 1 else 0.5 * eps) * g
         h0 = e0.double() + 0.5 * _batch_sum(p0.double().pow(2))
         h1 = e1.double() + 0.5 * _batch_sum(p.double().pow(2))

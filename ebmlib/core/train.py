@@ -3,6 +3,19 @@ energy regulariser, optimised by Adam(beta1 = 0) with A.7's gradient clipping.
 
 Everything random (data batches, chain initialisation, Langevin noise) draws from one ``torch.Generator``
 owned by the trainer, so a run resumed from a checkpoint continues bit for bit as if it had never stopped.
+
+A run folder (``ckpt_dir``) holds what a resumed run and a reader of the run may trust:
+
+* ``last.pt``: the newest state that has passed the divergence guard (the run's initial state at first, then each
+  snapshot once the next iteration's energies, computed with its parameters, pass; after a rollback, the state
+  rolled back to). A newer snapshot waits in ``pending.pt`` until then: :meth:`Trainer.resume` loads it and the
+  first guarded step re-confirms it (or rolls back to ``last.pt``).
+* ``metrics.jsonl``: always the trainer's ``history`` (one record per kept iteration, plus rollback events),
+  rewritten atomically when a run starts, resumes or rolls back; ``undone.jsonl``: the records of the iterations
+  that rollbacks undid.
+* ``.lock``: the pid of the one process writing the folder (:class:`~ebmlib.core.checkpoint.FolderLock`).
+
+A fresh Trainer refuses a folder that holds a run unless told :meth:`~Trainer.resume` or ``overwrite=True``.
 """
 from __future__ import annotations
 
@@ -10,7 +23,9 @@ import contextlib
 import copy
 import json
 import math
+import numbers
 import os
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional, Union
@@ -21,18 +36,67 @@ from torch.nn.utils import parametrize
 from tqdm.auto import tqdm
 
 from ebmlib.core.buffer import ReplayBuffer
-from ebmlib.core.checkpoint import load_checkpoint, save_checkpoint
-from ebmlib.core.samplers import PaperLangevin, Sampler
+from ebmlib.core.checkpoint import (CheckpointError, FolderLock, atomic_write, load_checkpoint, remove_orphans,
+                                    save_checkpoint)
+from ebmlib.core.samplers import NonFiniteEnergy, PaperLangevin, Sampler
 
-__all__ = ["TrainConfig", "Trainer", "KLTrainer", "TrainingDiverged", "ebm_loss", "kl_last_step",
-           "clip_grad_by_adam_moments", "frozen"]
+__all__ = ["TrainConfig", "Trainer", "KLTrainer", "TrainingDiverged", "RunExists", "ebm_loss", "kl_last_step",
+           "clip_grad_by_adam_moments", "frozen", "RUN_FILES", "describe_run"]
 
 INIT_MODES = ("replay", "noise", "persistent")
+
+#: the files a Trainer keeps in its run folder (besides ``.lock``)
+RUN_FILES = ("last.pt", "pending.pt", "metrics.jsonl", "undone.jsonl")
+
+
+def _int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _real(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and not math.isnan(v)
+
+
+def _finite(v) -> bool:
+    return _real(v) and math.isfinite(v)
+
+
+def _pair(v, ok) -> bool:
+    return isinstance(v, (tuple, list)) and len(v) == 2 and all(ok(a) for a in v)
+
+
+#: each TrainConfig field: (is the value valid, what is expected)
+_RULES: dict[str, tuple[Callable, str]] = {
+    "batch_size": (lambda v: _int(v) and v >= 1, "an int >= 1"),
+    "n_steps": (lambda v: _int(v) and v >= 0, "an int >= 0"),
+    "step_size": (lambda v: _finite(v) and v > 0, "a finite number > 0"),
+    "noise_std": (lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
+    "grad_clip": (lambda v: v is None or (_finite(v) and v > 0), "None or a finite number > 0"),
+    "data_range": (lambda v: _pair(v, _finite) and v[0] < v[1], "a pair (low, high) of finite numbers, low < high"),
+    "clamp_chains": (lambda v: isinstance(v, bool), "True or False"),
+    "init": (lambda v: isinstance(v, str) and v in INIT_MODES, f"one of {INIT_MODES}"),
+    "buffer_capacity": (lambda v: _int(v) and v >= 1, "an int >= 1"),
+    "replay_fraction": (lambda v: _finite(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "alpha": (lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
+    "lr": (lambda v: _finite(v) and v > 0, "a finite number > 0"),
+    "betas": (lambda v: _pair(v, lambda b: _finite(b) and 0 <= b < 1), "a pair of numbers in [0, 1)"),
+    "adam_clip_std": (lambda v: v is None or (_finite(v) and v > 0), "None or a finite number > 0"),
+    "adam_clip_floor": (lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
+    "checkpoint_every": (lambda v: _int(v) and v >= 1, "an int >= 1"),
+    "max_abs_energy": (lambda v: _real(v) and math.isfinite(v) and v > 0,
+                       "a finite number > 0 (the divergence guard's bound on |E|; inf would switch the guard off)"),
+    "max_rollbacks": (lambda v: _int(v) and v >= 0, "an int >= 0"),
+    "rollback_lr_factor": (lambda v: _finite(v) and 0 < v <= 1, "a number in (0, 1]"),
+    "seed": (lambda v: _int(v) and -2 ** 63 <= v < 2 ** 64, "an int in [-2**63, 2**64)"),
+    "autocast_dtype": (lambda v: v in (None, "bfloat16", "float16"), "None, 'bfloat16' or 'float16'"),
+    "channels_last": (lambda v: isinstance(v, bool), "True or False"),
+}
 
 
 @dataclass
 class TrainConfig:
-    """Hyperparameters of Algorithm 1; defaults are the paper's CIFAR-10 settings (A.7)."""
+    """Hyperparameters of Algorithm 1; defaults are the paper's CIFAR-10 settings (A.7). Every field is checked at
+    construction; a bad value raises ValueError naming the field, the value and the range expected."""
 
     batch_size: int = 128            # positives per step; as many negatives
     n_steps: int = 60                # Langevin steps K per negative
@@ -58,18 +122,17 @@ class TrainConfig:
     channels_last: bool = False      # NHWC memory layout for image models (faster convolutions on CPU)
 
     def __post_init__(self):
-        checks = {
-            "batch_size": self.batch_size >= 1, "n_steps": self.n_steps >= 0, "step_size": self.step_size > 0,
-            "noise_std": self.noise_std >= 0, "alpha": self.alpha >= 0, "lr": self.lr > 0,
-            "buffer_capacity": self.buffer_capacity >= 1, "replay_fraction": 0 <= self.replay_fraction <= 1,
-            "checkpoint_every": self.checkpoint_every >= 1, "max_abs_energy": self.max_abs_energy > 0,
-            "data_range": self.data_range[0] < self.data_range[1], "init": self.init in INIT_MODES,
-            "autocast_dtype": self.autocast_dtype in (None, "bfloat16", "float16"),
-        }
-        bad = [k for k, ok in checks.items() if not ok]
+        bad = []
+        for name, (ok, expected) in _RULES.items():
+            value = getattr(self, name)
+            try:
+                good = bool(ok(value))
+            except TypeError:
+                good = False
+            if not good:
+                bad.append(f"{name}={value!r} (expected {expected})")
         if bad:
-            raise ValueError("invalid TrainConfig: " + ", ".join(f"{k}={getattr(self, k)!r}" for k in bad)
-                             + f" (init must be one of {INIT_MODES})")
+            raise ValueError("invalid TrainConfig: " + "; ".join(bad))
         self.data_range = tuple(float(v) for v in self.data_range)
         self.betas = tuple(float(v) for v in self.betas)
 
@@ -78,8 +141,13 @@ class TrainConfig:
         return PaperLangevin(self.step_size, self.noise_std, self.grad_clip, autocast_dtype=dtype)
 
 
+class RunExists(RuntimeError):
+    """A fresh Trainer was pointed at a run folder that already holds a run."""
+
+
 class TrainingDiverged(RuntimeError):
-    """Raised when energies keep running away after ``max_rollbacks`` rollbacks."""
+    """Raised when energies keep running away after ``max_rollbacks`` rollbacks; the trainer then holds its last
+    good state again (and ``ckpt_dir/last.pt`` too), with a ``gave_up`` event at the end of its history."""
 
 
 def ebm_loss(e_pos: Tensor, e_neg: Tensor, alpha: float) -> Tensor:
@@ -127,23 +195,40 @@ def frozen(model: nn.Module):
 
 DataSource = Union[Tensor, tuple, Callable]
 
+_CHECK_ROWS = 64          # rows of the data checked after the transform, at construction
+_OUT_OF_RANGE_MAX = 0.01  # fraction of checked samples allowed outside data_range (Gaussian tails of 2D toys)
+
+
+def _lines(records: list[dict]):
+    return lambda f: f.write("".join(json.dumps(r) + "\n" for r in records).encode())
+
 
 class Trainer:
     """Runs Algorithm 1 on a model and a data source, with checkpoints, exact resume and a divergence guard.
 
     Args:
-        model: an energy network, ``model(x)`` or ``model(x, y)`` -> (N,).
+        model: an energy network, ``model(x)`` or ``model(x, y)`` -> (N,), with float32 parameters.
         data: a tensor of training points (N, ...); a pair (x, labels); or a callable
             ``data(batch_size, generator)`` returning x or (x, labels), e.g. a 2D target's ``sample``.
         config: :class:`TrainConfig`.
         transform: optional ``transform(x, generator)`` applied to each positive batch (e.g. dequantisation).
-        ckpt_dir: where ``last.pt`` and ``metrics.jsonl`` go; None keeps rollback snapshots in memory only.
+        ckpt_dir: the run folder (``last.pt``, ``pending.pt``, ``metrics.jsonl``, ``.lock``; see the module
+            docstring); None keeps rollback snapshots in memory only.
         sampler: override the Langevin sampler built from the config.
+        overwrite: start a new run in a ``ckpt_dir`` that holds one (without it, :meth:`train` refuses such a
+            folder unless :meth:`resume` was called).
+
+    The data are checked once here, drawing from no generator of the run (the global RNG is restored): finite
+    values; labels in [0, n_classes) when the model declares ``n_classes``; after the transform, a sample of the
+    data inside ``data_range`` when chains are clamped to it; dtypes other than float32 are cast, with a note in
+    :attr:`notes` (and a warning).
     """
 
     def __init__(self, model: nn.Module, data: DataSource, config: TrainConfig = TrainConfig(),
                  transform: Optional[Callable] = None, ckpt_dir: Optional[str | os.PathLike] = None,
-                 sampler: Optional[Sampler] = None, device: str | torch.device = "cpu"):
+                 sampler: Optional[Sampler] = None, device: str | torch.device = "cpu", overwrite: bool = False):
+        if not isinstance(config, TrainConfig):
+            raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
         self.config = config
         self.device = torch.device(device)
         self.model = model.to(self.device)
@@ -154,17 +239,22 @@ class Trainer:
         self.sampler = sampler if sampler is not None else config.make_sampler()
         self.generator = torch.Generator().manual_seed(config.seed)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, betas=config.betas)
-        self.sample_shape = self._sample_shape()
+        self.notes: list[str] = []   # what the construction-time checks changed or want known
+        self.sample_shape = self._check_data()
         low, high = config.data_range
         self.buffer = ReplayBuffer(config.buffer_capacity, self.sample_shape, low, high,
                                    config.replay_fraction if config.init == "replay" else 0.0)
         self.chains: Optional[Tensor] = None  # persistent chains (init="persistent")
         self.iteration = 0
         self.history: list[dict] = []
+        self.undone: list[dict] = []  # records of the iterations that rollbacks undid (not in history)
         self.rollbacks = 0           # total rollbacks so far
         self._streak = 0             # consecutive rollbacks without a newly verified snapshot in between
         self.lr_scale = 1.0
         self.ckpt_dir = Path(ckpt_dir) if ckpt_dir is not None else None
+        self.overwrite = bool(overwrite)
+        self._lock = FolderLock(self.ckpt_dir, sole=True, owner=self) if self.ckpt_dir is not None else None
+        self._claimed = False        # whether this trainer owns the run in ckpt_dir (started, resumed or overwrote it)
         # A step's energies are measured *before* its update, so a snapshot is only known to be good once the
         # next step's energies, computed with its parameters, pass the guard: it waits in _pending until then.
         self._good = self._state()
@@ -184,13 +274,71 @@ class Trainer:
             return None, None, data
         raise TypeError(f"data must be a tensor, a (tensor, labels) pair or a callable(n, generator); got {type(data).__name__}")
 
-    def _sample_shape(self) -> tuple[int, ...]:
-        if self.data is not None:
-            if self.data.shape[0] == 0:
-                raise ValueError("the training data is empty")
-            return tuple(self.data.shape[1:])
-        x, _ = self._unpack(self.data_fn(1, torch.Generator().manual_seed(0)))
+    def _check_data(self) -> tuple[int, ...]:
+        """Check the data once (see the class docstring) and return the shape of one sample."""
+        params = [p for p in self.model.parameters() if p.is_floating_point()]
+        if params and params[0].dtype != torch.float32:
+            raise TypeError(f"the model's parameters are {params[0].dtype}, but the trainer runs batches, chains and "
+                            "its replay buffer in float32: convert the model with model.float()")
+        n = min(self.config.batch_size, _CHECK_ROWS)
+        with torch.random.fork_rng(devices=[]):      # nothing here may move the global RNG either
+            check_gen = torch.Generator().manual_seed(0)  # a private generator: the run's stream is untouched
+            if self.data_fn is not None:
+                batch = self.data_fn(n, check_gen)
+                x, y = self._unpack(batch)
+                if not torch.is_tensor(x) or x.ndim < 1 or x.shape[0] != n:
+                    got = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
+                    raise ValueError(f"data({n}, generator) must return {n} points (a tensor (n, ...)), got {got}")
+                self._check_values(x, y, "data(n, generator)")
+            else:
+                if self.data.ndim < 1 or self.data.shape[0] == 0:
+                    raise ValueError("the training data is empty")
+                self._check_values(self.data, self.labels, "data")
+                x = self.data[:n]
+            xt = self.transform(x, check_gen) if self.transform is not None else x
+        if not torch.is_tensor(xt) or xt.shape != x.shape:
+            raise ValueError(f"transform(x, generator) must return a tensor of x's shape {tuple(x.shape)}, got "
+                             f"{tuple(xt.shape) if torch.is_tensor(xt) else type(xt).__name__}")
+        where = "data after the transform" if self.transform is not None else "data"
+        if xt.is_floating_point() and not bool(torch.isfinite(xt).all()):
+            raise ValueError(f"the {where} holds NaN or infinite values")
+        if self.config.clamp_chains:
+            low, high = self.config.data_range
+            flat = xt.reshape(xt.shape[0], -1).double()
+            outside = ((flat < low) | (flat > high)).any(1)
+            if outside.float().mean().item() > _OUT_OF_RANGE_MAX:
+                raise ValueError(
+                    f"{int(outside.sum())} of the first {xt.shape[0]} training samples ({where}) lie outside "
+                    f"data_range={self.config.data_range} (values in [{flat.min().item():.4g}, {flat.max().item():.4g}]); "
+                    "the chains are clamped to data_range, so they could never reach the data: set data_range to the "
+                    "data's range, transform the data into it (uint8 images: transform=dequantize), or "
+                    "clamp_chains=False")
+        if xt.is_floating_point() and xt.dtype != torch.float32:
+            note = f"the {where} is {xt.dtype}; each batch is cast to float32 (the dtype of the model and the chains)"
+            self.notes.append(note)
+            warnings.warn(note, stacklevel=3)
         return tuple(x.shape[1:])
+
+    def _check_values(self, x: Tensor, y: Optional[Tensor], what: str) -> None:
+        if not torch.is_tensor(x):
+            raise TypeError(f"{what} must give tensors, got {type(x).__name__}")
+        if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+            bad = int((~torch.isfinite(x)).sum())
+            raise ValueError(f"{what} holds {bad} NaN or infinite values; training data must be finite")
+        n_classes = getattr(self.model, "n_classes", "undeclared")
+        if isinstance(n_classes, int) and not isinstance(n_classes, bool):
+            if y is None:
+                raise ValueError(f"the model is conditional on n_classes={n_classes} classes but {what} has no labels")
+            if y.is_floating_point() or y.dtype == torch.bool or y.is_complex():
+                raise ValueError(f"labels must be an integer tensor (class indices), got {y.dtype}")
+            if y.numel() and (int(y.min()) < 0 or int(y.max()) >= n_classes):
+                i = int(((y < 0) | (y >= n_classes)).reshape(y.shape[0], -1).any(1).nonzero()[0, 0])
+                raise ValueError(f"labels must lie in [0, {n_classes}) (the model's n_classes), got values in "
+                                 f"[{int(y.min())}, {int(y.max())}] (first bad one at index {i}: {y[i].tolist()})")
+        elif n_classes is None and y is not None:
+            raise ValueError(f"the model is unconditional (n_classes=None) but {what} comes with labels")
+        elif y is not None and y.is_floating_point() and not bool(torch.isfinite(y).all()):
+            raise ValueError(f"the labels (conditioning) of {what} hold NaN or infinite values")
 
     @staticmethod
     def _unpack(batch):
@@ -266,29 +414,48 @@ class Trainer:
         return not math.isfinite(m["loss"]) or not m["max_abs_energy"] < self.config.max_abs_energy
 
     def train(self, n_iters: int, progress: bool = True, callback: Optional[Callable[[dict], None]] = None) -> list[dict]:
-        """Run ``n_iters`` more iterations; returns the full metrics history."""
-        if not isinstance(n_iters, int) or n_iters < 0:
+        """Run ``n_iters`` more iterations; returns the full metrics history.
+
+        If anything interrupts an iteration (an error, KeyboardInterrupt), the trainer goes back to its newest
+        snapshot before the exception propagates, so its state, ``history`` and log never describe a half-done
+        step; calling ``train`` again continues exactly as an uninterrupted run would.
+        """
+        if not isinstance(n_iters, int) or isinstance(n_iters, bool) or n_iters < 0:
             raise ValueError(f"n_iters must be a non-negative int, got {n_iters!r}")
+        self._open_run()
         target = self.iteration + n_iters
         bar = tqdm(total=n_iters, disable=not progress, desc="train", leave=False)
-        while self.iteration < target:
-            before = self.iteration
-            m = self.step()
-            if self._diverged(m):
-                self._rollback(m)
-                bar.update(self.iteration - before)
-                continue
-            if self._pending is not None:  # the parameters of the last snapshot just produced sane energies
-                self._good, self._pending, self._streak = self._pending, None, 0
-            self.history.append(m)
-            self._log(m)
-            if callback is not None:
-                callback(m)
-            bar.update(1)
-            bar.set_postfix(e_pos=f"{m['e_pos']:.3f}", e_neg=f"{m['e_neg']:.3f}")
-            if self.iteration % self.config.checkpoint_every == 0:
-                self.checkpoint()
-        bar.close()
+        try:
+            while self.iteration < target:
+                before = self.iteration
+                try:
+                    m = self.step()
+                except NonFiniteEnergy as err:   # the chains met a NaN/inf energy: the network has diverged
+                    m = {"iteration": self.iteration + 1, "loss": math.nan, "max_abs_energy": math.nan,
+                         "error": str(err)}
+                except BaseException:
+                    self._restore_newest()
+                    raise
+                if self._diverged(m):
+                    self._rollback(m)
+                    bar.update(self.iteration - before)
+                    continue
+                if self._pending is not None:  # the parameters of the last snapshot just produced sane energies
+                    self._good, self._pending, self._streak = self._pending, None, 0
+                    self._confirm()
+                self.history.append(m)
+                self._log(m)
+                if callback is not None:
+                    callback(m)
+                bar.update(1)
+                bar.set_postfix(e_pos=f"{m['e_pos']:.3f}", e_neg=f"{m['e_neg']:.3f}")
+                if self.iteration % self.config.checkpoint_every == 0:
+                    self.checkpoint()
+        except BaseException:
+            self.close()    # a retry (in this process or another) may take the folder over
+            raise
+        finally:
+            bar.close()
         return self.history
 
     # -- divergence guard ----------------------------------------------------------------------------------
@@ -296,92 +463,222 @@ class Trainer:
         """Revert to the last good checkpoint and continue with a smaller learning rate (A.8 on runs whose
         energies diverge; [nijkamp2019learning] in references.bib discusses such instabilities).
 
-        The RNG is *not* rewound, so the retried iterations see new batches and noise.
+        The RNG is *not* rewound, so the retried iterations see new batches and noise. The state rolled back to
+        (with the rollback recorded) becomes the new rollback target and ``last.pt``.
         """
         self._streak += 1
         if self._streak > self.config.max_rollbacks:
-            raise TrainingDiverged(f"energies ran away at iteration {m['iteration']} (loss {m['loss']}, "
-                                   f"max |E| {m['max_abs_energy']:.3g} > {self.config.max_abs_energy}) "
-                                   f"{self._streak} times in a row; last good iteration {self._good['iteration']}")
-        # What the rollback must not undo: the RNG stream, the count of rollbacks, the compounding lr cut, and
-        # the rollback events logged since the snapshot (the undone iterations' metrics are dropped).
-        gen_state, rollbacks, lr_scale = self.generator.get_state(), self.rollbacks, self.lr_scale
-        events = [h for h in self.history[len(self._good["history"]):] if h.get("event") == "rollback"]
+            self._give_up(m)
+        self._revert(m, "rollback", self.rollbacks + 1, self.lr_scale * self.config.rollback_lr_factor)
+
+    def _give_up(self, m: dict) -> None:
+        """Load the last good state again, record that the run gave up, and raise :class:`TrainingDiverged`."""
+        msg = (f"energies ran away at iteration {m['iteration']} (loss {m['loss']}, "
+               f"max |E| {m['max_abs_energy']:.3g} > {self.config.max_abs_energy}) "
+               f"{self._streak} times in a row; last good iteration {self._good['iteration']}")
+        self._revert(m, "gave_up", self.rollbacks, self.lr_scale)
+        raise TrainingDiverged(msg + f"; the trainer holds the state of iteration {self.iteration} again"
+                               + (f" (saved in {self.ckpt_dir / 'last.pt'})" if self.ckpt_dir is not None else ""))
+
+    def _revert(self, m: dict, event: str, rollbacks: int, lr_scale: float) -> None:
+        # What the revert must not undo: the RNG stream, the count of rollbacks, the compounding lr cut, and
+        # the rollback events logged since the snapshot (the undone iterations' metrics move to ``undone``).
+        gen_state = self.generator.get_state()
+        since = self.history[len(self._good["history"]):]
+        events = [h for h in since if h.get("event") == "rollback"]
+        moved = [h for h in since if "event" not in h]
+        undone = self.undone + moved
         self._load_state(self._good)
         self._pending = None
         self.generator.set_state(gen_state)
         self.history.extend(events)
-        self.rollbacks = rollbacks + 1
-        self.lr_scale = lr_scale * self.config.rollback_lr_factor
+        self.undone = undone
+        self.rollbacks = rollbacks
+        self.lr_scale = lr_scale
         for g in self.optimizer.param_groups:
             g["lr"] = self.config.lr * self.lr_scale
-        event = {"iteration": m["iteration"], "event": "rollback", "to_iteration": self.iteration,
-                 "loss": m["loss"], "max_abs_energy": m["max_abs_energy"], "lr": self.config.lr * self.lr_scale}
-        self.history.append(event)
-        self._log(event)
+        record = {"iteration": m["iteration"], "event": event, "to_iteration": self.iteration,
+                  "loss": m["loss"], "max_abs_energy": m["max_abs_energy"], "lr": self.config.lr * self.lr_scale,
+                  "undone": len(moved)}   # how many records this event moved to ``undone`` (the log in time order)
+        if "error" in m:
+            record["error"] = m["error"]
+        self.history.append(record)
+        self._good = self._state(kind=event)
+        if self._writing:
+            (self.ckpt_dir / "pending.pt").unlink(missing_ok=True)   # first: a stale pending must never be resumed
+            save_checkpoint(self._good, self.ckpt_dir / "last.pt")
+            self._rewrite_logs()
+
+    def _restore_newest(self) -> None:
+        """Back to the newest snapshot (pending or good) after an interrupted iteration."""
+        self._load_state(self._pending if self._pending is not None else self._good)
+        if self._writing:
+            self._rewrite_logs()
 
     # -- checkpoints ---------------------------------------------------------------------------------------
-    def _state(self) -> dict:
+    def _state(self, kind: str = "snapshot") -> dict:
         return copy.deepcopy({
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "buffer": self.buffer.state_dict(), "chains": self.chains, "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(), "iteration": self.iteration, "history": self.history,
             "lr_scale": self.lr_scale, "rollbacks": self.rollbacks, "config": asdict(self.config),
+            "undone": self.undone, "streak": self._streak, "kind": kind,
         })
 
     def _load_state(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        # Optimizer.load_state_dict keeps the very tensors it is given and Adam updates them in place: a copy
+        # keeps the snapshot (the rollback target) intact.
+        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
         self.buffer.load_state_dict(state["buffer"])
         self.chains = state["chains"]
-        self.generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
+        self.generator.set_state(state["generator"].cpu())
+        torch.set_rng_state(state["torch_rng"].cpu())
         self.iteration = int(state["iteration"])
         self.history = list(state["history"])
+        self.undone = list(state.get("undone", []))
         self.lr_scale = float(state["lr_scale"])
         self.rollbacks = int(state["rollbacks"])
 
     def checkpoint(self) -> Optional[Path]:
-        """Snapshot the full training state (in memory, and atomically to ``ckpt_dir/last.pt`` if set).
+        """Snapshot the full training state (in memory, and atomically to ``ckpt_dir/pending.pt`` if set).
 
-        The in-memory snapshot becomes the rollback target once the next iteration passes the guard.
+        The snapshot becomes the rollback target, and ``last.pt``, once the next iteration passes the guard.
         """
+        self._open_run()
         self._pending = self._state()
         if self.ckpt_dir is None:
             return None
-        return save_checkpoint(self._pending, self.ckpt_dir / "last.pt")
+        return save_checkpoint(self._pending, self.ckpt_dir / "pending.pt")
+
+    def _confirm(self) -> None:
+        """The pending snapshot passed the guard: it becomes ``last.pt`` (a rename, atomic)."""
+        if not self._writing:
+            return
+        pending, last = self.ckpt_dir / "pending.pt", self.ckpt_dir / "last.pt"
+        if pending.is_file():
+            os.replace(pending, last)
+        else:
+            save_checkpoint(self._good, last)
+
+    def _open_run(self) -> None:
+        """Take the run folder's lock, and on the first write refuse a folder holding another run (unless
+        ``overwrite``); a new run writes its initial state as ``last.pt`` and starts an empty log."""
+        if self.ckpt_dir is None:
+            return
+        self._lock.acquire()
+        if self._claimed:
+            return
+        remove_orphans(self.ckpt_dir)          # temp files of writes killed before their rename (ours, we hold the lock)
+        found = [f for f in ("last.pt", "pending.pt") if (self.ckpt_dir / f).is_file()]
+        if found and not self.overwrite:
+            self.close()
+            raise RunExists(f"{self.ckpt_dir} already holds a training run ({describe_run(self.ckpt_dir)}); call "
+                            "resume() to continue it, or pass overwrite=True to the Trainer to start over")
+        (self.ckpt_dir / "pending.pt").unlink(missing_ok=True)
+        (self.ckpt_dir / "undone.jsonl").unlink(missing_ok=True)
+        save_checkpoint(self._good, self.ckpt_dir / "last.pt")
+        self._claimed = True
+        self._rewrite_logs()
 
     def resume(self, path: Optional[str | os.PathLike] = None) -> "Trainer":
-        """Load ``path`` (default ``ckpt_dir/last.pt``) and continue exactly where it was written."""
-        if path is None:
+        """Continue the run in ``ckpt_dir`` (or the one checkpoint file ``path``) exactly where it was saved.
+
+        From a run folder: ``last.pt`` is the rollback target; a newer ``pending.pt`` (a snapshot that no guarded
+        step had confirmed yet) is loaded too, and the first guarded step re-confirms it (or rolls back to
+        ``last.pt``). The log is rewritten to the resumed history.
+        """
+        if path is not None:
+            path = Path(path)
+            if self._lock is not None:
+                self._lock.acquire()
+            state = self._read(path)
+            self._load_state(state)
+            self._good, self._pending = state, None
+            self._streak = int(state.get("streak", 0)) if state.get("kind") != "snapshot" else 0
+        else:
             if self.ckpt_dir is None:
                 raise ValueError("resume() needs a path when the trainer has no ckpt_dir")
-            path = self.ckpt_dir / "last.pt"
-        state = load_checkpoint(path, map_location=self.device)
+            self._lock.acquire()
+            remove_orphans(self.ckpt_dir)
+            last_path, pending_path = self.ckpt_dir / "last.pt", self.ckpt_dir / "pending.pt"
+            if not last_path.is_file():
+                self.close()
+                raise CheckpointError(f"no checkpoint at {last_path}" + (f" (only an unconfirmed {pending_path.name}, "
+                                      "which cannot be resumed without it)" if pending_path.is_file() else ""))
+            last = self._read(last_path)
+            pending = None
+            if pending_path.is_file():
+                try:
+                    pending = self._read(pending_path)
+                except CheckpointError as err:   # unconfirmed anyway: last.pt replays to it
+                    self.notes.append(f"ignored {pending_path}: {err}")
+                if pending is not None and not (pending["rollbacks"] == last["rollbacks"]
+                                                and pending["iteration"] > last["iteration"]):
+                    pending = None   # older than last.pt (left by a rollback interrupted before it removed it)
+                if pending is None:
+                    pending_path.unlink(missing_ok=True)
+            current = pending if pending is not None else last
+            self._load_state(current)
+            self._good, self._pending = last, pending
+            # a confirmed snapshot starts a new streak; a pending one, or a rolled-back state, carries its own
+            self._streak = 0 if current is last and last.get("kind") == "snapshot" else int(current.get("streak", 0))
+        if self.ckpt_dir is not None:
+            self._claimed = True
+            self._rewrite_logs()
+        return self
+
+    def _read(self, path: Path) -> dict:
+        state = load_checkpoint(path)
         saved = {k: (tuple(v) if isinstance(v, list) else v) for k, v in state["config"].items()}
         mine = asdict(self.config)
         if saved != mine:
             diff = {k: (saved.get(k), mine.get(k)) for k in mine if saved.get(k) != mine.get(k)}
+            self.close()
             raise ValueError(f"checkpoint {path} was written with another config (saved, now): {diff}")
-        self._load_state(state)
-        self._good, self._pending = self._state(), None
-        if self.ckpt_dir is not None:  # the log may hold iterations past the checkpoint: rewrite it
-            self._rewrite_log()
+        return state
+
+    def close(self) -> None:
+        """Release the run folder (its lock); the trainer keeps its state and takes the folder again when it
+        trains or checkpoints next. Also happens when the trainer is garbage-collected."""
+        if self._lock is not None:
+            self._lock.release()
+
+    def __enter__(self) -> "Trainer":
         return self
 
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     # -- metrics log ---------------------------------------------------------------------------------------
+    @property
+    def _writing(self) -> bool:
+        """Whether this trainer writes its run folder (it has one, and has started or resumed the run in it)."""
+        return self._claimed and self.ckpt_dir is not None
+
     def _log(self, record: dict) -> None:
-        if self.ckpt_dir is None:
+        if not self._writing:
             return
-        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         with open(self.ckpt_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
 
-    def _rewrite_log(self) -> None:
-        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.ckpt_dir / "metrics.jsonl", "w") as f:
-            for record in self.history:
-                f.write(json.dumps(record) + "\n")
+    def _rewrite_logs(self) -> None:
+        atomic_write(self.ckpt_dir / "metrics.jsonl", _lines(self.history))
+        if self.undone or (self.ckpt_dir / "undone.jsonl").exists():
+            atomic_write(self.ckpt_dir / "undone.jsonl", _lines(self.undone))
+
+
+def describe_run(folder: str | os.PathLike) -> str:
+    """A short description of the run in ``folder`` (which files, at which iteration), for messages."""
+    folder = Path(folder)
+    parts = []
+    for name in ("last.pt", "pending.pt"):
+        if (folder / name).is_file():
+            try:
+                parts.append(f"{name} at iteration {load_checkpoint(folder / name)['iteration']}")
+            except (CheckpointError, KeyError) as err:
+                parts.append(f"{name}, unreadable: {str(err)[:120]}")
+    return ", ".join(parts) or "no checkpoint"
 
 
 # -- A.5: the KL term ------------------------------------------------------------------------------------------
