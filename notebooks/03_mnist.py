@@ -23,6 +23,15 @@
 # notebook loads a shipped checkpoint only when it was trained by exactly the recipe of the chosen scale, and
 # trains otherwise.
 
+# %% tags=["install"]
+# On Colab or Binder: install the book's package (and this chapter's extras) if missing.
+import importlib.util, os, subprocess, sys  # noqa: E401
+if importlib.util.find_spec("ebmlib") is None:
+    repo = "git+https://github.com/ebm-book/ebm-book"
+    src = os.environ.get("EBMLIB_INSTALL_FROM", repo)
+    pip = [sys.executable, "-m", "pip", "install", "-q", f"ebmlib[run] @ {src}"]
+    subprocess.run(pip, check=True)
+
 # %% tags=["parameters"]
 scale = None        # "smoke" | "demo" | "paper"; None: $EBMLIB_SCALE, else "demo"
 seed = 0            # 0 gives the committed outputs (and uses the shipped checkpoints)

@@ -37,6 +37,15 @@
 # on one H100 at a sustained 100 TFLOP/s (the paper: 2 days per model on its GPU); the attacks through the
 # sampling defence (1,000 images, 20 PGD steps, 7 epsilons, both norms) add roughly an hour.
 
+# %% tags=["install"]
+# On Colab or Binder: install the book's package (and this chapter's extras) if missing.
+import importlib.util, os, subprocess, sys  # noqa: E401
+if importlib.util.find_spec("ebmlib") is None:
+    repo = "git+https://github.com/ebm-book/ebm-book"
+    src = os.environ.get("EBMLIB_INSTALL_FROM", repo)
+    pip = [sys.executable, "-m", "pip", "install", "-q", f"ebmlib[run] @ {src}"]
+    subprocess.run(pip, check=True)
+
 # %% tags=["parameters"]
 scale = None        # "smoke" | "demo" | "paper"; None: $EBMLIB_SCALE, else "demo"
 seed = 0            # 0 gives the committed outputs (and uses the shipped checkpoints)

@@ -25,6 +25,15 @@
 # `sequential_langevin` samples sums of image energies (`ebmlib.chapters.composition.zeroshot`). dSprites is generated offline by
 # `ebmlib.data.dsprites` (the exact latent grid, rendered on demand).
 
+# %% tags=["install"]
+# On Colab or Binder: install the book's package (and this chapter's extras) if missing.
+import importlib.util, os, subprocess, sys  # noqa: E401
+if importlib.util.find_spec("ebmlib") is None:
+    repo = "git+https://github.com/ebm-book/ebm-book"
+    src = os.environ.get("EBMLIB_INSTALL_FROM", repo)
+    pip = [sys.executable, "-m", "pip", "install", "-q", f"ebmlib[run] @ {src}"]
+    subprocess.run(pip, check=True)
+
 # %% tags=["parameters"]
 scale = None        # "smoke" | "demo" | "paper"; None: $EBMLIB_SCALE, else "demo"
 seed = 0            # 0 gives the committed outputs (and uses the shipped checkpoints)

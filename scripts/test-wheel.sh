@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The package as Colab and Binder get it: build the wheel, install it into a fresh virtual environment (reusing the
-# checkout venv's third-party packages, torch among them, but not its editable ebmlib), then from a folder outside
-# the repository import ebmlib, load a shipped checkpoint and run one chapter at smoke scale.
+# The package as Colab and Binder get it: build the wheel, install it with a chapter's install cell into a fresh
+# virtual environment (reusing the checkout venv's third-party packages, torch among them, but not its editable
+# ebmlib), then from a folder outside the repository import ebmlib, load a shipped checkpoint and run one chapter
+# at smoke scale.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -12,7 +13,15 @@ python3 -m venv "$work/venv"
 site=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 new_site=$("$work/venv/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 echo "$site" > "$new_site/_checkout_venv_packages.pth"   # third-party packages only: .pth files there are not run
-"$work/venv/bin/python" -m pip install --quiet --no-deps --no-index "$work"/dist/ebmlib-*.whl
+# install it the way a chapter's first cell does on Colab (the cell of chapter 03, pointed at this wheel instead
+# of the repository); the extras it asks for are already there through the .pth above, so nothing is downloaded
+wheel=$(ls "$work"/dist/ebmlib-*.whl)
+cell=$(.venv/bin/python -c "import jupytext; nb = jupytext.read('notebooks/03_mnist.py'); \
+print(next(c.source for c in nb.cells if 'install' in c.metadata.get('tags', [])))")
+(cd "$work" && EBMLIB_INSTALL_FROM="file://$wheel" "$work/venv/bin/python" -c "$cell")
+"$work/venv/bin/python" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('ebmlib') is None)" \
+  || { echo "[wheel] the install cell did not install ebmlib"; exit 1; }
+echo "[wheel] chapter 03's install cell installed the package into a venv that lacked it"
 mkdir -p "$work/outside/notebooks"
 cp notebooks/03_mnist.ipynb "$work/outside/notebooks/"
 cd "$work/outside"

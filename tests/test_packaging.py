@@ -51,3 +51,17 @@ def test_binder_installs_the_package_with_its_extras():
     post = (ROOT / "binder" / "postBuild").read_text()
     assert 'pip install' in post and ".[hand,lab]" in post
     assert (ROOT / "binder" / "postBuild").stat().st_mode & 0o111, "postBuild must be executable"
+
+
+def test_every_chapter_installs_the_package_first():
+    """On Colab the first code cell installs ebmlib (with the chapter's extras) from the one repository address;
+    where ebmlib is importable it does nothing. scripts/test-wheel.sh runs chapter 03's cell in a fresh venv."""
+    import jupytext
+    for source in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py")):
+        cells = [c for c in jupytext.read(source).cells if c.cell_type == "code"]
+        first = cells[0]
+        assert "install" in first.metadata.get("tags", []), f"{source.name}: the first code cell is not the install cell"
+        assert f"git+{REPOSITORY}" in first.source, f"{source.name}: the install cell names another repository"
+        assert 'find_spec("ebmlib") is None' in first.source
+        extras = "run,hand" if source.stem == "06_robot_hand" else "run"
+        assert f"ebmlib[{extras}]" in first.source, f"{source.name}: the install cell lacks extras [{extras}]"

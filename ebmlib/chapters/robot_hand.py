@@ -493,13 +493,14 @@ def motion_per_step(traj, norm: Normaliser) -> float:
 def load_or_generate(n_traj: int, seed: int = 0, length: int = 100, workers: int = 1,
                      root: Optional[str | os.PathLike] = None, progress: bool = True) -> tuple[Dict[str, Any], str]:
     """The hand data set of ``n_traj`` trajectories: loaded from ``hand.default_path`` if it is there, else
-    generated and saved there. Returns the data and ``"loaded <path>"`` or ``"generated <path>"``."""
+    generated and saved there. Returns the data and ``"loaded <file>"`` or ``"generated <file>"`` (the file's
+    name under the data root's ``hand/`` folder: the page shows no path of the machine that ran it)."""
     path = hand.default_path(n_traj, seed, length, root)
     if path.is_file():
-        return hand.load_trajectories(path), f"loaded {path}"
+        return hand.load_trajectories(path), f"loaded hand/{path.name} from the data root"
     data = hand.generate_trajectories(n_traj, seed=seed, length=length, workers=workers, progress=progress)
     hand.save_trajectories(path, data)
-    return data, f"generated {path}"
+    return data, f"generated hand/{path.name} under the data root"
 
 
 def split_halves(data: Dict[str, Any], seed: int = 1) -> tuple[Dict[str, Any], Dict[str, Any]]:
