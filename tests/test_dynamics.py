@@ -9,6 +9,7 @@ import torch
 
 from ebmlib.chapters import robot_hand as D
 from ebmlib.core.metrics import frechet_distance, gaussian_frechet
+from hand_walk import walk  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------------- Frechet
@@ -73,16 +74,8 @@ def test_frechet_bad_input():
 
 
 # ---------------------------------------------------------------------------------------------------- models
-def _walk(n=64, length=12, seed=0):
-    """Trajectories of the hand's shapes: s_{t+1} = s_t + 0.1 * a_t[:31 cycled] + small noise (a known law)."""
-    rng = np.random.default_rng(seed)
-    actions = rng.uniform(-1, 1, (n, length, D.ACTION_DIM)).astype(np.float32)
-    states = np.empty((n, length + 1, D.STATE_DIM), np.float32)
-    states[:, 0] = rng.normal(size=(n, D.STATE_DIM))
-    cols = np.arange(D.STATE_DIM) % D.ACTION_DIM
-    for t in range(length):
-        states[:, t + 1] = states[:, t] + 0.1 * actions[:, t][:, cols] + 0.01 * rng.normal(size=(n, D.STATE_DIM))
-    return {"states": states, "actions": actions}
+def _walk(n=64, length=12, seed=0, drift=0.0):
+    return walk(n, length, seed, drift)
 
 
 def test_normaliser_units_and_round_trip():
