@@ -41,4 +41,6 @@ rm -rf _build
 .venv/bin/jupyter-book build -W -n --keep-going . >_build_log.txt 2>&1 || { cat _build_log.txt; exit 1; }
 tail -n 3 _build_log.txt
 rm -f _build_log.txt
+echo "== the built pages as a reader sees them (no raw tables or math, tracebacks, machine paths, figure reprs)"
+EBMLIB_BUILT_BOOK=_build/html .venv/bin/python -m pytest tests/test_book_check.py -q -p no:cacheprovider
 echo "== all tests passed in $(( $(date +%s) - start )) s"
