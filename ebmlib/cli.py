@@ -5,7 +5,7 @@
     python -m ebmlib reproduce all --scale demo --in-place          # re-make the committed outputs
     python -m ebmlib train 03 --scale demo --only mnist_cond_replay --out ebmlib/checkpoints
     python -m ebmlib data mnist --from ../shared/data/mnist          # or fashion, cifar10, svhn, dtd, dsprites
-    python -m ebmlib data hand --n 1000 --workers 2                  # MuJoCo trajectories of chapter 06
+    python -m ebmlib data hand --n 1000 --workers 2                  # MuJoCo trajectories of chapter 07
     python -m ebmlib data fixtures --root /tmp/fixture-data          # tiny CIFAR-10/SVHN/DTD in their real formats
     python -m ebmlib bench langevin --width 32                       # throughput against a plain loop
 

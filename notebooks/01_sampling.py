@@ -1,4 +1,4 @@
-# %% [markdown] tags=[]
+# %% [markdown]
 # # Sampling from known energies
 #
 # Everything an energy-based model does at generation time runs through a sampler. Du and Mordatch draw their
@@ -46,7 +46,7 @@ seed = 0            # 0 gives the committed outputs (and uses the shipped checkp
 out_dir = None      # metrics JSON and trained models; None: $EBMLIB_OUT, else "_results"
 overrides = {}      # preset values to replace, e.g. {"grid_n": 30}; or $EBMLIB_SET (JSON)
 
-# %% tags=[]
+# %%
 import ebmlib.chapters.sampling as chap
 import ebmlib.core.energies as E
 import ebmlib.notebook.plotting as P
@@ -56,7 +56,7 @@ ch = start("01_sampling", scale, seed, out_dir, overrides)
 cfg = ch.cfg
 print(ch.describe())
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # ## 1. The targets
 #
 # `ebmlib.core.energies` provides six normalised densities on the plane: a correlated Gaussian, eight Gaussians on a
@@ -65,24 +65,24 @@ print(ch.describe())
 # energy landscape, clipped 12 nats above its minimum (a sampler sees only this surface and its slope). Bottom row: the
 # density $p = e^{-E}$ with exact samples on top, the picture every sampler below tries to reproduce.
 
-# %% tags=[]
+# %%
 targets = {name: E.toy_2d(name) for name in E.TOY_2D}
 fig = P.landscape_figure(targets, grid_n=cfg.landscape_grid,
                          n_samples=cfg.landscape_samples, generator=ch.rng(0))
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # Because the plane is small, the partition function of eq. (2), $Z = \int e^{-E(x)}\,dx$, can be computed by brute
 # force: `Grid2D.log_z` sums $e^{-E}$ over a fine grid (a midpoint rule). For the library's targets it should give
 # $\log Z \approx 0$. As a check against an *unnormalised* energy with a known answer we add
 # $E(x) = \lVert x\rVert^2 / (2 s^2)$, whose exact value is $\log Z = \log(2\pi s^2)$. This brute-force route
 # is exactly what is impossible for images, which is why the rest of the book needs samplers at all.
 
-# %% tags=[]
+# %%
 rows = chap.log_z_rows(targets, cfg.landscape_grid)
 ch.table(["energy", "log Z (grid)", "log Z (exact)"], rows, digits=5)
 ch.metrics["log_z_grid"] = {name: lz for name, lz, _ in rows}
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # ## 2. Five samplers on the same budget
 #
 # ### How to score a sample set
@@ -99,14 +99,14 @@ ch.metrics["log_z_grid"] = {name: lz for name, lz, _ in rows}
 # probabilities alone. We also report total variation and an unbiased Gaussian-kernel MMD$^2$ against fresh exact
 # samples (MMD$^2$ is zero in expectation for a perfect sampler, so it can come out slightly negative).
 
-# %% tags=[]
+# %%
 floors = chap.exact_floors(targets, cfg.compare_targets, cfg.grid_n, cfg.compare_chains,
                            cfg.floor_repeats, rng=ch.rng)
 ch.table(["target", "measured floor", "predicted (kl_bias)", "(cells - 1)/(2N)"],
          chap.floor_rows(floors), caption=f"Grid {cfg.grid_n} x {cfg.grid_n}, "
          f"N = {cfg.compare_chains} exact samples, {cfg.floor_repeats} repeats:")
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # The measured floor agrees with the prediction, and is well below the naive $(B-1)/(2N)$ that counts empty cells
 # too. Distances below the floor's band are noise, not progress.
 #
@@ -127,7 +127,7 @@ ch.table(["target", "measured floor", "predicted (kl_bias)", "(cells - 1)/(2N)"]
 # and every sampler sees the same starting points and the same number of steps. The distance is measured at
 # several step counts along the way.
 
-# %% tags=[]
+# %%
 # chap.WIDTHS: each target's narrowest length scale w. The checkerboard is left out on
 # purpose (edges blurred by only 0.05 make gradient samplers stiff): try adding it.
 compare = {}
@@ -138,7 +138,7 @@ for name in cfg.compare_targets:
         stuck_repeats=cfg.floor_repeats, rng=ch.rng)
     print(chap.compare_line(name, compare[name], cfg.compare_chains))
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # Left: distance against the number of sampler steps. Right: the same runs against the work they cost, counted as
 # energy-gradient evaluations per chain (HMC pays one gradient per leapfrog step plus one at the start, MALA two as
 # implemented here, because it recomputes the gradient of the current state; random-walk MH needs no gradient and
@@ -148,24 +148,24 @@ for name in cfg.compare_targets:
 # samples each mode perfectly but never moves between modes keeps those weights). On eight Gaussians a square start
 # box is not neutral: the diagonal modes own the corners of the box, so they start with more chains.
 
-# %% tags=[]
+# %%
 fig = chap.compare_figure(compare, floors)
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # The final samples of every sampler (red) over the exact density, and the same number of exact samples for
 # reference:
 
-# %% tags=[]
+# %%
 fig = chap.final_samples_figure(compare, targets, cfg.landscape_grid)
 
-# %% tags=[]
+# %%
 ch.table(chap.COMPARE_HEADER, chap.compare_rows(compare, targets))
 ch.metrics.update(chap.compare_metrics(compare, floors, cfg.compare_chains))
 
-# %% tags=[]
+# %%
 ch.show(chap.floor_notes(compare, floors))
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # What to read from this:
 #
 # * The three Metropolis-corrected samplers (RWMH, MALA, HMC) leave the target exactly invariant and end at or near
@@ -184,7 +184,7 @@ ch.show(chap.floor_notes(compare, floors))
 #   acceptable because the sampler only has to produce *negative samples* for training, with a replay buffer
 #   carrying chains across iterations; it is not meant to draw exact samples of a fixed energy.
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # ## 3. The step-size bias of unadjusted Langevin
 #
 # On a Gaussian target $\mathcal N(0, s^2 I)$ ULA is linear and its bias can be computed in closed form. With
@@ -209,7 +209,7 @@ ch.show(chap.floor_notes(compare, floors))
 # We measure all three: chains start from exact samples of $\mathcal N(0, I)$ ($s = 1$), run a burn-in, and then the
 # variance is averaged over all chains, both coordinates and the remaining steps.
 
-# %% tags=[]
+# %%
 t0 = ch.elapsed()[0]
 bias = chap.ula_bias(cfg.bias_step_sizes, cfg.bias_chains, cfg.bias_burn_in,
                      cfg.bias_steps, rng=ch.rng, s=1.0)
@@ -217,13 +217,13 @@ print(f"{len(bias['h'])} step sizes x 3 samplers in {ch.elapsed()[0] - t0:.1f} s
 ch.table(chap.BIAS_HEADER, chap.bias_rows(bias))
 ch.metrics["ula_bias"] = bias
 
-# %% tags=[]
+# %%
 fig = chap.bias_figure(bias)
 
-# %% tags=[]
+# %%
 ch.show(chap.bias_sentence(bias))
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # ## 4. Mixing between separated modes
 #
 # `two_modes` puts weights 0.3 and 0.7 on two Gaussians of standard deviation 0.5, a distance $d$ apart on the
@@ -234,7 +234,7 @@ ch.show(chap.bias_sentence(bias))
 # and read off the share of samples each mode explains (`metrics.mode_weights`, the mean responsibility).
 # A sampler that never crosses keeps roughly the share it started with.
 
-# %% tags=[]
+# %%
 t0 = ch.elapsed()[0]
 mix = chap.mode_mixing(cfg.mix_separations, cfg.mix_chains, cfg.mix_steps, rng=ch.rng,
                        width=0.5, box=5.0)
@@ -245,23 +245,23 @@ ch.table(header, rows,
          caption=f"Weight of the left (lighter) mode after {cfg.mix_steps} steps:")
 ch.metrics["mode_weights"] = mix
 
-# %% tags=[]
+# %%
 fig = chap.mixing_figure(mix)
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # The trajectories make the mechanism visible (drawn in the style of the paper's Fig. 14, paths over the energy
 # landscape; a circle marks the start, a cross the end of the drawn segment). MALA chains, started two in each
 # mode, on a close and a far pair of modes; top, the first 100 steps of two of them; below, the $x$ coordinate of
 # all of them against the step number, over the whole run:
 
-# %% tags=[]
+# %%
 fig, crossed = chap.trajectory_figure(cfg.traj_separations, cfg.traj_chains,
                                       cfg.traj_steps, rng=ch.rng, width=0.5)
 
-# %% tags=[]
+# %%
 ch.show(chap.mixing_sentence(mix))
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # Once the barrier is a few nats high, the modes are all *found* (chains start in each of them) but their *weights*
 # are not: the chains cannot cross, so the weights are whatever the initialisation gave. Every local sampler shares
 # this failure; the Metropolis correction makes each mode's shape right, not the balance between modes. The paper's
@@ -269,7 +269,7 @@ ch.show(chap.mixing_sentence(mix))
 # works around this with a replay buffer and uniform-noise restarts rather than with a better sampler, and it is
 # one way a model's samples can look right while the probabilities it assigns to its modes are wrong.
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # ## 5. Noise and step size in the paper's Langevin
 #
 # The paper's update decouples the noise standard deviation $\sigma$ from the step size $h$:
@@ -295,7 +295,7 @@ ch.show(chap.mixing_sentence(mix))
 # settings are chosen so that the diagonal has $T = 1$ (for the three demo step sizes $\sigma = \sqrt{2h}$ is one
 # of the noise levels).
 
-# %% tags=[]
+# %%
 t0 = ch.elapsed()[0]
 fig, panel = chap.noise_step_grid(
     targets["eight_gaussians"], cfg.panel_step_sizes, cfg.panel_noise_stds,
@@ -306,11 +306,11 @@ n_panels, floor = len(cfg.panel_step_sizes) * len(cfg.panel_noise_stds), panel["
 print(f"{n_panels} panels in {ch.elapsed()[0] - t0:.1f} s; exact-sample floor with "
       f"{cfg.panel_chains} samples: {floor[0]:.3f} ± {floor[1]:.3f}")
 
-# %% tags=[]
+# %%
 fig = chap.temperature_figure(panel)
 ch.show(chap.grid_sentence(panel))
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # Reading the grid and the curve:
 #
 # * **Low noise** (the left column, which includes the $\sigma = 0.005$ of A.8): $T \ll 1$, the chains descend into
@@ -332,7 +332,7 @@ ch.show(chap.grid_sentence(panel))
 # leaves out the paper's gradient clip; with a clip $c$ the gradient step per coordinate is at most $hc$, so on
 # steep walls the update becomes sign-gradient descent (the A.7 runs of sections 2 and 4 include it).
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # ## 6. Try it yourself
 #
 # The control below reruns the paper's update on the same eight Gaussians with the step size, noise and number of
@@ -341,7 +341,7 @@ ch.show(chap.grid_sentence(panel))
 # $\sigma = 0.005$ and watch the chains freeze at the mode centres; lengthen the run at high noise to see that more
 # steps do not fix a wrong temperature.
 
-# %% tags=[]
+# %%
 explorer = chap.langevin_explorer(targets["eight_gaussians"], cfg.widget_chains,
                                   cfg.widget_max_steps, cfg.landscape_grid, ch.rng(13))
 explorer
@@ -355,18 +355,18 @@ steps = min(200, cfg.widget_max_steps)
 fig = chap.explorer_fallback(targets["eight_gaussians"], cfg.widget_chains, steps,
                              cfg.landscape_grid, ch.rng(13))
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # ## 7. Summary
 #
 # The numbers of this run, gathered in one place and written to `<out_dir>/01_sampling.json` for the results
 # pages:
 
-# %% tags=[]
+# %%
 ch.show(chap.summary(cfg.scale, ch.elapsed(), compare, floors, bias, mix,
                      cfg.compare_chains))
 print("metrics written to", ch.save().name)
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # In short: on a known energy, the Metropolis-corrected samplers converge to the exact-sample floor, with HMC
 # fastest per step but not per gradient; ULA converges to the wrong distribution by an amount that the closed
 # form predicts; no local sampler moves weight between well-separated modes; and the paper's Langevin, with its

@@ -1,4 +1,4 @@
-# %% [markdown] tags=[]
+# %% [markdown]
 # # Training EBMs in 2D, and composing them
 #
 # Chapter 1 sampled from energies that were *given*. Here the energy is *learned*: a small MLP $E_\theta(x)$ is
@@ -38,7 +38,7 @@ seed = 0            # 0 gives the committed outputs (and uses the shipped checkp
 out_dir = None      # metrics JSON and trained models; None: $EBMLIB_OUT, else "_results"
 overrides = {}      # preset values to replace, e.g. {"grid_n": 30}; or $EBMLIB_SET (JSON)
 
-# %% tags=[]
+# %%
 import ebmlib.chapters.training_2d as T
 import ebmlib.core.compose as C
 import ebmlib.core.energies as E
@@ -55,7 +55,7 @@ print(f"base spec: {T.full_spec(base)}")
 print(f"every run costs {budget} energy-gradient evaluations; "
       f"sampler temperature T = {T.temperature(base):g}")
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # ## 1. Algorithm 1 in two dimensions
 #
 # Each iteration draws a batch $x^+$ from the data and as many negatives $x^-$ from $K$ Langevin steps,
@@ -75,7 +75,7 @@ print(f"every run costs {budget} energy-gradient evaluations; "
 # so that $T = 1$ and $p_\theta = e^{-E_\theta}/Z_\theta$; the noise ablation below changes $T$, and every score uses
 # the run's own $T$. The network is a swish MLP whose sizes are printed above; chains live on $[-4, 4]^2$.
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # ## 2. Four targets, three ways to start the chains
 #
 # For each target the same network is trained three times with the same number of iterations and Langevin steps
@@ -89,7 +89,7 @@ print(f"every run costs {budget} energy-gradient evaluations; "
 #   same size reach;
 # * the mode weights $p_\theta$ gives each mixture component, and their total-variation error against the truth.
 
-# %% tags=[]
+# %%
 targets = {name: E.toy_2d(name) for name in cfg.targets}
 cache = {}    # fits of identical specs are shared (the ablations reuse the baseline fit)
 t0 = ch.elapsed()[0]
@@ -99,42 +99,42 @@ floors = T.sample_floors(targets, grid, cfg.n_samples, cfg.floor_repeats, rng=ch
 print(f"{len(cfg.targets) * len(cfg.inits) * len(cfg.seeds)} runs in "
       f"{ch.elapsed()[0] - t0:.0f} s")
 
-# %% tags=[]
+# %%
 fig = T.overview_figure(targets, fits, grid)
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # The training curves below are the mean energies of each batch of data and of negatives. Early on one expects the
 # gap $E(x^-) - E(x^+)$ to be large: the model has found where the data is and the negatives have not caught up. As
 # the negatives come to look like data the two curves should meet, which is what the maximum-likelihood gradient
 # (eq. (8)) asks for: at the optimum the data and the model's samples are indistinguishable to $E_\theta$. The
 # sentence under the figure says on which targets this run gets there.
 
-# %% tags=[]
+# %%
 fig = T.energy_curves_figure(fits)
 ch.metrics["energy_gap"] = T.energy_gaps(fits)
 ch.show(T.gap_sentence(ch.metrics["energy_gap"]))
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # ### The KL table
 
-# %% tags=[]
+# %%
 kl_table = T.kl_summary(fits, cfg.inits)
 ch.metrics["kl_table"] = kl_table
 ch.metrics["sample_kl_floor"] = {n: {"mean": m, "std": s} for n, (m, s) in floors.items()}
 ch.table(T.KL_HEADER, T.kl_rows(targets, kl_table, floors))
 
-# %% tags=[]
+# %%
 text, ch.metrics["replay_wins"] = T.replay_verdict(kl_table)
 ch.show(text)
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # Two things to read in the table besides the winner. Short-run chains from noise are trained to *produce samples
 # in $K$ steps*; nothing makes $e^{-E_\theta}$ itself the data density, and where its density is off (often in the
 # mode weights, or in mass between the modes) the sample KL can still look fine. And no local sampler moves mass
 # between well separated modes at $T = 1$ (chapter 1): with the buffer or PCD the negatives' share of each mode is
 # inherited from history, so mode weights are learned only through the 5% uniform restarts and slowly.
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # ## 3. Ablations at equal compute
 #
 # All variants below change one setting of the base run on one target and keep the number of energy-gradient
@@ -142,7 +142,7 @@ ch.show(text)
 # variant at demo scale: differences of a few hundredths of a nat are within run-to-run noise, so the text only
 # calls a difference a difference when it is large relative to the spread of the group.
 
-# %% tags=[]
+# %%
 t0 = ch.elapsed()[0]
 abl = T.run_ablations(E.toy_2d(cfg.ablation_target), base, cfg.ablations, budget=budget,
                       grid=grid, n_samples=cfg.n_samples, sample_steps=cfg.sample_steps,
@@ -151,14 +151,14 @@ print(f"ablations on {cfg.ablation_target}: {ch.elapsed()[0] - t0:.0f} s")
 ch.metrics["ablations"] = abl
 ch.table(T.ABLATION_HEADER, T.ablation_rows(abl))
 
-# %% tags=[]
+# %%
 fig = T.ablation_figure(abl)
 
-# %% tags=[]
+# %%
 ch.metrics["ablation_claims"] = T.ablation_claims(abl)
 ch.show("\n".join(f"* {c}" for c in ch.metrics["ablation_claims"]))
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # ## 4. Composition: AND is a sum, OR is a log-sum-exp (Fig. 14)
 #
 # Two energies can be combined without retraining. Their **sum** $E_A + E_B$ is a product of experts,
@@ -171,14 +171,14 @@ ch.show("\n".join(f"* {c}" for c in ch.metrics["ablation_claims"]))
 # First with two analytic energies, a ring (A) and a vertical band (B), so that every density is exact. The
 # panels show the energies with a few sampling trajectories from the same starting points.
 
-# %% tags=[]
+# %%
 ring, band = T.analytic_experts()
 step = T.composition_step(base)
 traces = T.composition_traces(ring.energy, band.energy, cfg.traj_chains, cfg.traj_steps,
                               step, cfg.data_range, generator=ch.rng(2))
 fig = T.trace_figure(traces, grid, cfg.traj_chains)
 
-# %% tags=[]
+# %%
 x0 = T.uniform_start(cfg.compose_chains, cfg.data_range, ch.rng(3))
 samples = T.and_or_samples([ring.energy, band.energy], x0, cfg.compose_steps, step,
                            cfg.data_range, generator=ch.rng(4))
@@ -187,12 +187,12 @@ fig = T.composition_figure(cells, samples, grid)
 ch.table(*T.score_rows(compose))
 ch.metrics["composition_analytic"] = compose
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # The same with **learned** energies: the replay-buffer models of two targets from section 2 are summed, with no
 # further training, and their samples are scored against the exact product of the two *true* densities. The
 # learned product density (the summed energies, normalised on the grid) is compared with it too.
 
-# %% tags=[]
+# %%
 pair = cfg.compose_learned
 experts = [T.scaled_energy(fits[name]["replay"]) for name in pair]
 learned_and = T.learned_cells(C.SumEnergy(*experts), grid)
@@ -207,7 +207,7 @@ ch.table(["measure", "nats"], [[k, v] for k, v in learned.items()])
 ch.metrics["composition_learned"] = {"pair": list(pair), **learned}
 ch.show(T.composition_sentence(compose, learned))
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # ## 5. Adaptive computation: more steps at test time
 #
 # Sampling an EBM is an iterative optimisation, so a sample can be refined by simply running more Langevin steps.
@@ -215,7 +215,7 @@ ch.show(T.composition_sentence(compose, learned))
 # number of steps, for the replay-buffer and the noise-initialised models. The dashed line is the floor of exact
 # samples of the same size.
 
-# %% tags=[]
+# %%
 refine, refine_floors = T.refinement(fits, targets, grid, n_chains=cfg.refine_chains,
                                      checkpoints=cfg.refine_checkpoints,
                                      floor_repeats=cfg.floor_repeats, rng=ch.rng)
@@ -225,7 +225,7 @@ text, worse = T.refinement_lines(refine, base["n_steps"])
 ch.metrics["adaptive_worse_after_more_steps"] = worse
 ch.show(text)
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # ## 6. What goes wrong: a run that diverges on purpose
 #
 # A diverging EBM shows itself in a few typical ways: energies that spike or saturate, data and negative energies
@@ -236,7 +236,7 @@ ch.show(text)
 # its last verified snapshot and halves the learning rate whenever a batch's $|E|$ crosses the bound (the
 # stabilisation advice of A.8). The rollback events come from the trainer's own log.
 
-# %% tags=[]
+# %%
 div_target = E.toy_2d(cfg.diverge_target)
 print(f"{cfg.diverge_target}, {cfg.diverge_iters} iterations, with {cfg.diverge_spec}")
 runs = T.divergence_runs(div_target, base, cfg.diverge_spec, cfg.diverge_iters)
@@ -246,7 +246,7 @@ ch.metrics["divergence"] = div
 base_kl = kl_table.get(cfg.diverge_target, {}).get("replay", {}).get("kl_true_learned")
 ch.show(T.divergence_sentence(div, cfg.diverge_target, base_kl))
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # Reading the left panel: the energies do not drift slowly, they *run away*: once the data and negative energies are
 # free of the L2 term, a large update can shift the whole surface, the gap $E(x^-) - E(x^+)$ grows with them but
 # stays below the energies themselves while both run off together (the sentence above gives the final values), and
@@ -254,10 +254,10 @@ ch.show(T.divergence_sentence(div, cfg.diverge_target, base_kl))
 # good spike from a bad one; it only bounds $|E|$, so its threshold must sit well above the energies a healthy run
 # reaches and its snapshots must be recent enough that reverting loses little.
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # ## 7. Summary
 
-# %% tags=[]
+# %%
 ch.metrics["budget_grad_evals"] = budget
 path = ch.save()
 caption = (f"**Scale `{cfg.scale}`**, whole notebook {ch.elapsed()[0]:.0f} s; "
@@ -265,7 +265,7 @@ caption = (f"**Scale `{cfg.scale}`**, whole notebook {ch.elapsed()[0]:.0f} s; "
            "KL(p ‖ p_θ) / KL(p_θ ‖ p) in nats, at equal compute:")
 ch.table(["target", *cfg.inits], T.summary_rows(kl_table, cfg.inits), caption=caption)
 
-# %% [markdown] tags=[]
+# %% [markdown]
 # In short: Algorithm 1 learns every one of these 2D densities well enough to be scored against the truth; the
 # tables above say, for this run, where the replay buffer beats restarts from noise and persistent chains and where
 # it does not, which of the paper's tips hold at this scale, that summing two exact energies samples their product

@@ -96,7 +96,7 @@ def test_spectral_norm_on_every_conv_not_on_the_head():
 
 # ------------------------------------------------------------------------------------ the paper-scale path
 def test_paper_preset_is_cifar10_with_a7_settings():
-    cfg = scales.preset("05_ood_robustness", "paper")
+    cfg = scales.preset("06_ood_robustness", "paper")
     assert cfg.datasets == ("cifar10",) and cfg.ood_in == ("cifar10",) and cfg.adv_dataset == "cifar10"
     recipes = image_recipes(cfg.models)
     for name, r in recipes.items():
@@ -126,7 +126,7 @@ def test_cifar_branch_end_to_end_on_fixtures(cifar_root, tmp_path):
             "dtd": lambda s: load_dtd(s, root=cifar_root, download=False)}
     tiny = dict(batch_size=4, n_steps=2, buffer_capacity=16, checkpoint_every=1)
     models = {}
-    for name, spec in scales.preset("05_ood_robustness", "paper").models.items():
+    for name, spec in scales.preset("06_ood_robustness", "paper").models.items():
         recipe = ImageEBMRecipe(name=name, **{**spec, "width": 2, "n_iters": 2, "snapshot_every": 1, "keep_buffer": 4,
                                                  "train": {**spec["train"], **tiny}})
         models[name] = R.load_or_train(recipe, data=train, shipped_dir=tmp_path / "none", out_dir=tmp_path / "out",

@@ -61,10 +61,10 @@ def test_presets_scales_overrides_and_errors():
     assert demo.scale == "demo" and demo.models["mnist_cond_replay"]["n_iters"] == 1200
     assert smoke.models["mnist_cond_replay"]["n_iters"] == 6 and smoke.per_class == 2
     assert demo.per_class == 8                                  # SMOKE replaced a copy, not DEMO itself
-    cfg = scales.preset("04", "demo", {"models.sens_l2_0.01.n_iters": 7, "n_test": 3})
+    cfg = scales.preset("05", "demo", {"models.sens_l2_0.01.n_iters": 7, "n_test": 3})
     assert cfg.models["sens_l2_0.01"]["n_iters"] == 7 and cfg.n_test == 3 and cfg.models["sens_l2_0.1"]["n_iters"] == 500
     with pytest.raises(KeyError, match="has no key 'n_tset'"):
-        scales.preset("04", "demo", {"n_tset": 3})
+        scales.preset("05", "demo", {"n_tset": 3})
     with pytest.raises(ValueError, match="scale must be one of"):
         scales.preset("03_mnist", "huge")
     with pytest.raises(KeyError, match="unknown chapter 'nope'"):

@@ -1,4 +1,4 @@
-"""The chapter 07 experiments, tables and sentences (ebmlib.chapters.composition.experiments), and the chapter's
+"""The chapter 08 experiments, tables and sentences (ebmlib.chapters.composition.experiments), and the chapter's
 command-line entry point."""
 from types import SimpleNamespace
 
@@ -93,7 +93,7 @@ def test_paired_rows_alternate_samples_and_truth():
 
 @pytest.fixture(scope="module")
 def tiny():
-    cfg = preset("07_composition", "smoke")
+    cfg = preset("08_composition", "smoke")
     torch.manual_seed(0)
     models = {name: SimpleNamespace(model=r.build().eval()) for name, r in Z.recipes(cfg).items()}
     return cfg, models
@@ -156,8 +156,8 @@ def test_upright_square_confusion_counts_both_sets(tiny):
 # --- the command line can train the chapter ------------------------------------------------------------------------------
 
 def test_the_chapter_package_exposes_train_models(tmp_path):
-    """``python -m ebmlib train 07`` imports ebmlib.chapters.composition and calls its train_models."""
+    """``python -m ebmlib train 08`` imports ebmlib.chapters.composition and calls its train_models."""
     from ebmlib.cli import train_models
     assert composition.train_models is Z.train_models
-    paths = train_models("07", "smoke", tmp_path, only=["dsprites_judge"])
+    paths = train_models("08", "smoke", tmp_path, only=["dsprites_judge"])
     assert [p.name for p in paths] == ["dsprites_judge.pt"] and paths[0].is_file()

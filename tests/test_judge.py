@@ -1,4 +1,4 @@
-"""The dSprites latent judge of chapter 07 (ebmlib.chapters.composition.judge): its recipe, its scoring, its
+"""The dSprites latent judge of chapter 08 (ebmlib.chapters.composition.judge): its recipe, its scoring, its
 scale confusion check, and the shipped demo judge read against real images of every set the chapter scores."""
 import pytest
 import torch
@@ -158,7 +158,7 @@ def test_judge_learns_position_quickly_and_predicts_rows():
 
 
 def test_the_chapter_judge_trains_on_upright_sprites_too():
-    cfg = preset("07_composition", "demo")
+    cfg = preset("08_composition", "demo")
     r = Z.recipes(cfg)["dsprites_judge"]
     assert isinstance(r, J.JudgeRecipe) and r.name == "dsprites_judge" and r.data == "full+upright"
     y = L.latent_set(r.data).sample(2000, gen(5))
@@ -169,7 +169,7 @@ def test_the_chapter_judge_trains_on_upright_sprites_too():
 
 @pytest.fixture(scope="module")
 def shipped_judge():
-    cfg = preset("07_composition", "demo")
+    cfg = preset("08_composition", "demo")
     t = load_trained(Z.recipes(cfg)["dsprites_judge"], (SHIPPED_DIR,))
     assert t is not None, "ebmlib/checkpoints/dsprites_judge.pt is missing or was made by another recipe"
     return t.model, cfg

@@ -318,7 +318,7 @@ def test_fig22_and_sensitivity_skip_models_without_a_temperature():
 def test_the_page_states_the_thresholds_the_code_uses():
     """The notebook's prose names MIN_ESS and the crossing tolerance; a change to either must change the page."""
     from pathlib import Path
-    text = (Path(__file__).resolve().parents[1] / "notebooks" / "04_likelihood.py").read_text()
+    text = (Path(__file__).resolve().parents[1] / "notebooks" / "05_likelihood.py").read_text()
     assert f"Where the ESS is below {lk.MIN_ESS:g}" in text
     assert f"({lk.crossing_tolerance(dict(n_test=16)):.1f} for 16 digits)" in text
     assert f"$\\log 100 = {lk.MARKOV_NATS:.1f}$" in text

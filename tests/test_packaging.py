@@ -63,5 +63,5 @@ def test_every_chapter_installs_the_package_first():
         assert "install" in first.metadata.get("tags", []), f"{source.name}: the first code cell is not the install cell"
         assert f"git+{REPOSITORY}" in first.source, f"{source.name}: the install cell names another repository"
         assert 'find_spec("ebmlib") is None' in first.source
-        extras = "run,hand" if source.stem == "06_robot_hand" else "run"
+        extras = "run,hand" if source.stem == "07_robot_hand" else "run"
         assert f"ebmlib[{extras}]" in first.source, f"{source.name}: the install cell lacks extras [{extras}]"

@@ -77,7 +77,7 @@ def test_shipped_checkpoints_load_with_weights_only():
     """Every demo recipe of every image chapter has its shipped checkpoint, trained by exactly that recipe."""
     from ebmlib import presets
     demo = {}
-    for chapter in ("03_mnist", "04_likelihood", "05_ood_robustness"):
+    for chapter in ("03_mnist", "05_likelihood", "06_ood_robustness"):
         demo.update(image_recipes(presets.preset(chapter, "demo").models))
     assert {"mnist_uncond_replay", "mnist_uncond_pcd", "sens_step_1000"} <= set(demo)
     for name, recipe in sorted(demo.items()):

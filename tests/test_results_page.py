@@ -25,8 +25,8 @@ def test_every_paper_item_has_a_row_and_a_regenerating_chapter_or_a_reason():
 
 
 def test_a_chapter_with_a_bad_verdict_is_refused(tmp_path, monkeypatch):
-    record = json.loads((ROOT / "book" / "results" / "06_robot_hand.json").read_text())
-    (tmp_path / "06_robot_hand.json").write_text(json.dumps(record))
+    record = json.loads((ROOT / "book" / "results" / "07_robot_hand.json").read_text())
+    (tmp_path / "07_robot_hand.json").write_text(json.dumps(record))
     import ebmlib.chapters.robot_hand as rh
     monkeypatch.setattr(rh, "paper_rows", lambda r: [dict(item="Fig. 12 / Table 2", ours="x", verdict="great",
                                                            note="", data="d")])

@@ -1,4 +1,4 @@
-"""Chapter 06's recipe layer, its evaluation (test halves, the truth-against-truth floor) and its verdicts.
+"""Chapter 07's recipe layer, its evaluation (test halves, the truth-against-truth floor) and its verdicts.
 
 Synthetic trajectories of the hand's shapes stand in for the MuJoCo data (no simulator needed).
 """
@@ -26,7 +26,7 @@ def _hand_data(n=40, length=6, seed=0) -> D.HandData:
 
 def _cfg(**overrides):
     base = {"length": 6, "ebm_iters": 3, "fc_iters": 3, "batch_size": 16}
-    return preset("06_robot_hand", "smoke", dict(base, **overrides))
+    return preset("07_robot_hand", "smoke", dict(base, **overrides))
 
 
 # ---------------------------------------------------------------------------------------------------- halves, floor

@@ -1,6 +1,6 @@
 """Image EBMs by recipe: the energy network of a data set trained with Algorithm 1 on dequantised images.
 
-:class:`ImageEBMRecipe` is the recipe kind of chapters 03-05 (and of the CIFAR-10 path): data set, network
+:class:`ImageEBMRecipe` is the recipe kind of chapters 03, 05 and 06 (and of the CIFAR-10 path): data set, network
 width, conditioning, Algorithm 1's settings (``train``: :class:`~ebmlib.core.train.TrainConfig` fields),
 iterations, and how many buffer samples to keep. Load or train it with :func:`ebmlib.core.recipes.load_or_train`
 (``data=`` the training :class:`~ebmlib.core.images.ImageData`); ``python -m ebmlib train`` makes the shipped

@@ -37,7 +37,7 @@ def dequantize(pixels: Tensor, generator: Optional[torch.Generator] = None) -> T
     """uint8 pixels -> float in [0, 1): (pixel + U(0, 1)) / 256, the paper's continuous MNIST (A.3).
 
     Every value stays inside its own 1/256 bin, so ``floor(256 x) == pixel`` and the data density is a
-    proper density on [0, 1]^D (needed for the likelihoods of chapter 5).
+    proper density on [0, 1]^D (needed for the likelihoods of chapter 05).
     """
     if pixels.dtype != torch.uint8:
         raise TypeError(f"dequantize expects uint8 pixels, got {pixels.dtype}")

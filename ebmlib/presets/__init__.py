@@ -28,10 +28,10 @@ CHAPTERS = {
     "01_sampling": "sampling",
     "02_training_2d": "training_2d",
     "03_mnist": "mnist",
-    "04_likelihood": "likelihood",
-    "05_ood_robustness": "ood_robustness",
-    "06_robot_hand": "robot_hand",
-    "07_composition": "composition",
+    "05_likelihood": "likelihood",
+    "06_ood_robustness": "ood_robustness",
+    "07_robot_hand": "robot_hand",
+    "08_composition": "composition",
 }
 
 

@@ -1,4 +1,4 @@
-"""Chapter 07 (compositional generation on dSprites, section 6, Fig. 15 / 16, A.5): sizes per scale.
+"""Chapter 08 (compositional generation on dSprites, section 6, Fig. 15 / 16, A.5): sizes per scale.
 
 ``experts`` and ``finetune`` map a recipe name to the fields of
 ``ebmlib.chapters.composition.zeroshot.LatentRecipe``; a finetune recipe names the experts it sums in ``parts``.

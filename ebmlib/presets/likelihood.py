@@ -1,4 +1,4 @@
-"""Chapter 04 (AIS / RAISE likelihood bounds on continuous MNIST, A.3, Fig. 22 and 23): sizes per scale.
+"""Chapter 05 (AIS / RAISE likelihood bounds on continuous MNIST, A.3, Fig. 22 and 23): sizes per scale.
 
 ``models`` are ``ebmlib.core.image_ebm.ImageEBMRecipe`` fields. The replay model is the same recipe as chapter
 03's ``mnist_uncond_replay`` (so the same shipped checkpoint); the PCD model differs from it only in keeping

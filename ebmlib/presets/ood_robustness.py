@@ -1,4 +1,4 @@
-"""Chapter 05 (OOD detection by energy, section 4.3, Fig. 9 / 10; adversarial robustness, section 4.4, Fig. 11):
+"""Chapter 06 (OOD detection by energy, section 4.3, Fig. 9 / 10; adversarial robustness, section 4.4, Fig. 11):
 sizes per scale.
 
 smoke / demo: chapter 03's MNIST-class models (the same recipes, so the same shipped checkpoints), MNIST and

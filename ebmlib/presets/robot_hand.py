@@ -1,4 +1,4 @@
-"""Chapter 06 (EBM vs FC dynamics of the Shadow hand, section 5, Fig. 12 / 13, A.7): sizes per scale.
+"""Chapter 07 (EBM vs FC dynamics of the Shadow hand, section 5, Fig. 12 / 13, A.7): sizes per scale.
 
 Data from ``ebmlib.data.hand`` (scripted policy; ~3 trajectories/s per worker on a busy CPU, ~15 on an idle
 one). The test set is halved: roll-outs start from one half and are scored against the other, and the two

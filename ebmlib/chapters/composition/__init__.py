@@ -1,4 +1,4 @@
-"""Chapter 07: dSprites latents and splits (``latents``), latent-conditional experts and their sums
+"""Chapter 08: dSprites latents and splits (``latents``), latent-conditional experts and their sums
 (``zeroshot``), the judge that reads latents off images (``judge``) and the chapter's experiments, tables and
 sentences (``experiments``)."""
 from ebmlib.chapters.composition.experiments import paper_rows

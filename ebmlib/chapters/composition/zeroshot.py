@@ -12,7 +12,7 @@
 * :class:`LatentRecipe`: an expert (Algorithm 1) or a sum of trained experts fine-tuned with A.5's KL term
   (:class:`ebmlib.core.train.KLTrainer`: CD on the sum plus ``E_{x~q}[stopgrad(E)(x)]`` through the last step).
 * :func:`train_models`: every model of the chapter's preset, each loaded from its checkpoint or trained
-  (``python -m ebmlib train 07 --scale demo --out ebmlib/checkpoints`` makes the shipped files), the latent
+  (``python -m ebmlib train 08 --scale demo --out ebmlib/checkpoints`` makes the shipped files), the latent
   judge of :mod:`ebmlib.chapters.composition.judge` last.
 """
 from __future__ import annotations

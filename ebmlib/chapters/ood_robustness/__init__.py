@@ -1,4 +1,4 @@
-"""Chapter 05: out-of-distribution detection by energy (``ood``), adversarial robustness with section 4.4's
+"""Chapter 06: out-of-distribution detection by energy (``ood``), adversarial robustness with section 4.4's
 sampling defence (``adversarial``), and the page's experiment loops, tables and sentences (``report``)."""
 from ebmlib.chapters.ood_robustness.report import paper_rows
 from ebmlib.core.image_ebm import load_or_train_models

@@ -1,4 +1,4 @@
-"""Chapter 05's page: the experiment loops, tables, figures and verdict sentences that the notebook calls.
+"""Chapter 06's page: the experiment loops, tables, figures and verdict sentences that the notebook calls.
 
 OOD detection (section 4.3, Fig. 9 / 10): :func:`ood_experiment` draws the in-distribution test images and the
 OOD sets of one data set, fits the PCA-Gaussian baseline and scores every set with every scorer;

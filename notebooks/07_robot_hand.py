@@ -62,7 +62,7 @@ import matplotlib.pyplot as plt
 from ebmlib.chapters import robot_hand as D
 from ebmlib.notebook.setup import start
 
-ch = start("06_robot_hand", scale, seed, out_dir, overrides)
+ch = start("07_robot_hand", scale, seed, out_dir, overrides)
 cfg = ch.cfg
 hd = D.prepare_data(cfg)    # load or simulate, split, halve the test set, fit the units
 ch.metrics["data"] = D.data_metrics(cfg, hd)
@@ -189,5 +189,5 @@ ch.show(f"Metrics written to `{path.name}`; {ch.describe()}.")
 # %% [markdown]
 # Our data is a scripted finger wave on the gymnasium-robotics hand, not the paper's trained policy on OpenAI's
 # simulator, and far smaller than 200,000 trajectories; the models are trained for minutes on a CPU. The numbers
-# above are this run's. `python -m ebmlib reproduce 06 --scale paper` runs the paper's data size (90/10 split,
+# above are this run's. `python -m ebmlib reproduce 07 --scale paper` runs the paper's data size (90/10 split,
 # test halves of 10,000 trajectories) and A.7's settings on a GPU.

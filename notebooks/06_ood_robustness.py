@@ -26,8 +26,8 @@
 #
 # ```
 # python -m ebmlib data cifar10 && python -m ebmlib data svhn && python -m ebmlib data dtd
-# python -m ebmlib train 05_ood_robustness --scale paper --out _results   # resumable; uses the GPU when present
-# papermill notebooks/05_ood_robustness.ipynb out.ipynb -p scale paper      # loads _results/cifar10_*.pt
+# python -m ebmlib train 06_ood_robustness --scale paper --out _results   # resumable; uses the GPU when present
+# papermill notebooks/06_ood_robustness.ipynb out.ipynb -p scale paper      # loads _results/cifar10_*.pt
 # ```
 #
 # The last command alone also works (it trains what it cannot load), but only the `train` command resumes an
@@ -64,7 +64,7 @@ from ebmlib.core.recipes import load_or_train
 from ebmlib.data import DISPLAY_NAMES, load_images
 from ebmlib.notebook.setup import start
 
-ch = start("05_ood_robustness", scale, seed, out_dir, overrides)
+ch = start("06_ood_robustness", scale, seed, out_dir, overrides)
 cfg, gen = ch.cfg, ch.rng(0)   # one random stream for every draw, in page order
 
 # %%

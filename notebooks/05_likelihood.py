@@ -48,7 +48,7 @@ from ebmlib.chapters import likelihood as L
 from ebmlib.data import load_mnist
 from ebmlib.notebook.setup import start
 
-ch = start("04_likelihood", scale, seed, out_dir, overrides)
+ch = start("05_likelihood", scale, seed, out_dir, overrides)
 cfg, gen = ch.cfg, ch.rng(0)
 mnist_train, mnist_test = load_mnist("mnist", "train"), load_mnist("mnist", "test")
 print(ch.describe())

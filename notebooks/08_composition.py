@@ -50,7 +50,7 @@ from ebmlib.chapters.composition import latents as L
 from ebmlib.chapters.composition import zeroshot as Z
 from ebmlib.notebook.setup import start
 
-ch = start("07_composition", scale, seed, out_dir, overrides)
+ch = start("08_composition", scale, seed, out_dir, overrides)
 cfg = ch.cfg
 models = Z.train_models(cfg, ch.seed, out_dir=ch.out_dir, progress=False,
                         device=ch.device, log=print)
