@@ -1,14 +1,17 @@
 # %% [markdown]
 # # Sampling from known energies
 #
-# Everything an energy-based model does at generation time runs through a sampler. Du and Mordatch draw their
-# negative samples with Langevin dynamics, eq. (3) of the paper,
+# Everything an energy-based model does at generation time runs through a sampler. {cite:t}`du2019implicit` draw
+# their negative samples with Langevin dynamics, eq. (3) of the paper,
 #
 # $$\tilde x^k = \tilde x^{k-1} - \frac{\lambda}{2}\nabla_x E_\theta(\tilde x^{k-1}) + \omega^k, \qquad \omega^k \sim \mathcal N(0, \lambda),$$
 #
 # and argue that as $K \to \infty$ and $\lambda \to 0$ the chain's law $q_\theta$ approaches $p_\theta(x) \propto e^{-E_\theta(x)}$.
 # In practice (appendix A.7) they run a *different* update: 60 steps, a step size of 10 on a gradient clipped to
 # $\pm 0.01$ per value, and noise of standard deviation 0.005, so step and noise are no longer tied together.
+# This page writes the step size as $h$ (so the paper's $\lambda$ in eq. (3) is $2h$) and the noise standard deviation
+# as $\sigma$, following the {ref}`notation of the theory page <theory-notation>`, whose section 6 derives the
+# samplers used here.
 #
 # Before any network is trained, this chapter asks how good such samplers are **when the energy is known exactly**.
 # On two-dimensional targets whose normalised density we can evaluate, every sample set can be scored against the
@@ -88,8 +91,8 @@ ch.metrics["log_z_grid"] = {name: lz for name, lz, _ in rows}
 # ### How to score a sample set
 #
 # For a set of $N$ samples we bin them on a grid over the target's bounds and compare the histogram
-# $\hat p$ with the target's exact cell probabilities $q$ (`ebmlib.core.metrics.grid_kl`):
-# $\mathrm{KL}(\hat p \,\Vert\, q) = \sum_i \hat p_i \log(\hat p_i / q_i)$. Samples that leave the grid are counted in
+# $\hat p$ with the target's exact cell probabilities $p_i$ (`ebmlib.core.metrics.grid_kl`):
+# $\mathrm{KL}(\hat p \,\Vert\, p) = \sum_i \hat p_i \log(\hat p_i / p_i)$. Samples that leave the grid are counted in
 # the nearest edge cell, so escaping chains are penalised, not dropped.
 #
 # This estimator is **biased upwards**: even $N$ exact samples score about $(B_\text{eff} - 1)/(2N)$, where
@@ -112,16 +115,17 @@ ch.table(["target", "measured floor", "predicted (kl_bias)", "(cells - 1)/(2N)"]
 #
 # ### The samplers
 #
-# Each sampler gets settings scaled to the target's narrowest length scale $w$ (the standard deviation of one of
-# the eight Gaussians, or the width of a moon), so the comparison is about the algorithms, not about lucky tuning:
+# Each sampler gets settings scaled to the target's narrowest length scale $\ell$ (the standard deviation of one
+# of the eight Gaussians, or the width of a moon), so the comparison is about the algorithms, not about lucky
+# tuning:
 #
 # | sampler | update | settings |
 # | --- | --- | --- |
-# | RWMH | $x' = x + \sigma\xi$, accepted with $\min(1, e^{E(x) - E(x')})$ | $\sigma = 1.5\,w$ |
-# | ULA | $x' = x - h\nabla E(x) + \sqrt{2h}\,\xi$ (eq. (3) with $\lambda = 2h$), never rejected | $h = 0.5\,w^2$ |
-# | MALA | the ULA proposal with a Metropolis-Hastings correction | $h = 0.5\,w^2$ |
-# | HMC | 5 leapfrog steps of size $\epsilon$, unit mass, Metropolis on $H = E + \lVert p\rVert^2/2$ | $\epsilon = 0.5\,w$ |
-# | Langevin (A.7) | noise 0.005, gradient clipped to $\pm 0.01$, step 10, exactly the paper's image settings | |
+# | RWMH {cite:p}`metropolis1953equation` | $x' = x + \tau\xi$, accepted with $\min(1, e^{E(x) - E(x')})$ | $\tau = 1.5\,\ell$ |
+# | ULA | $x' = x - h\nabla E(x) + \sqrt{2h}\,\xi$ (eq. (3) with $\lambda = 2h$), never rejected | $h = 0.5\,\ell^2$ |
+# | MALA {cite:p}`roberts1996exponential` | the ULA proposal with a Metropolis-Hastings correction | $h = 0.5\,\ell^2$ |
+# | HMC {cite:p}`duane1987hybrid,neal2011mcmc` | $L = 5$ leapfrog steps of size $\eta$, unit mass, Metropolis on $\mathcal H(x, u) = E(x) + \lVert u\rVert^2/2$ | $\eta = 0.5\,\ell$ |
+# | Langevin (A.7) | noise $\sigma = 0.005$, gradient clipped to $\pm 0.01$, step $h = 10$, exactly the paper's image settings | |
 #
 # All chains start from uniform noise over the target's bounding box, as the paper initialises its fresh chains,
 # and every sampler sees the same starting points and the same number of steps. The distance is measured at
@@ -175,7 +179,7 @@ ch.show(chap.floor_notes(compare, floors))
 # * On the moons, whose long curved modes reward long trajectories, HMC reaches the floor in the fewest *steps*;
 #   but each of its steps costs six gradients, and on the work axis its lead shrinks. On the eight Gaussians the
 #   Langevin-type samplers start fastest, because every gradient step pulls a chain halfway to its nearest mode.
-# * ULA uses the same proposal as MALA but never rejects. At this step size ($h = 0.5w^2$) its stationary law is
+# * ULA uses the same proposal as MALA but never rejects. At this step size ($h = 0.5\ell^2$) its stationary law is
 #   wider than the target, so its KL levels off above MALA's and more steps do not help. Section 3 measures this
 #   bias exactly.
 # * The paper's Langevin with the A.7 settings does not sample $p$ on this scale: the clipped gradient moves each
@@ -201,10 +205,12 @@ ch.show(chap.floor_notes(compare, floors))
 # step. With $\sigma = \sqrt{2h}$ and no clipping it is the same Markov chain as ULA, observed half a step later,
 # $x_\text{paper} = (1-a)(x + \sqrt{2h}\,\xi)$, which gives
 #
-# $$v_\text{paper} = \frac{(1-a)^2\, s^2}{1 - h/(2s^2)} = v_\text{ULA} - 2h,$$
+# $$v_\text{paper} = \frac{(1-a)^2\, s^2}{1 - h/(2s^2)} = v_\text{ULA} - 2h.$$
 #
-# *narrower* than $s^2$ (and exactly zero at $h = s^2$, where the gradient step lands on the mean). The same
-# algorithm is biased in opposite directions depending on where its state is read off.
+# It is *narrower* than $s^2$ when $(1-a)^2 < 1 - a/2$, that is for $h < 3s^2/2$ (and exactly zero at $h = s^2$,
+# where the gradient step lands on the mean), and *wider* beyond: in the table below, the step sizes up to 1.4 give
+# a variance below 1 and $h = 1.8$ one above it. For small steps the same algorithm is thus biased in opposite
+# directions depending on where its state is read off.
 #
 # We measure all three: chains start from exact samples of $\mathcal N(0, I)$ ($s = 1$), run a burn-in, and then the
 # variance is averaged over all chains, both coordinates and the remaining steps.
@@ -273,8 +279,9 @@ ch.show(chap.mixing_sentence(mix))
 # ## 5. Noise and step size in the paper's Langevin
 #
 # The paper's update decouples the noise standard deviation $\sigma$ from the step size $h$:
-# $x \leftarrow x + \sigma\xi,\; x \leftarrow x - h\,\nabla E(x)$. Without clipping, a small-$h$ analysis shows
-# this samples approximately $p_T(x) \propto e^{-E(x)/T}$ at the temperature
+# $x \leftarrow x + \sigma\xi,\; x \leftarrow x - h\,\nabla E(x)$. Without clipping, a small-$h$ analysis (the
+# {ref}`theory page <theory-paper-langevin>`) shows that at stationarity this samples approximately the tempered
+# density $p_T(x) \propto e^{-E(x)/T}$ at the temperature
 #
 # $$T = \frac{\sigma^2}{2h},$$
 #
@@ -284,8 +291,9 @@ ch.show(chap.mixing_sentence(mix))
 #
 # $$v = \frac{(1-a)^2\,\sigma^2}{a\,(2-a)},$$
 #
-# which is $(1-a)^2 s^2/(1-a/2)$ at $T = 1$ (section 3): a large step makes the modes too narrow even at the "right"
-# temperature, and a hotter $T$ can undo that. For the eight Gaussians $s = 0.25$.
+# which is $(1-a)^2 s^2/(1-a/2)$ at $T = 1$ (section 3): a step below $3s^2/2$ makes the modes too narrow even at the
+# "right" temperature (a larger one makes them too wide), and a hotter $T$ can undo that. For the eight Gaussians
+# $s = 0.25$, so $3s^2/2 \approx 0.094$, above every step size of the grid below.
 #
 # Appendix A.8 reports that very low noise gave poor results and that high noise
 # explored many modes at first but then made training collapse, and recommends fixing $\sigma = 0.005$ and tuning the
@@ -320,11 +328,11 @@ ch.show(chap.grid_sentence(panel))
 # * **High noise** (right columns): $T \gg 1$ flattens the energy by a factor $T$, so chains spread between the modes
 #   (the "mode exploration" of A.8) but the samples describe a blurred distribution. A model trained on such negatives
 #   is pushed to match a hot version of itself, one plausible route to the collapse A.8 describes.
-# * The KL is lowest at $T = 1$ with a small step. Along the $T = 1$ diagonal it grows with $h$: the modes come
-#   out too narrow, the discretisation bias computed above. In the largest-step row a hotter $T$ compensates (the
-#   formula for $v$ puts the right width at $\sigma^2 = s^2 a(2-a)/(1-a)^2$), so a decoupled step and noise can be
-#   tuned into a decent sampler without $T = 1$: tuning them separately, as the paper does, is not wrong in itself,
-#   it just has no reason to land on $p$.
+# * The KL is lowest at $T = 1$ with a small step. Along the $T = 1$ diagonal it grows with $h$: the modes come out
+#   too narrow (every step here is below $3s^2/2$), the discretisation bias computed above. In the largest-step row
+#   a hotter $T$ compensates (the formula for $v$ puts the right width at $\sigma^2 = s^2 a(2-a)/(1-a)^2$), so a
+#   decoupled step and noise can be tuned into a decent sampler without $T = 1$: tuning them separately, as the
+#   paper does, is not wrong in itself, it just has no reason to land on $p$.
 #
 # The paper's advice ($\sigma = 0.005$, step 10 to 100, gradient clipped to 0.01) corresponds to a very cold sampler
 # used as an optimiser with a little noise. For training it works because the replay buffer, not the chain,
@@ -359,7 +367,7 @@ fig = chap.explorer_fallback(targets["eight_gaussians"], cfg.widget_chains, step
 # ## 7. Summary
 #
 # The numbers of this run, gathered in one place and written to `<out_dir>/01_sampling.json` for the results
-# pages:
+# page:
 
 # %%
 ch.show(chap.summary(cfg.scale, ch.elapsed(), compare, floors, bias, mix,

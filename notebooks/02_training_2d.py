@@ -2,20 +2,23 @@
 # # Training EBMs in 2D, and composing them
 #
 # Chapter 1 sampled from energies that were *given*. Here the energy is *learned*: a small MLP $E_\theta(x)$ is
-# trained from samples of a 2D distribution with Algorithm 1 of Du and Mordatch (2019), and because each target
+# trained from samples of a 2D distribution with Algorithm 1 of {cite:t}`du2019implicit`, and because each target
 # density is known exactly, the result can be scored, not just looked at. The plane is small enough to compute the
 # partition function of eq. (2) by brute force on a grid, so the learned density
-# $p_\theta(x) = e^{-E_\theta(x)/T} / Z_\theta$ is exactly normalised and compared with the truth in both KL
-# directions.
+# $p_\theta(x) = e^{-E_\theta(x)/T} / Z_T$ (the tempered density $p_T$ of the
+# {ref}`theory page <theory-temperature>` at the run's own temperature $T$; this page keeps writing $p_\theta$
+# for it) is exactly normalised and compared with the truth in both KL directions.
 #
 # The chapter does five things:
 #
 # 1. trains on four targets with separated modes (eight Gaussians, two rings, two moons, a checkerboard) and measures
 #    $\mathrm{KL}(p \,\|\, p_\theta)$, $\mathrm{KL}(p_\theta \,\|\, p)$ and the recovered mode weights, for the replay
-#    buffer of section 3.2, short-run chains started from noise, and persistent chains (PCD), at equal compute;
+#    buffer of section 3.2, short-run chains started from noise, and persistent chains (PCD)
+#    {cite:p}`tieleman2008training`, at equal compute;
 # 2. runs the ablations the paper argues for (noise level, step size, L2 coefficient, number of Langevin steps,
 #    activation, spectral norm), each at the same number of gradient evaluations;
-# 3. composes two energies by summing them (Fig. 14, a product of experts: AND) and contrasts that with a mixture (OR);
+# 3. composes two energies by summing them (Fig. 14, a product of experts {cite:p}`hinton1999products`: AND) and
+#    contrasts that with a mixture (OR);
 # 4. refines samples by running more Langevin steps at test time (adaptive computation);
 # 5. makes a run diverge on purpose and shows the trainer's guard rolling it back.
 #
@@ -60,20 +63,27 @@ print(f"every run costs {budget} energy-gradient evaluations; "
 #
 # Each iteration draws a batch $x^+$ from the data and as many negatives $x^-$ from $K$ Langevin steps,
 #
-# $$x^{k} = x^{k-1} + \sigma\,\xi^k - \lambda\,\nabla_x E_\theta(x^{k-1} + \sigma\xi^k), \qquad \xi^k \sim \mathcal N(0, I),$$
+# $$x^{k} = x^{k-1} + \sigma\,\xi^k - h\,\nabla_x E_\theta(x^{k-1} + \sigma\xi^k), \qquad \xi^k \sim \mathcal N(0, I),$$
 #
-# started from the replay buffer (95% of chains) or uniform noise (5%), and takes an Adam($\beta_1 = 0$) step on
+# with step size $h$ and noise standard deviation $\sigma$ (the {ref}`theory page's notation <theory-notation>`; the
+# base setting here does not clip the gradient), started from the replay buffer (95% of chains) or uniform noise
+# (5%), and takes an Adam($\beta_1 = 0$) step on
 #
 # $$\mathcal L = \alpha\,\big(E_\theta(x^+)^2 + E_\theta(x^-)^2\big) + E_\theta(x^+) - E_\theta(x^-),$$
 #
 # which lowers the energy of data, raises that of negatives, and (the L2 term of section 3.3) keeps both near zero.
 #
-# **Temperature.** With the noise decoupled from the step, as in the paper's A.7, the chain samples
-# $e^{-E_\theta/T}$ with $T = \sigma^2 / 2\lambda$, and that is the density the trained model stands for. Because
-# the L2 term keeps energies of order one, $T$ sets how peaked $p_\theta$ can be: the paper's image setting
-# ($\lambda = 10$, $\sigma = 0.005$) is $T \approx 10^{-6}$. Here the base setting ties $\sigma = \sqrt{2\lambda}$
-# so that $T = 1$ and $p_\theta = e^{-E_\theta}/Z_\theta$; the noise ablation below changes $T$, and every score uses
-# the run's own $T$. The network is a swish MLP whose sizes are printed above; chains live on $[-4, 4]^2$.
+# **Temperature.** With the noise decoupled from the step, as in the paper's A.7, an unclipped chain is the
+# unadjusted Langevin algorithm on $E_\theta / T$ with $T = \sigma^2 / 2h$
+# ({ref}`theory page, section 6 <theory-paper-langevin>`). It samples $p_T \propto e^{-E_\theta/T}$ only
+# approximately: for steps small on the scale of the energy's curvature ($h\,\lVert \nabla_x^2 E_\theta \rVert \ll 1$),
+# without clipping, and once the chain is stationary, whereas the chains of training run $K$ steps at a time,
+# continued through the buffer. So $p_T$ is the density a trained model is read as, not one its training chains
+# are shown to sample. Because the L2 term keeps energies of order one, $T$ sets how peaked $p_T$ can be: the
+# paper's image setting ($h = 10$, $\sigma = 0.005$) is $T \approx 10^{-6}$. Here the base setting ties
+# $\sigma = \sqrt{2h}$ so that $T = 1$ and $p_\theta = e^{-E_\theta}/Z(\theta)$; the noise ablation below changes
+# $T$, and every score uses the run's own $T$. The network is a swish MLP whose sizes are printed above; chains live
+# on $[-4, 4]^2$.
 
 # %% [markdown]
 # ## 2. Four targets, three ways to start the chains
@@ -131,8 +141,9 @@ ch.show(text)
 # Two things to read in the table besides the winner. Short-run chains from noise are trained to *produce samples
 # in $K$ steps*; nothing makes $e^{-E_\theta}$ itself the data density, and where its density is off (often in the
 # mode weights, or in mass between the modes) the sample KL can still look fine. And no local sampler moves mass
-# between well separated modes at $T = 1$ (chapter 1): with the buffer or PCD the negatives' share of each mode is
-# inherited from history, so mode weights are learned only through the 5% uniform restarts and slowly.
+# between well separated modes at $T = 1$ (chapter 1): with the buffer, the negatives' share of each mode is
+# inherited from history and corrected only through the 5% uniform restarts, slowly; PCD never restarts its chains,
+# so its shares move only as far as its chains cross between modes.
 
 # %% [markdown]
 # ## 3. Ablations at equal compute
@@ -163,8 +174,9 @@ ch.show("\n".join(f"* {c}" for c in ch.metrics["ablation_claims"]))
 #
 # Two energies can be combined without retraining. Their **sum** $E_A + E_B$ is a product of experts,
 # $p_{A\wedge B} \propto p_A\,p_B$: a point is likely only where *both* densities are high. The **mixture**
-# $-\log(\tfrac12 e^{-E_A} + \tfrac12 e^{-E_B})$ is likely wherever *either* is. Section 6 samples the sum "by
-# undergoing a Langevin step sequentially from each model"; `ebmlib.core.compose.sequential_langevin` does that, splitting
+# $-\log(\tfrac12 e^{-E_A} + \tfrac12 e^{-E_B})$ is likely wherever *either* is (the
+# {doc}`theory page <../book/theory>`, section 2). The paper's section 6 samples the sum "by undergoing a Langevin
+# dynamic step sequentially from each model"; `ebmlib.core.compose.sequential_langevin` does that, splitting
 # the noise between the experts so that a round of steps samples the product at the same temperature as one
 # Langevin step on the sum.
 #

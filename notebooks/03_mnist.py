@@ -2,7 +2,9 @@
 # # Deep EBMs on MNIST, from noise to digits
 #
 # The first image chapter. A convolutional energy $E_\theta(x)$ over $28\times28$ images is trained with Algorithm 1
-# of Du and Mordatch (2019) on continuous MNIST, unconditionally and conditioned on the digit class, and then put
+# of {cite:t}`du2019implicit` on continuous MNIST {cite:p}`lecun1998gradient`, unconditionally and conditioned on
+# the digit class (a class-conditional model in the sense of the
+# {ref}`second theory page <more-conditional>`), and then put
 # through the paper's image experiments at a size a CPU can train:
 #
 # 1. continuous MNIST with the paper's dequantisation (A.3);
@@ -56,8 +58,9 @@ print(ch.describe())
 # ## 1. Continuous MNIST
 #
 # Pixels are integers $0..255$; an EBM defines a *density* on $[0, 1]^{784}$, so the data must be continuous too.
-# Like the paper (A.3), each pixel $p$ becomes $x = (p + u)/256$ with $u \sim U(0, 1)$, i.e.
-# $x = \tfrac{p}{255}\cdot\tfrac{255}{256} + U(0, \tfrac{1}{256})$, fresh at every draw. The images are kept as
+# Like the paper (A.3, following {cite:t}`uria2013rnade`), each pixel value $n$ becomes $x = (n + U)/256$ with
+# $U \sim \mathcal U(0, 1)$, i.e. $x = \tfrac{n}{255}\cdot\tfrac{255}{256} + \mathcal U(0, \tfrac{1}{256})$, fresh
+# at every draw. The images are kept as
 # uint8 and dequantised batch by batch. The loader reads torchvision's files under `$EBMLIB_DATA` (or
 # `~/.cache/ebmlib/data`) and downloads them when they are missing.
 
@@ -80,7 +83,8 @@ P.show_images(x_show, nrow=16, title="dequantised training digits");
 #   buffer;
 # * `mnist_cond_noise`: class-conditional, every chain restarted from uniform noise (short-run training).
 #
-# A fourth, `fashion_uncond_replay`, is the unconditional replay recipe on Fashion-MNIST (section 8).
+# A fourth, `fashion_uncond_replay`, is the unconditional replay recipe on Fashion-MNIST {cite:p}`xiao2017fashion`
+# (section 8).
 
 # %%
 models = M.train_models(cfg, ch.seed, out_dir=ch.out_dir, progress=False,
@@ -225,9 +229,10 @@ print(M.conversion_line(ch.metrics["conversion_accuracy"], n_conv, cfg.eval_step
 # **Restoration (Fig. 6).** Test digits are corrupted three ways and given to the unconditional replay model:
 # salt-and-pepper noise on 10% of the pixels; the bottom half replaced by uniform noise with the top half clamped
 # (inpainting); and no corruption at all (ground-truth initialisation). The model never learned to denoise: it just
-# samples from where it starts. The classifier measures how often the restored digit keeps its class. The paper
-# reports on CIFAR-10 that about 10% of objects change class from the ground truth and about 30% under
-# salt-and-pepper noise or inpainting.
+# samples from where it starts (restoration as energy minimisation, and what the short chain stands in for, are
+# on the {ref}`second theory page <more-denoising>`). The classifier measures how often the restored digit keeps
+# its class. The paper reports on CIFAR-10 {cite:p}`krizhevsky2009learning` that about 10% of objects change class
+# from the ground truth and about 30% under salt-and-pepper noise or inpainting.
 
 # %%
 t = models["mnist_uncond_replay"]

@@ -1,30 +1,35 @@
 # %% [markdown]
 # # How good is the density? Log-likelihood with AIS and RAISE
 #
-# An EBM defines $p_\theta(x) = e^{-E_\theta(x)/T} / Z(T)$, but training never computes $Z$. Appendix A.3 of Du and
-# Mordatch (2019) estimates it with **annealed importance sampling** (AIS, Neal 2001) and **RAISE** (Burda et al.
-# 2015) and reports bounds on the log-likelihood of *continuous MNIST* (pixels rescaled to $[0, 1]$ plus
-# $\mathcal U(0, 1/256)$ noise) in nats per image:
+# An EBM defines, at a temperature $T$, the density $p_T(x) = e^{-E_\theta(x)/T} / Z_T$ (the
+# {ref}`theory page <theory-temperature>`), but training never computes $Z_T$. Appendix A.3 of
+# {cite:t}`du2019implicit` estimates it with **annealed importance sampling** (AIS) {cite:p}`neal2001annealed` and
+# **RAISE** {cite:p}`burda2015accurate` and reports bounds on the log-likelihood of *continuous MNIST* (pixels
+# rescaled to $[0, 1]$ plus $\mathcal U(0, 1/256)$ noise) in nats per image:
 #
 # * **Fig. 22**: the replay-buffer EBM at 1925.0 (lower) / 2218.3 (upper), far above the same model trained with
-#   persistent chains (PCD, 380.9 / 482), and beside NICE (1980), a VAE (985.0 / 997.1) and a GAN (618.4 / 636.1);
+#   persistent chains (PCD, 380.9 / 482), and beside NICE {cite:p}`dinh2014nice` at 1980.0 nats, a VAE
+#   (985.0 / 997.1) and a GAN (618.4 / 636.1), the last two as evaluated by {cite:t}`wu2017quantitative`;
 # * **Fig. 23**: the replay-buffer EBM is insensitive to the L2 coefficient (0.01 / 0.1 / 1.0) and the Langevin
 #   step size (10 / 100 / 1000): every bound lies between 1498 and 2370.
 #
-# The temperature $T$ is chosen to maximise the likelihood ("we chose the appropriate temperature that maximized
-# the likelihood of the model"). This chapter builds the estimators' credibility first, on problems whose
+# The temperature $T$ is chosen to maximise the likelihood: the paper's energy landscapes "gave sensible likelihood
+# estimates across a range of temperatures and so chose the appropriate temperature that maximized the likelihood
+# of the model". This chapter builds the estimators' credibility first, on problems whose
 # $\log Z$ is known exactly, and then measures chapter 3's models the same way, saying where the bounds are and
 # are not to be trusted.
 #
-# **How the two bounds arise** (details in `ebmlib.core.ais`). AIS moves chains from a tractable base $p_0$ through
-# $f_b = f_0^{1-b} f^b$, $0 = b_0 < \dots < b_K = 1$, accumulating importance weights whose mean is exactly
-# $Z/Z_0$; by Jensen, $\mathbb E \log \hat Z \le \log Z$, so $-E(x)/T - \log \hat Z$ is a stochastic **upper** bound
-# on $\log p(x)$. Reverse AIS runs the same path backwards from a point; started from *exact* model samples it
-# over-estimates $\log Z$, and started from a *data* point (RAISE) it gives a stochastic **lower** bound on the
-# log-likelihood of the annealing chain's own model, which approaches the EBM only as $K$ grows and the chains mix.
-# When they mix, the two close in on the truth from both sides. When they do not, RAISE can lie above the EBM's
-# likelihood, even above the AIS bound (the bounds *cross*), and two bounds that meet on runs whose weights rest
-# on one chain are weak evidence of the value.
+# **How the two bounds arise** (derived on the {ref}`second theory page <more-ais>`; code in `ebmlib.core.ais`). AIS
+# moves chains from a tractable base $p_0$ through $K$ intermediate distributions
+# $f_k = f_0^{1-\beta_k} f^{\beta_k}$, $0 = \beta_0 < \dots < \beta_K = 1$, with $f = e^{-E_\theta/T}$, accumulating
+# importance weights whose mean is exactly $Z_T/Z_0$; by Jensen, $\mathbb E \log \hat Z \le \log Z_T$, so
+# $-E_\theta(x)/T - \log \hat Z$ is a stochastic **upper** bound on $\log p_T(x)$. (Each $\beta_k$ is an inverse
+# temperature of the path, not to be confused with the model's temperature $T$.) Reverse AIS runs the same path
+# backwards from a point; started from *exact* model samples it over-estimates $\log Z$, and started from a *data*
+# point (RAISE) it gives a stochastic **lower** bound on the log-likelihood of the annealing chain's own model,
+# which approaches the EBM only as $K$ grows and the chains mix. When they mix, the two close in on the truth from
+# both sides. When they do not, RAISE can lie above the EBM's likelihood, even above the AIS bound (the bounds
+# *cross*), and two bounds that meet on runs whose weights rest on one chain are weak evidence of the value.
 
 # %% tags=["install"]
 # On Colab or Binder: install the book's package (and this chapter's extras) if missing.
@@ -62,13 +67,13 @@ print(ch.describe())
 # * a **Gaussian in $D$ dimensions**, $E(x) = \lVert x - 0.5\rVert^2 / (2 \cdot 0.3^2)$, annealed from
 #   $\mathcal N(0, I)$: the base is three times too wide and off-centre in every coordinate, so the work grows
 #   with $D$ (MALA);
-# * a **digit-shaped box**: $784$ independent pixels with $p(x_i) \propto e^{-\lambda_i x_i}$ on $[0, 1]$, each
-#   $\lambda_i$ set so that the pixel's mean is that of dequantised MNIST. Its background pixels crowd against 0,
+# * a **digit-shaped box**: $784$ independent pixels with $p(x_i) \propto e^{-r_i x_i}$ on $[0, 1]$, each rate
+#   $r_i$ set so that the pixel's mean is that of dequantised MNIST. Its background pixels crowd against 0,
 #   as real digits' do (HMC reflecting off the box's walls). It is annealed from a uniform base and from a
 #   per-pixel Gaussian fitted to samples, the base used for the real models below.
 #
 # For each, forward AIS (lower bound on $\log Z$) and reverse AIS from exact samples (upper bound), at a growing
-# number of temperatures $K$ and the same step schedule both ways.
+# number $K$ of intermediate distributions and the same step schedule both ways.
 #
 # How far can one trust a single estimate? AIS's $\hat Z$ is unbiased, and its usual standard error (delta method)
 # is $\mathrm{sd}(w) / (\sqrt n\, \bar w)$ over the $n$ chains' weights. That number equals
@@ -112,14 +117,19 @@ ch.show(L.base_sentence(ch.metrics["base_log_likelihood"]))
 # ## 3. Choosing the temperature (A.3)
 #
 # Chapter 3's unconditional models: the replay-buffer model and the same recipe trained with persistent chains
-# (PCD). Their energies differ by a few hundredths between data and samples, so $e^{-E}$ at $T = 1$ is nearly
-# flat on $[0, 1]^{784}$, and the temperature decides the scale of every number below. The paper picks the $T$
-# that maximises the likelihood. We compute both bounds on a grid of temperatures, on held-out test digits (not
-# the ones the bounds are reported on). Neither bound can be maximised on its own:
+# (PCD). The L2 term keeps their energies of order one over the bulk of the cube $[0, 1]^{784}$: chapter 3 measured
+# the replay model's energies of data and samples near zero, and of uniform noise, which is what the bulk of the
+# cube looks like, only a few units higher. At $T = 1$, $e^{-E}$ therefore varies by a modest factor over most of
+# the cube and the density is nearly uniform (the uniform density scores 0 nats); in any case
+# $\lvert \log p_1(x) \rvert$ is at most the range of $E$ over the cube. A likelihood of thousands of nats needs
+# $E/T$ to vary by thousands across the cube, that is, a small $T$: the temperature decides the scale of every
+# number below. The paper picks the $T$ that maximises the likelihood. We compute both bounds on a grid of
+# temperatures, on held-out test digits (not the ones the bounds are reported on). Neither bound can be maximised on
+# its own:
 #
 # * the AIS estimate is an upper bound that grows wherever the run misses part of $Z$, and a short run misses more
 #   the colder (more peaked) the target, so maximising it rewards the run's failure rather than the model;
-# * RAISE is a lower bound on the likelihood of the *annealing chain's* model (the base followed by the $K$
+# * RAISE is a lower bound on the likelihood of the *annealing chain's* model $q_K$ (the base followed by the $K$
 #   transitions), not of the EBM, and the two agree only when the chains mix. At a cold temperature a short run
 #   barely moves the digits, and RAISE then reports roughly what the base already gives them, which can lie far
 #   above the EBM's own likelihood, and above the AIS bound: the bounds **cross**.
@@ -151,8 +161,9 @@ ch.show(L.temperature_sentence(curves))
 # ## 4. Bounds for the replay and PCD models (Fig. 22)
 #
 # At each model's chosen temperature: AIS with independent chains from the base gives the upper bound, and one RAISE
-# chain from each test digit the lower bound, at a growing number of temperatures. Both use the same pilot-tuned
-# HMC steps (one transition of several leapfrog steps per temperature, reflecting off the walls of $[0, 1]^{784}$).
+# chain from each test digit the lower bound, at a growing number $K$ of intermediate distributions. Both use the
+# same pilot-tuned HMC steps ({ref}`theory-hmc`: one transition of several leapfrog steps per intermediate
+# distribution, reflecting off the walls of $[0, 1]^{784}$).
 # The column "bounds" applies the crossing test of section 3 to each run.
 
 # %%
@@ -166,19 +177,19 @@ ch.table(L.BOUNDS_HEADER, L.bounds_table(bounds), caption=f"{cfg.n_test} test di
 # %% [markdown]
 # ## 5. Sensitivity to the L2 coefficient and the step size (Fig. 23)
 #
-# Five models, each changing one setting of a base recipe: the L2 coefficient $\alpha$ of the energy
-# regulariser (section 3.3) at step size 10, and the Langevin step size at $\alpha = 1$. To fit the CPU they are
+# Five models, each changing one setting of a base recipe: the L2 coefficient $\alpha$ of the energy regulariser
+# (section 3.3) at step size $h = 10$, and the Langevin step size $h$ at $\alpha = 1$. To fit the CPU they are
 # smaller and shorter than the models above (the table below states their width and iterations), and each is
-# evaluated with one schedule; their temperature is chosen as above, and a model
-# whose bounds cross at every temperature of the grid gets no likelihood.
+# evaluated with one schedule; their temperature is chosen as above, and a model whose bounds cross at every
+# temperature of the grid gets no likelihood.
 
 # %%
 sens = L.sensitivity(trained, list(L.PAPER_23), digits.select, digits.test, base, cfg,
                      gen)
 ch.metrics["sensitivity"] = sens
 ch.table(L.SENSITIVITY_HEADER, L.sensitivity_table(sens, trained),
-         caption=f"K = {cfg.sens_temps} temperatures, {cfg.sens_chains} AIS chains, "
-         f"{cfg.n_test} RAISE chains:")
+         caption=f"K = {cfg.sens_temps} intermediate distributions, "
+         f"{cfg.sens_chains} AIS chains, {cfg.n_test} RAISE chains:")
 L.samples_figure(trained, list(L.PAPER_23))
 plt.show()
 

@@ -1,28 +1,30 @@
 # %% [markdown]
 # # What EBMs generalise to: out-of-distribution images and adversarial attacks
 #
-# Sections 4.3 and 4.4 of Du and Mordatch (2019) test what an energy function has learned *away* from the data:
+# Sections 4.3 and 4.4 of {cite:t}`du2019implicit` test what an energy function has learned *away* from the data:
 #
 # 1. **Out-of-distribution detection (Fig. 9, 10).** A density model should give low likelihood (high energy) to
-#    images unlike its training data. Likelihood models such as PixelCNN++ and Glow famously fail this: on CIFAR-10
-#    they rate SVHN digits *more* likely than CIFAR-10 itself. The paper scores images by energy and reports the
-#    area under the ROC curve (AUROC) per OOD set.
+#    images unlike its training data. Likelihood models such as PixelCNN++ {cite:p}`salimans2017pixelcnn` and Glow
+#    {cite:p}`kingma2018glow` famously fail this {cite:p}`nalisnick2019deep`: on CIFAR-10
+#    {cite:p}`krizhevsky2009learning` they rate SVHN digits {cite:p}`netzer2011reading` *more* likely than CIFAR-10
+#    itself. The paper scores images by energy and reports the area under the ROC curve (AUROC) per OOD set.
 # 2. **Adversarial robustness (Fig. 11).** A conditional EBM classifies by its lowest class energy. The paper
-#    attacks it with PGD on those logits, then defends it: from the attacked image it runs 10 Langevin steps under
-#    *each* class's energy (kept within 0.03 of the image) and classifies by the lowest energy each chain reaches.
-#    It also attacks *through* those steps, and reports that this attack did worse.
+#    attacks it with PGD {cite:p}`madry2018towards` on those logits, then defends it: from the attacked image it
+#    runs 10 Langevin steps under *each* class's energy (kept within 0.03 of the image) and classifies by the lowest
+#    energy each chain reaches. It also attacks *through* those steps, and reports that this attack did worse.
 #
 # The committed outputs below are the **demo** scale: both experiments on MNIST-class data with chapter 3's models
 # (the same recipes, so the same shipped checkpoints), in minutes on a CPU. The paper's experiments are on CIFAR-10;
 # its numbers are quoted beside ours, not matched.
 #
 # **The paper-scale path (CIFAR-10, GPU).** The same cells run the paper's experiment when the preset says so:
-# `scale = "paper"` names CIFAR-10 as the in-distribution set, SVHN and the Describable Textures Dataset (DTD, at
-# 32x32) as real OOD sets, and the paper's models: an unconditional ResNet32Large (A.6, Fig. 24b, 18.6M parameters)
-# for OOD detection and a conditional ResNet32 (Fig. 24a, 5.35M parameters) for the attacks, each trained with A.7's
-# settings (60 Langevin steps of size 10, noise 0.005, gradient clip 0.01, replay buffer 10,000, Adam 1e-4 with
-# betas (0, 0.999), batch 128) for 40,000 iterations, our estimate of the paper's "1 GPU for 2 days", which gives
-# no iteration count. From the repository root, with internet for the first download of CIFAR-10, SVHN and DTD:
+# `scale = "paper"` names CIFAR-10 as the in-distribution set, SVHN and the Describable Textures Dataset (DTD
+# {cite:p}`cimpoi2014describing`, at 32x32) as real OOD sets, and the paper's models: an unconditional ResNet32Large
+# (A.6, Fig. 24b, 18.6M parameters) for OOD detection and a conditional ResNet32 (Fig. 24a, 5.35M parameters) for
+# the attacks, each trained with A.7's settings (60 Langevin steps of size 10, noise 0.005, gradient clip 0.01,
+# replay buffer 10,000, Adam 1e-4 with betas (0, 0.999), batch 128) for 40,000 iterations, our estimate of the
+# paper's "1 GPU for 2 days", which gives no iteration count. From the repository root, with internet for the first
+# download of CIFAR-10, SVHN and DTD:
 #
 # ```
 # python -m ebmlib data cifar10 && python -m ebmlib data svhn && python -m ebmlib data dtd
@@ -80,17 +82,17 @@ print(f"in distribution: {', '.join(DISPLAY_NAMES[n] for n in cfg.ood_in)}; "
 # %% [markdown]
 # ## 1. Out-of-distribution detection by energy
 #
-# In-distribution: the test images of each set the preset names (demo: MNIST, then Fashion-MNIST; paper:
-# CIFAR-10). Out of distribution, as in Fig. 9: at paper scale SVHN test digits, DTD textures at 32x32, constant
-# random colours, uniform noise and pixel-wise averages of two test images; at demo scale the same with MNIST in
-# CIFAR-10's place: Fashion-MNIST test images (for SVHN), grey crops of scikit-image's textures (for DTD),
-# constant images, uniform noise and averages of two test digits
+# In-distribution: the test images of each set the preset names (demo: MNIST {cite:p}`lecun1998gradient`, then
+# Fashion-MNIST {cite:p}`xiao2017fashion`; paper: CIFAR-10). Out of distribution, as in Fig. 9: at paper scale SVHN
+# test digits, DTD textures at 32x32, constant random colours, uniform noise and pixel-wise averages of two test
+# images; at demo scale the same with MNIST in CIFAR-10's place: Fashion-MNIST test images (for SVHN), grey crops of
+# scikit-image's textures (for DTD), constant images, uniform noise and averages of two test digits
 # (`ebmlib.chapters.ood_robustness.ood.ood_sets` picks the sets by data set). The score is the energy, higher
-# meaning "more likely OOD", so AUROC 1.0 separates perfectly, 0.5 is chance, and **below 0.5 the OOD set looks
-# more likely than the real data**. Three scorers: the unconditional replay EBM, the conditional EBM through its
-# free energy $-\log\sum_y e^{-E(x, y)}$ (where the preset has one for that data set), and a
-# probabilistic-PCA Gaussian fitted to the training images, a cheap likelihood model standing in for the paper's
-# PixelCNN++ and Glow.
+# meaning "more likely OOD", so AUROC 1.0 separates perfectly, 0.5 is chance, and **below 0.5 the OOD set looks more
+# likely than the real data**. Three scorers: the unconditional replay EBM, the conditional EBM through its free
+# energy $-\log\sum_y e^{-E(x, y)}$ (the {ref}`second theory page <more-conditional>`; where the preset has one for
+# that data set), and a probabilistic-PCA Gaussian fitted to the training images, a cheap likelihood model standing
+# in for the paper's PixelCNN++ and Glow.
 #
 # **The mirror image.** At demo scale the second in-distribution set is Fashion-MNIST (the model of chapter 3,
 # section 8), with MNIST as its first OOD set: the direction in which likelihood models are known to fail, because
@@ -131,10 +133,12 @@ ch.metrics["relative_loglik_means"] = {k: float(v.mean()) for k, v in rel.items(
 # ## 2. Adversarial robustness
 #
 # The conditional EBM (demo: MNIST; paper: CIFAR-10) classifies an image by its lowest class energy,
-# $\hat y = \arg\min_y E(x, y)$, i.e. by the logits $-E(x, y)$. **The defence** is section 4.4's: from the
-# (attacked) image $x$, for *each* label $c$ run $K$ Langevin steps on $E(\cdot, c)$ alone (A.7's step 10,
-# noise 0.005 and gradient clip 0.01), kept within $0.03$ of $x$ ($L_\infty$) and in $[0, 1]$; chain $c$ ends at
-# $x_c$, and the defended logits are $-E(x_c, c)$, each class read at its own chain's end
+# $\hat y = \arg\min_y E(x, y)$, i.e. by the logits $-E(x, y)$; for a class-conditional model that is the most
+# probable class only if the classes' partition functions agree (the
+# {ref}`second theory page <more-conditional>`). **The defence** is section 4.4's: from the (attacked) image $x$,
+# for *each* of the $C$ labels $y$ run $K$ Langevin steps on $E(\cdot, y)$ alone (A.7's step $h = 10$, noise
+# $\sigma = 0.005$ and gradient clip $c = 0.01$), kept within $0.03$ of $x$ ($L_\infty$) and in $[0, 1]$; chain $y$
+# ends at $x_y$, and the defended logits are $-E(x_y, y)$, each class read at its own chain's end
 # (`ebmlib.chapters.ood_robustness.adversarial.class_chains`). A class whose energy can be pushed down within
 # the bound wins. The attacks, PGD (the paper: 20 steps) in the $L_\infty$ and $L_2$ norms at growing
 # $\epsilon$:
@@ -147,7 +151,8 @@ ch.metrics["relative_loglik_means"] = {k: float(v.mean()) for k, v in rel.items(
 #   adversarial examples on logits without sampling". It is the costly attack on a CPU, so it runs only in the
 #   norms the preset's `defended_norms` names (demo: $L_\infty$; paper: both);
 # * **PGD on the CNN**: an ordinary classifier trained on the same dequantised images (the paper compares with a
-#   Wide ResNet18 and Madry et al.'s adversarially trained model instead), undefended; its examples are also
+#   Wide ResNet18 {cite:p}`zagoruyko2016wide` and the adversarially trained model of {cite:t}`madry2018towards`
+#   instead), undefended; its examples are also
 #   classified by the defended EBM, a black-box transfer;
 # * **worst case**: an image counts as correct for the defended EBM only if it survived every attack above
 #   (in a norm without PGD through the defence, only the transfers).
@@ -190,7 +195,8 @@ for norm, eps_list in eps.items():
 
 # %% [markdown]
 # The paper (CIFAR-10, conditional ResNet32 with the sampling defence): clean accuracy 49.6%; more robust than
-# Madry et al.'s PGD-trained model for $L_\infty$ $\epsilon > 13/255$ (Fig. 11, read from the plot).
+# the PGD-trained model of {cite:t}`madry2018towards` for $L_\infty$ $\epsilon > 13/255$ (Fig. 11, read from the
+# plot).
 #
 # **How much is gradient masking?** The per-value gradient clip (A.7), the projection onto the bound and the clamp
 # to $[0, 1]$ all have zero derivative wherever they are active, so each can hide gradient from PGD through the

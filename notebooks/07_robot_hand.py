@@ -1,7 +1,7 @@
 # %% [markdown]
 # # EBMs as dynamics models: a robot hand turning a cube
 #
-# Section 5 of Du and Mordatch (2019) leaves images behind and models *dynamics*: a simulated Shadow hand holds a
+# Section 5 of {cite:t}`du2019implicit` leaves images behind and models *dynamics*: a simulated Shadow hand holds a
 # free cube, and a model must predict the next state $s_{t+1}$ (all joint angles, the cube's position and
 # orientation) from the current state $s_t$, and in the action-conditional setting also from the action $a_t$. The
 # test is not one step ahead but **many**: each prediction is fed back as the next input, so after a few steps the
@@ -17,8 +17,8 @@
 #
 # Multi-step MSE cannot tell a model that freezes the hand from one with realistic motion (section 5.1), so the
 # paper fits a Gaussian to all predicted states at each time step $t$, another to all true states at $t$, and
-# reports the **Frechet distance** between them (Fig. 12), averaged over time: unconditional EBM 5.96 vs FC 33.28,
-# action-conditional EBM 8.97 vs FC 19.75.
+# reports the **Frechet distance** between them {cite:p}`dowson1982frechet` (Fig. 12), averaged over time:
+# unconditional EBM 5.96 vs FC 33.28, action-conditional EBM 8.97 vs FC 19.75.
 #
 # **How far apart is the truth from itself?** A Frechet distance between Gaussians *fitted to samples* is not zero
 # even for two samples of the same process: with a few hundred trajectories in 31 dimensions the fitted means and
@@ -33,13 +33,14 @@
 #
 # **What differs here.** The paper's data came from OpenAI's trained in-hand reorientation policy and simulator,
 # neither public: 200,000 trajectories of 100 steps, split 90/10 (about 20,000 test trajectories). Ours come from
-# `ebmlib.data.hand`, the gymnasium-robotics Shadow-hand model in MuJoCo driven by a *scripted* open-loop finger
-# wave that rolls the cube in the cupped hand (every 4th action random, as in the paper; friction, cube mass,
-# damping and actuator gains randomised per trajectory). The demo simulates far fewer trajectories, and splits them
-# 50/50 rather than 90/10 so that the test halves hold thousands of trajectories and the floor is small (the table
-# below gives the sizes). Our Frechet distances are in normalised state units (every coordinate scaled by its
-# training spread); the paper does not state its units. So the numbers below are this run's, on this data: the
-# paper's stand beside them for orientation, not as a target the same setting would have to hit.
+# `ebmlib.data.hand`, the gymnasium-robotics Shadow-hand model in MuJoCo {cite:p}`todorov2012mujoco` driven by a
+# *scripted* open-loop finger wave that rolls the cube in the cupped hand (every 4th action random, as in the paper;
+# friction, cube mass, damping and actuator gains randomised per trajectory). The demo simulates far fewer
+# trajectories, and splits them 50/50 rather than 90/10 so that the test halves hold thousands of trajectories and
+# the floor is small (the table below gives the sizes). Our Frechet distances are in normalised state units (every
+# coordinate scaled by its training spread); the paper does not state its units. So the numbers below are this
+# run's, on this data: the paper's stand beside them for orientation, not as a target the same setting would have to
+# hit.
 
 # %% tags=["install"]
 # On Colab or Binder: install the book's package (and this chapter's extras) if missing.

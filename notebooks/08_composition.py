@@ -1,12 +1,14 @@
 # %% [markdown]
 # # Composition: energies add (dSprites, section 6)
 #
-# An energy function is a cost: two costs can be added. If $E_1(x \mid c_1)$ models images with latent $c_1$ and
-# $E_2(x \mid c_2)$ images with latent $c_2$, the sum defines a **product of experts** {cite:p}`hinton2002training`
+# An energy function is a cost: two costs can be added. If $E_1(x \mid y_1)$ models images with latent $y_1$ and
+# $E_2(x \mid y_2)$ images with latent $y_2$, the sum defines a **product of experts**
+# {cite:p}`hinton1999products,hinton2002training` (the {doc}`theory page <../book/theory>`, section 2)
 #
-# $$p(x \mid c_1, c_2) \propto e^{-E_1(x \mid c_1) - E_2(x \mid c_2)},$$
+# $$p(x \mid y_1, y_2) \propto e^{-E_1(x \mid y_1) - E_2(x \mid y_2)},$$
 #
-# likely only where *both* experts find $x$ likely. Section 6 of Du and Mordatch (2019) tests this on dSprites:
+# likely only where *both* experts find $x$ likely. Section 6 of {cite:t}`du2019implicit` tests this on dSprites
+# {cite:p}`matthey2017dsprites`:
 #
 # 1. **Joint conditioning (Fig. 15).** One conditional EBM per latent (scale, position, rotation, shape), each trained
 #    on its own; sampling their sum "by undergoing a Langevin dynamic step sequentially from each model" should draw
@@ -101,10 +103,14 @@ ch.show(X.judge_verdict(judge_real, cfg.judge_floor))
 #
 # Four experts, each trained on all of dSprites conditioned on one latent only: scale (a scalar), position (x, y),
 # rotation (cos, sin) and shape (one-hot). Nothing in training ever asks for a combination. For requested latents
-# $(s, p, r, k)$ the sum $E_{scale}(x \mid s) + E_{pos}(x \mid p) + E_{rot}(x \mid r) + E_{shape}(x \mid k)$ is
-# sampled with one Langevin step on each expert in turn per round (section 6), from uniform noise.
+# $(y_\mathrm{scale}, y_\mathrm{pos}, y_\mathrm{rot}, y_\mathrm{shape})$ the sum
 #
-# An expert conditioned on position gets two extra input channels holding the pixel coordinates (CoordConv); the
+# $$E_\mathrm{scale}(x \mid y_\mathrm{scale}) + E_\mathrm{pos}(x \mid y_\mathrm{pos}) + E_\mathrm{rot}(x \mid y_\mathrm{rot}) + E_\mathrm{shape}(x \mid y_\mathrm{shape})$$
+#
+# is sampled with one Langevin step on each expert in turn per round (section 6), from uniform noise.
+#
+# An expert conditioned on position gets two extra input channels holding the pixel coordinates (CoordConv,
+# {cite:t}`liu2018intriguing`); the
 # others do not, and their head averages over space, so a scale or shape energy hardly cares *where* the sprite is.
 # That inductive bias, not just the sum, is what makes experts trained on different slices of the data compatible.
 
@@ -136,7 +142,8 @@ ch.show(X.fig15_sentence(f15, chance_full, judge_real["full"], n))
 # * **sum**: the two experts as trained, summed;
 # * **sum + KL**: the sum fine-tuned jointly on the union of its experts' training sets with Algorithm 1's loss plus the
 #   KL term of A.5, $\mathbb{E}_{x \sim q_\theta}[\bar E(x)]$, differentiated through the last Langevin step (the
-#   entropy term dropped, as in the paper);
+#   entropy term dropped, as in the paper; the {ref}`theory page <theory-training>` gives that term's sign, which
+#   the paper's eq. 9 prints wrongly);
 # * **joint baseline**: one network of the same kind conditioned on both latents, trained on the union for as many
 #   iterations as the two experts together.
 #
@@ -175,7 +182,7 @@ metrics_path = ch.save()
 # ## What to take away
 #
 # * Energies of independently trained conditional models can be **added**, and Langevin sampling of the sum takes one
-#   gradient step per expert per round, so conditioning on $N$ latents costs $O(N)$, not the exponential cost of
+#   gradient step per expert per round, so conditioning on $M$ latents costs $O(M)$, not the exponential cost of
 #   rejection sampling.
 # * Whether the sum generalises to unseen combinations depends on what each expert ignores: an expert that never saw
 #   its latent vary away from the centre can still be indifferent to position if its architecture is. The judge's
