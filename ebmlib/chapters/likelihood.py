@@ -593,7 +593,7 @@ def bounds_figure(bounds: Mapping[str, Sequence[dict]], base_mean: float):
         ax.plot(k, [r["lower"] for r in rs], f"C{i}--s", ms=3, label=f"{key}: RAISE lower")
     ax.axhline(base_mean, color="grey", ls=":", label="fitted base (exact)")
     ax.set_xscale("log")
-    ax.set_xlabel("temperatures K")
+    ax.set_xlabel("intermediate distributions K")
     ax.set_ylabel("mean log-likelihood (nats)")
     ax.legend(fontsize=6)
     return fig
