@@ -116,8 +116,8 @@ ch.table(["target", "measured floor", "predicted (kl_bias)", "(cells - 1)/(2N)"]
 # ### The samplers
 #
 # Each sampler gets settings scaled to the target's narrowest length scale $\ell$ (the standard deviation of one
-# of the eight Gaussians, or the width of a moon), so the comparison is about the algorithms, not about lucky
-# tuning:
+# of the eight Gaussians, or the width of a moon; `chap.WIDTHS`, called `w` in the code), so the comparison is
+# about the algorithms, not about lucky tuning:
 #
 # | sampler | update | settings |
 # | --- | --- | --- |
