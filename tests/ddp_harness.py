@@ -5,7 +5,8 @@ cost seconds of imports on a 2-core machine). ``fn(world, *args)`` runs on every
 sets (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``) and
 :func:`ebmlib.core.distributed.init`; what it returns comes back per rank. When a rank dies (an error, or a
 SIGKILL it sends itself to simulate a crash), the others are killed with SIGKILL, as torchrun stops a worker group
-that lost a member.
+that lost a member; a rank that reported an error first gives the others ``grace`` seconds to end on their own (an
+error raised on every rank together, such as a refused resume, then comes back from each).
 """
 from __future__ import annotations
 
@@ -27,7 +28,9 @@ _CTX = []
 def _context():
     if not _CTX:
         ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["torch", "torch.distributed", "ebmlib.core.train", "ebmlib.core.recipes"])
+        # torch._dynamo: imported by the first optimizer built (~1 s); DDP: by the first distributed step
+        ctx.set_forkserver_preload(["torch", "torch.distributed", "torch._dynamo", "torch.nn.parallel",
+                                    "ebmlib.core.train", "ebmlib.core.recipes"])
         _CTX.append(ctx)
     return _CTX[0]
 
@@ -69,7 +72,7 @@ class Outcome:
         return [self.results[r] for r in range(len(self.exitcodes))]
 
 
-def run(fn, size: int, *args, timeout: float = 60.0) -> Outcome:
+def run(fn, size: int, *args, timeout: float = 60.0, grace: float = 5.0) -> Outcome:
     """``fn(world, *args)`` on ``size`` ranks; returns their :class:`Outcome` (a killed rank returns nothing)."""
     ctx = _context()
     port = _free_port()
@@ -78,12 +81,16 @@ def run(fn, size: int, *args, timeout: float = 60.0) -> Outcome:
         for p in procs:
             p.start()
         deadline = time.monotonic() + timeout
+        failed_at = None
         try:
             while any(p.is_alive() for p in procs):
                 dead = [p for p in procs if not p.is_alive() and p.exitcode != 0]
-                failed = [r for r in range(size) if (Path(out_dir) / f"rank{r}.pkl").is_file()
-                          and _read(Path(out_dir) / f"rank{r}.pkl")[0] == "error"]
-                if dead or failed or time.monotonic() > deadline:
+                if failed_at is None and any((Path(out_dir) / f"rank{r}.pkl").is_file()
+                                             and _read(Path(out_dir) / f"rank{r}.pkl")[0] == "error"
+                                             for r in range(size)):
+                    failed_at = time.monotonic()
+                late = failed_at is not None and time.monotonic() > failed_at + grace
+                if dead or late or time.monotonic() > deadline:
                     for p in procs:
                         if p.is_alive():
                             os.kill(p.pid, signal.SIGKILL)

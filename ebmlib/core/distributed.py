@@ -24,6 +24,7 @@ import contextlib
 import dataclasses
 import datetime
 import os
+import pickle
 import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional, Sequence
@@ -149,12 +150,24 @@ class World:
                 result = fn()
             except Exception as err:   # noqa: BLE001 - handed to every rank, then raised
                 error = err
-        error = self.broadcast(error)
-        if error is not None:
-            if self.is_main:
-                raise error
-            raise error from None
+        theirs = self.broadcast(_portable(error) if self.is_main else None)
+        if self.is_main and error is not None:
+            raise error
+        if theirs is not None:
+            raise theirs from None
         return result
+
+
+def _portable(error: Optional[BaseException]) -> Optional[BaseException]:
+    """``error`` if it survives pickling (the other ranks rebuild it), else a ``RuntimeError`` with its type and
+    message (an exception whose ``__init__`` takes other arguments than its message cannot be rebuilt)."""
+    if error is None:
+        return None
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:   # noqa: BLE001 - any failure to round-trip
+        return RuntimeError(f"{type(error).__name__}: {error}")
 
 
 SINGLE = World()

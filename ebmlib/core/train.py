@@ -293,12 +293,13 @@ class Trainer:
             if self.ckpt_dir is not None and self.world.is_main else None
         self._claimed = False        # whether this trainer owns the run in ckpt_dir (started, resumed or overwrote it)
         self._ddp: Optional[nn.Module] = None   # the DistributedDataParallel wrapper of model (made at the first step)
+        if self.world.distributed:
+            self._check_world()
+            self._share_model()
         # A step's energies are measured *before* its update, so a snapshot is only known to be good once the
         # next step's energies, computed with its parameters, pass the guard: it waits in _pending until then.
         self._good = self._state()
         self._pending: Optional[dict] = None
-        if self.world.distributed:
-            self._check_world()
 
     # -- data ----------------------------------------------------------------------------------------------
     @staticmethod
@@ -402,6 +403,14 @@ class Trainer:
         if bad:
             diff = {k: (seen[0][k], seen[bad[0]][k]) for k in mine if seen[0][k] != seen[bad[0]][k]}
             raise ValueError(f"the processes of this run build different trainers: rank 0 vs rank {bad[0]}: {diff}")
+
+    def _share_model(self) -> None:
+        """Every rank starts from rank 0's weights and buffers (a collective), as DistributedDataParallel would make
+        them at its first step: a rollback to the initial state must give every rank the same model too."""
+        ours = self.world.broadcast({k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+                                    if self.world.is_main else None)
+        if not self.world.is_main:
+            self.model.load_state_dict(ours)
 
     @staticmethod
     def _unpack(batch):
