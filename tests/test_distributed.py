@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -399,14 +398,11 @@ def test_a_chapter_launches_torchrun_when_asked_for_several_processes(tmp_path, 
                        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}.items():
         monkeypatch.setenv(key, value)
     cfg = preset("03_mnist", "smoke", {"models.mnist_cond_replay.n_iters": 3})
-    start = time.perf_counter()
     done = mnist.train_models(cfg, only=["mnist_cond_replay"], out_dir=tmp_path / "out", shipped_dir=None,
                               progress=False, device="cpu")
-    seconds = time.perf_counter() - start
     t = done["mnist_cond_replay"]
     assert t.source == str(tmp_path / "out" / "mnist_cond_replay.pt"), "loaded from the file torchrun saved"
     assert t.world_size == 2 and len(t.history) == 3
-    assert seconds < 120, f"torchrun took {seconds:.0f} s"
 
 
 def test_a_failed_launch_names_the_command(tmp_path, monkeypatch):

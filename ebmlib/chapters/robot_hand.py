@@ -612,9 +612,14 @@ def train_models(cfg, seed: int = 0, only=None, hand_data: Optional[HandData] = 
     (``hand_data``, else :func:`prepare_data` of ``cfg``); ``options``: ``out_dir``, ``shipped_dir``,
     ``device``, ``progress``, ``log``, ``world``. Returns name -> :class:`~ebmlib.core.recipes.Trained`. When the
     preset asks for several processes the models train under torchrun first
-    (:func:`ebmlib.notebook.launch.train_in_processes`; they prepare the same trajectories from the cache)."""
+    (:func:`ebmlib.notebook.launch.train_in_processes`), after this process simulated and cached the trajectories
+    (on several processes rank 0 does, then the others read its cache: one simulation, one writer)."""
+    world = options.get("world")
+    progress = options.get("progress", True) and (world is None or world.is_main)
+    if hand_data is None and world is not None and world.distributed:
+        world.on_main(lambda: prepare_data(cfg, progress=progress))
+    hd = hand_data if hand_data is not None else prepare_data(cfg, progress=progress)
     train_in_processes(cfg, seed, only, **options)
-    hd = hand_data if hand_data is not None else prepare_data(cfg, progress=options.get("progress", True))
     return load_or_train_all(recipes(cfg, hd.train, seed), lambda recipe, done: {"data": hd.train, "norm": hd.norm},
                              only=only, **options)
 
