@@ -22,8 +22,9 @@ rank holds a Trainer on the same config and run folder: ``batch_size`` stays the
 each rank drawing ``batch_size / N`` positives from its own shard of the data (rows ``rank::N``; a callable source
 is drawn with the rank's own generator) and as many negatives from its own replay buffer of ``buffer_capacity / N``
 samples (rounded up), with its own generator (:func:`~ebmlib.core.distributed.rank_seed`). The energy of the loss
-runs through ``DistributedDataParallel``, which averages the parameter gradients, so every rank takes the same Adam
-step (A.7's clip acts on the averaged gradient); Langevin chains run through the plain module, with no collective.
+runs through ``DistributedDataParallel``, which averages the parameter gradients (each on its own:
+:func:`~ebmlib.core.distributed.allreduce_each`), so every rank takes the same Adam step (A.7's clip acts on the
+averaged gradient); Langevin chains run through the plain module, with no collective.
 The divergence guard decides on the ranks' metrics together (one ``all_gather`` per iteration: the log's record is
 the mean over ranks, the max for ``max_abs_energy``), so a runaway energy on one rank rolls every rank back to the
 same snapshot, each to its own buffer and generator. Only rank 0 touches the run folder (lock, checkpoints, logs):
@@ -53,7 +54,7 @@ from tqdm.auto import tqdm
 from ebmlib.core.buffer import ReplayBuffer
 from ebmlib.core.checkpoint import (CheckpointError, FolderLock, atomic_write, checksum, load_checkpoint,
                                     remove_orphans, save_checkpoint)
-from ebmlib.core.distributed import SINGLE, World, rank_seed
+from ebmlib.core.distributed import SINGLE, World, allreduce_each, rank_seed
 from ebmlib.core.samplers import NonFiniteEnergy, PaperLangevin, Sampler
 
 __all__ = ["TrainConfig", "Trainer", "KLTrainer", "TrainingDiverged", "RunExists", "WorldSizeMismatch", "ebm_loss",
@@ -491,6 +492,7 @@ class Trainer:
             if self.device.type == "cuda":
                 ids = [self.device.index if self.device.index is not None else torch.cuda.current_device()]
             self._ddp = DDP(self.model, device_ids=ids, **sync)
+            self._ddp.register_comm_hook(None, allreduce_each)   # exact resume at any world size
         return self._ddp
 
     def _join_backward(self, x_pos: Tensor, y: Optional[Tensor]) -> None:
