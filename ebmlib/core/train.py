@@ -732,11 +732,11 @@ class Trainer:
         return {**state, "world_size": self.world.size, "ranks": ranks}
 
     @staticmethod
-    def _rank_state(whole: dict, rank: int) -> dict:
-        """Rank ``rank``'s trainer state from a checkpoint of a run on several processes."""
-        state = {k: v for k, v in whole.items() if k not in ("ranks", "world_size")}
-        state.update(whole["ranks"][rank])
-        return state
+    def _shared(whole: Optional[dict]) -> Optional[dict]:
+        """The part of a checkpoint of a run on several processes that every rank shares (None for None)."""
+        if whole is None:
+            return None
+        return {k: v for k, v in whole.items() if k not in ("ranks", "world_size", *RANK_KEYS)}
 
     def _sync_model(self) -> None:
         """Before a snapshot on several processes: the weights must be equal on every rank (DDP keeps them so; a
@@ -828,12 +828,11 @@ class Trainer:
         if path is None and self.ckpt_dir is None:
             raise ValueError("resume() needs a path when the trainer has no ckpt_dir")
         found = self.world.on_main(lambda: self._read_run(path))
-        if self.world.distributed:
-            if self.world.is_main:
-                last, pending = found
-                found = [(self._rank_state(last, r), self._rank_state(pending, r) if pending is not None else None)
-                         for r in range(self.world.size)]
-            found = self.world.scatter(found)
+        if self.world.distributed:   # the shared state travels once to every rank, each rank's own part to it
+            shared = self.world.broadcast([self._shared(s) for s in found] if self.world.is_main else None)
+            own = self.world.scatter([[s["ranks"][r] if s is not None else None for s in found]
+                                      for r in range(self.world.size)] if self.world.is_main else None)
+            found = [{**s, **o} if s is not None else None for s, o in zip(shared, own)]
         last, pending = found
         if path is not None:
             self._load_state(last)
