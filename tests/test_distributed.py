@@ -47,6 +47,12 @@ def points(conditional=False):
     return (x, (x[:, 0] > 0).long()) if conditional else x
 
 
+def source(kind):
+    """Training data of each kind a Trainer takes: a tensor (sharded over the ranks), a tensor with labels, or a
+    callable ``(n, generator) -> x`` (each rank draws with its own generator)."""
+    return {"tensor": points(), "labelled": points(True), "callable": energies.eight_gaussians().sample}[kind]
+
+
 def build(seed=0, spectral_norm=True, conditional=False):
     torch.manual_seed(seed)
     return MLPEnergy(hidden=16, depth=2, spectral_norm=spectral_norm, n_classes=2 if conditional else None)
@@ -54,6 +60,11 @@ def build(seed=0, spectral_norm=True, conditional=False):
 
 def weights(model) -> dict:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def grads(model) -> dict:
+    """The gradients of the last step (after A.7's clip), by parameter name."""
+    return {k: p.grad.detach().clone() for k, p in model.named_parameters()}
 
 
 def summary(t: Trainer) -> dict:
@@ -112,21 +123,21 @@ class Replaying(Trainer):
         return self.batches.pop(0)["neg"]
 
 
-def _recorded_steps(world, conditional, n_iters):
+def _recorded_steps(world, kind, n_iters):
     # no spectral norm: its power iteration runs at every forward, also in the chains the replay skips
-    t = Recording(build(spectral_norm=False, conditional=conditional), points(conditional), config(), world=world)
+    t = Recording(build(spectral_norm=False, conditional=kind == "labelled"), source(kind), config(), world=world)
     t.train(n_iters, progress=False)
-    return {"model": weights(t.model), "seen": t.seen, "history": t.history}
+    return {"model": weights(t.model), "seen": t.seen, "history": t.history, "grads": grads(t.model)}
 
 
 def _cat(parts, key):
     return None if parts[0][key] is None else torch.cat([p[key] for p in parts])
 
 
-@pytest.mark.parametrize("conditional", [False, True])
-def test_distributed_steps_equal_single_process_steps_at_the_same_global_batch(conditional):
-    n_iters = 2
-    ranks = run(_recorded_steps, 2, conditional, n_iters).values()
+@pytest.mark.parametrize("kind", ["tensor", "labelled", "callable"])
+def test_distributed_steps_equal_single_process_steps_at_the_same_global_batch(kind):
+    n_iters, conditional = 2, kind == "labelled"
+    ranks = run(_recorded_steps, 2, kind, n_iters).values()
     assert_same(ranks[0]["model"], ranks[1]["model"], "the ranks' weights")
     assert ranks[0]["history"] == ranks[1]["history"]
     first = [r["seen"][0] for r in ranks]
@@ -135,17 +146,19 @@ def test_distributed_steps_equal_single_process_steps_at_the_same_global_batch(c
     assert not torch.equal(first[0]["neg"], first[1]["neg"]), "the ranks must draw different negatives"
 
     whole = [{k: _cat([r["seen"][i] for r in ranks], k) for k in ("x", "y", "neg")} for i in range(n_iters)]
-    single = Replaying(build(spectral_norm=False, conditional=conditional), points(conditional), config(),
+    single = Replaying(build(spectral_norm=False, conditional=conditional), source(kind), config(),
                        batches=whole)
     single.train(n_iters, progress=False)
     for name, value in weights(single.model).items():
         torch.testing.assert_close(ranks[0]["model"][name], value, rtol=1e-5, atol=1e-6, msg=name)
+    for name, value in grads(single.model).items():   # the mean over the ranks, not their sum (Adam hides a scale)
+        torch.testing.assert_close(ranks[0]["grads"][name], value, rtol=1e-5, atol=1e-7, msg=f"grad of {name}")
     for mine, theirs in zip(single.history, ranks[0]["history"]):   # the log: means over the whole batch
         for key in ("loss", "e_pos", "e_neg", "e_pos_std", "max_abs_energy"):
             assert theirs[key] == pytest.approx(mine[key], rel=1e-5, abs=1e-6), key
 
     # the control: a step on rank 0's half alone lands measurably elsewhere (the tolerance above means something)
-    half = Replaying(build(spectral_norm=False, conditional=conditional), points(conditional), config(),
+    half = Replaying(build(spectral_norm=False, conditional=conditional), source(kind), config(),
                      batches=ranks[0]["seen"])
     half.train(n_iters, progress=False)
     gap = max((half.model.state_dict()[k] - v).abs().max().item() for k, v in ranks[0]["model"].items())
