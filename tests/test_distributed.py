@@ -27,7 +27,7 @@ from ebmlib.core.image_ebm import ImageEBMRecipe  # noqa: E402
 from ebmlib.core.images import ImageData  # noqa: E402
 from ebmlib.core.nets import MLPEnergy  # noqa: E402
 from ebmlib.core.samplers import NonFiniteEnergy  # noqa: E402
-from ebmlib.core.train import TrainConfig, Trainer, WorldSizeMismatch  # noqa: E402
+from ebmlib.core.train import KLTrainer, TrainConfig, Trainer, WorldSizeMismatch  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
                                 reason="this torch build has no gloo backend")
@@ -50,7 +50,8 @@ def points(conditional=False):
 def source(kind):
     """Training data of each kind a Trainer takes: a tensor (sharded over the ranks), a tensor with labels, or a
     callable ``(n, generator) -> x`` (each rank draws with its own generator)."""
-    return {"tensor": points(), "labelled": points(True), "callable": energies.eight_gaussians().sample}[kind]
+    return {"tensor": points(), "labelled": points(True), "callable": energies.eight_gaussians().sample,
+            "kl": points()}[kind]
 
 
 def build(seed=0, spectral_norm=True, conditional=False):
@@ -106,6 +107,8 @@ class Recording(Trainer):
     def negatives(self, n, y=None, n_steps=None):
         x = super().negatives(n, y, n_steps)
         self.seen[-1]["neg"] = x.clone()
+        before = getattr(self, "_before_last", None)    # KLTrainer: the chains one step before the end
+        self.seen[-1]["before"] = None if before is None else before.clone()
         return x
 
 
@@ -120,12 +123,23 @@ class Replaying(Trainer):
         return self.batches[0]["x"], self.batches[0]["y"]
 
     def negatives(self, n, y=None, n_steps=None):
-        return self.batches.pop(0)["neg"]
+        batch = self.batches.pop(0)
+        self._before_last = batch["before"]
+        return batch["neg"]
+
+
+class RecordingKL(Recording, KLTrainer):
+    pass
+
+
+class ReplayingKL(Replaying, KLTrainer):
+    pass
 
 
 def _recorded_steps(world, kind, n_iters):
     # no spectral norm: its power iteration runs at every forward, also in the chains the replay skips
-    t = Recording(build(spectral_norm=False, conditional=kind == "labelled"), source(kind), config(), world=world)
+    kind_of = RecordingKL if kind == "kl" else Recording
+    t = kind_of(build(spectral_norm=False, conditional=kind == "labelled"), source(kind), config(), world=world)
     t.train(n_iters, progress=False)
     return {"model": weights(t.model), "seen": t.seen, "history": t.history, "grads": grads(t.model)}
 
@@ -134,7 +148,7 @@ def _cat(parts, key):
     return None if parts[0][key] is None else torch.cat([p[key] for p in parts])
 
 
-@pytest.mark.parametrize("kind", ["tensor", "labelled", "callable"])
+@pytest.mark.parametrize("kind", ["tensor", "labelled", "callable", "kl"])
 def test_distributed_steps_equal_single_process_steps_at_the_same_global_batch(kind):
     n_iters, conditional = 2, kind == "labelled"
     ranks = run(_recorded_steps, 2, kind, n_iters).values()
@@ -145,8 +159,10 @@ def test_distributed_steps_equal_single_process_steps_at_the_same_global_batch(k
     assert not torch.equal(first[0]["x"], first[1]["x"]), "the ranks must draw different positives"
     assert not torch.equal(first[0]["neg"], first[1]["neg"]), "the ranks must draw different negatives"
 
-    whole = [{k: _cat([r["seen"][i] for r in ranks], k) for k in ("x", "y", "neg")} for i in range(n_iters)]
-    single = Replaying(build(spectral_norm=False, conditional=conditional), source(kind), config(),
+    whole = [{k: _cat([r["seen"][i] for r in ranks], k) for k in ("x", "y", "neg", "before")}
+             for i in range(n_iters)]
+    replaying = ReplayingKL if kind == "kl" else Replaying
+    single = replaying(build(spectral_norm=False, conditional=conditional), source(kind), config(),
                        batches=whole)
     single.train(n_iters, progress=False)
     for name, value in weights(single.model).items():
@@ -154,11 +170,12 @@ def test_distributed_steps_equal_single_process_steps_at_the_same_global_batch(k
     for name, value in grads(single.model).items():   # the mean over the ranks, not their sum (Adam hides a scale)
         torch.testing.assert_close(ranks[0]["grads"][name], value, rtol=1e-5, atol=1e-7, msg=f"grad of {name}")
     for mine, theirs in zip(single.history, ranks[0]["history"]):   # the log: means over the whole batch
-        for key in ("loss", "e_pos", "e_neg", "e_pos_std", "max_abs_energy"):
+        assert theirs.keys() == mine.keys() and {"loss", "e_pos_std"} <= mine.keys()
+        for key in set(mine) - {"iteration"}:      # loss, e_pos, e_neg, e_pos_std, max_abs_energy (and kl)
             assert theirs[key] == pytest.approx(mine[key], rel=1e-5, abs=1e-6), key
 
     # the control: a step on rank 0's half alone lands measurably elsewhere (the tolerance above means something)
-    half = Replaying(build(spectral_norm=False, conditional=conditional), source(kind), config(),
+    half = replaying(build(spectral_norm=False, conditional=conditional), source(kind), config(),
                      batches=ranks[0]["seen"])
     half.train(n_iters, progress=False)
     gap = max((half.model.state_dict()[k] - v).abs().max().item() for k, v in ranks[0]["model"].items())
