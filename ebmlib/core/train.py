@@ -896,9 +896,9 @@ class Trainer:
             raise WorldSizeMismatch(
                 f"checkpoint {path} holds a run on {size} process{'es' if size != 1 else ''} (world size {size}) and "
                 f"this one has {self.world.size} (world size {self.world.size}): every rank's replay buffer and "
-                f"generator belong to one rank of that run, so it resumes only at world size {size} (e.g. torchrun "
-                f"--nproc_per_node {size}); to start over at world size {self.world.size}, delete the run folder "
-                "or pass overwrite=True")
+                f"generator belong to one rank of that run, so it resumes only at world size {size} (torchrun's "
+                f"--nnodes times --nproc_per_node, e.g. torchrun --nproc_per_node {size} on one node); to start over "
+                f"at world size {self.world.size}, delete the run folder (or pass overwrite=True to the Trainer)")
         saved = {k: (tuple(v) if isinstance(v, list) else v) for k, v in state["config"].items()}
         mine = asdict(self.config)
         if saved != mine:
