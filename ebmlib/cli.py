@@ -4,6 +4,7 @@
     python -m ebmlib reproduce 03 --scale paper --seed 1 --set n_eval=500 --out results/
     python -m ebmlib reproduce all --scale demo --in-place          # re-make the committed outputs
     python -m ebmlib train 03 --scale demo --only mnist_cond_replay --out ebmlib/checkpoints
+    torchrun --standalone --nproc_per_node 8 -m ebmlib train 03 --scale paper --out ckpt   # 8 GPUs, one run each
     python -m ebmlib data mnist --from ../shared/data/mnist          # or fashion, cifar10, svhn, dtd, dsprites
     python -m ebmlib data hand --n 1000 --workers 2                  # MuJoCo trajectories of chapter 07
     python -m ebmlib data fixtures --root /tmp/fixture-data          # tiny CIFAR-10/SVHN/DTD in their real formats
@@ -14,6 +15,10 @@ parameters ``scale``, ``seed``, ``out_dir`` and ``overrides``; the executed note
 chapter writes land in ``--out``. ``--in-place`` writes the executed notebook over ``notebooks/NN_name.ipynb``
 instead (the committed demo outputs; demo scale, seed 0, no overrides) and copies its metrics JSON to
 ``book/results/`` (the committed metrics the results page is made from).
+
+``train`` under ``torchrun`` (found by its environment: ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``) joins the process
+group and trains each model on all the processes together (:mod:`ebmlib.core.distributed`): every rank trains,
+rank 0 alone reads and writes ``--out`` (the ``<name>.pt`` files and the run folders) and prints.
 """
 from __future__ import annotations
 
@@ -120,8 +125,11 @@ def reproduce(chapter: str, scale: str, out: Path, nb_dir: Path, seed: int = 0, 
 
 
 def train_models(chapter: str, scale: str, out: Path, only: list[str] | None = None, seed: int = 0,
-                 overrides: dict | None = None) -> list[Path]:
-    """Train (or find already trained) every model of ``chapter``'s preset at ``scale`` and save ``<name>.pt``."""
+                 overrides: dict | None = None, world=None) -> list[Path]:
+    """Train (or find already trained) every model of ``chapter``'s preset at ``scale`` and save ``<name>.pt``;
+    ``world``: the processes training together (:class:`ebmlib.core.distributed.World`, default this one alone)."""
+    from ebmlib.core.distributed import SINGLE
+    world = world if world is not None else SINGLE
     chapter = chapter_name(chapter)
     module = importlib.import_module(f"ebmlib.chapters.{CHAPTERS[chapter]}")
     if not hasattr(module, "train_models"):
@@ -129,10 +137,14 @@ def train_models(chapter: str, scale: str, out: Path, only: list[str] | None = N
     cfg = preset(chapter, scale, overrides)
     start = time.perf_counter()
     progress = os.environ.get("TQDM_DISABLE", "") in ("", "0")
-    trained = module.train_models(cfg, out_dir=out, only=only, seed=seed, shipped_dir=None, progress=progress)
-    for name, t in trained.items():
-        print(f"[ebmlib] {name}: {t.origin()} ({t.seconds:.0f} s of training)", flush=True)
-    print(f"[ebmlib] {len(trained)} models of {chapter} in {time.perf_counter() - start:.0f} s -> {out}")
+    trained = module.train_models(cfg, out_dir=out, only=only, seed=seed, shipped_dir=None, progress=progress,
+                                  world=world)
+    if world.is_main:
+        procs = f" on {world.size} processes" if world.distributed else ""
+        for name, t in trained.items():
+            print(f"[ebmlib] {name}: {t.origin()} ({t.seconds:.0f} s of training)", flush=True)
+        print(f"[ebmlib] {len(trained)} models of {chapter} in {time.perf_counter() - start:.0f} s{procs} -> {out}",
+              flush=True)
     return [out / f"{t.recipe.name}.pt" for t in trained.values()]
 
 
@@ -224,14 +236,19 @@ def main(argv: list[str] | None = None) -> int:
                                          args.scale).get("threads")
         if threads:                                     # the preset's (one thread on a shared 2-core machine)
             torch.set_num_threads(threads)
+        from ebmlib.core import distributed
         from ebmlib.core.checkpoint import CheckpointError, FolderLocked
         from ebmlib.core.recipes import IncompleteRun
-        from ebmlib.core.train import RunExists, TrainingDiverged
+        from ebmlib.core.train import RunExists, TrainingDiverged, WorldSizeMismatch
         from ebmlib.data.mnist import DataMissingError
+        world = distributed.init() if distributed.launched() else distributed.SINGLE   # torchrun: every rank trains
         try:
-            train_models(args.chapter, args.scale, Path(args.out), args.only, args.seed, overrides)
-        except (FolderLocked, RunExists, CheckpointError, IncompleteRun, TrainingDiverged, DataMissingError) as err:
-            raise SystemExit(f"error: {err}") from err   # what went wrong and the fix, without a traceback
+            train_models(args.chapter, args.scale, Path(args.out), args.only, args.seed, overrides, world=world)
+        except (FolderLocked, RunExists, CheckpointError, IncompleteRun, TrainingDiverged, DataMissingError,
+                WorldSizeMismatch) as err:
+            where = f"rank {world.rank}: " if world.distributed and not world.is_main else ""
+            raise SystemExit(f"error: {where}{err}") from err   # what went wrong and the fix, without a traceback
+        distributed.teardown()
         return 0
     try:
         nb_dir = find_notebooks(args.notebooks)

@@ -51,6 +51,7 @@ from ebmlib.core.energies import toy_2d
 from ebmlib.core.image_ebm import load_or_train_models
 from ebmlib.core.images import ImageData, dequantize
 from ebmlib.data import load_images
+from ebmlib.notebook.launch import train_in_processes
 
 __all__ = [
     "PAPER_22", "PAPER_23", "MAIN_MODELS", "MIN_ESS", "N_SE", "MARKOV_NATS",
@@ -841,7 +842,9 @@ def summary(bounds: Mapping[str, Sequence[dict]], sens: Mapping[str, dict], curv
 
 def train_models(cfg, seed: int = 0, only=None, **options) -> dict:
     """The preset's image EBMs (``cfg.models``), each loaded from its checkpoint or trained; ``options``:
-    ``out_dir``, ``shipped_dir``, ``device``, ``progress``, ``log``."""
+    ``out_dir``, ``shipped_dir``, ``device``, ``progress``, ``log``, ``world``. When the preset asks for several
+    processes they train under torchrun first (:func:`ebmlib.notebook.launch.train_in_processes`)."""
+    train_in_processes(cfg, seed, only, **options)
     return load_or_train_models(cfg.models, lambda name: load_images(name, "train"), seed, only, **options)
 
 

@@ -41,6 +41,7 @@ from ebmlib.core.recipes import load_or_train
 from ebmlib.core.restore import changed_fraction, generate, half_mask, restore, salt_and_pepper, sampling_frames
 from ebmlib.data import load_images
 from ebmlib.notebook import plotting as P
+from ebmlib.notebook.launch import train_in_processes
 
 __all__ = [
     "IMAGE_SHAPE", "train_models", "data_line", "MODEL_HEADER", "model_rows", "model_metrics", "mnist_models",
@@ -63,7 +64,9 @@ def _rand(n: int, generator: Optional[torch.Generator]) -> Tensor:
 
 def train_models(cfg, seed: int = 0, only=None, **options) -> dict:
     """The preset's image EBMs (``cfg.models``), each loaded from its checkpoint or trained; ``options``:
-    ``out_dir``, ``shipped_dir``, ``device``, ``progress``, ``log``."""
+    ``out_dir``, ``shipped_dir``, ``device``, ``progress``, ``log``, ``world``. When the preset asks for several
+    processes they train under torchrun first (:func:`ebmlib.notebook.launch.train_in_processes`)."""
+    train_in_processes(cfg, seed, only, **options)
     return load_or_train_models(cfg.models, lambda name: load_images(name, "train"), seed, only, **options)
 
 

@@ -58,12 +58,14 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ebmlib.core.distributed import World
 from ebmlib.core.metrics import gaussian_frechet
 from ebmlib.core.nets import MLPEnergy, activation, maybe_spectral_norm
 from ebmlib.core.recipes import Fit, Recipe, Trained, load_or_train_all
 from ebmlib.core.samplers import PaperLangevin, draw_random
 from ebmlib.core.train import TrainConfig, Trainer, frozen
 from ebmlib.data import hand
+from ebmlib.notebook.launch import train_in_processes
 
 __all__ = [
     "STATE_DIM", "ACTION_DIM", "SETTINGS", "KINDS", "MODEL_NAMES", "PAPER_FRECHET", "paper_rows",
@@ -365,6 +367,11 @@ class DynamicsRecipe(Recipe):
     def seeded(self) -> int:
         return self.seed
 
+    def distributes(self) -> bool:
+        """An EBM trains on several processes together (:class:`~ebmlib.core.train.Trainer` with a world); the FC
+        baseline is fitted by each process alone."""
+        return self.kind == "ebm"
+
     def sampling_config(self) -> Optional[SamplingConfig]:
         return SamplingConfig(**self.sampling) if self.kind == "ebm" else None
 
@@ -374,9 +381,10 @@ class DynamicsRecipe(Recipe):
                              self.sampling_config())
 
     def fit(self, model: nn.Module, *, device: torch.device, progress: bool, run_dir: Optional[Path],
-            data: Dict[str, Any], norm: Normaliser) -> Fit:
+            data: Dict[str, Any], norm: Normaliser, world: Optional[World] = None) -> Fit:
         """Train ``model`` on the training trajectories ``data`` in the units of ``norm`` (fitted on ``data``,
-        copied into the model). An EBM run resumes from ``run_dir`` when interrupted."""
+        copied into the model). An EBM run resumes from ``run_dir`` when interrupted; ``world``: the processes
+        training an EBM together."""
         if not isinstance(norm, Normaliser):
             raise TypeError(f"recipe {self.name!r}: norm must be a Normaliser, got {type(norm).__name__}")
         model.norm.load_state_dict(norm.state_dict())
@@ -389,9 +397,8 @@ class DynamicsRecipe(Recipe):
                           buffer_capacity=self.batch_size, alpha=self.alpha, lr=self.lr, seed=self.seed,
                           checkpoint_every=100)
         trainer = TransitionTrainer(model.net, z, context, cfg, init_std=s.init_std, device=device,
-                                    ckpt_dir=run_dir)
-        if run_dir is not None and (run_dir / "last.pt").exists():
-            trainer.resume()
+                                    ckpt_dir=run_dir, world=world)
+        trainer.resume_if_any()
         trainer.train(self.n_iters - trainer.iteration, progress=progress)
         return Fit(list(trainer.history))
 
@@ -603,8 +610,16 @@ def recipes(cfg, train: Dict[str, Any], seed: int = 0) -> dict[str, DynamicsReci
 def train_models(cfg, seed: int = 0, only=None, hand_data: Optional[HandData] = None, **options) -> dict:
     """The preset's dynamics models (:func:`recipes`), each loaded from its checkpoint or trained on the training split
     (``hand_data``, else :func:`prepare_data` of ``cfg``); ``options``: ``out_dir``, ``shipped_dir``,
-    ``device``, ``progress``, ``log``. Returns name -> :class:`~ebmlib.core.recipes.Trained`."""
-    hd = hand_data if hand_data is not None else prepare_data(cfg, progress=options.get("progress", True))
+    ``device``, ``progress``, ``log``, ``world``. Returns name -> :class:`~ebmlib.core.recipes.Trained`. When the
+    preset asks for several processes the models train under torchrun first
+    (:func:`ebmlib.notebook.launch.train_in_processes`), after this process simulated and cached the trajectories
+    (on several processes rank 0 does, then the others read its cache: one simulation, one writer)."""
+    world = options.get("world")
+    progress = options.get("progress", True) and (world is None or world.is_main)
+    if hand_data is None and world is not None and world.distributed:
+        world.on_main(lambda: prepare_data(cfg, progress=progress))
+    hd = hand_data if hand_data is not None else prepare_data(cfg, progress=progress)
+    train_in_processes(cfg, seed, only, **options)
     return load_or_train_all(recipes(cfg, hd.train, seed), lambda recipe, done: {"data": hd.train, "norm": hd.norm},
                              only=only, **options)
 

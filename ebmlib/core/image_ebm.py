@@ -6,6 +6,11 @@ iterations, and how many buffer samples to keep. Load or train it with :func:`eb
 (``data=`` the training :class:`~ebmlib.core.images.ImageData`); ``python -m ebmlib train`` makes the shipped
 files. In a run folder, each buffer snapshot is saved as it is taken (``snapshots/<iteration>.pt``), so a resumed
 run keeps the snapshots of its first part.
+
+The recipe trains on several processes together (``world=``; ``torchrun ... -m ebmlib train``): each rank draws
+from its shard of the images and keeps its own buffer (:class:`~ebmlib.core.train.Trainer`); the snapshots and the
+saved samples take an equal share of every rank's newest samples (:meth:`~ebmlib.core.train.Trainer.newest`), and
+rank 0 writes the snapshot files.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from ebmlib.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ebmlib.core.distributed import SINGLE, World
 from ebmlib.core.images import ImageData, dequantize
 from ebmlib.core.nets import CIFARResNetEnergy, MNISTConvEnergy
 from ebmlib.core.recipes import Fit, Recipe, load_or_train_all
@@ -68,37 +74,43 @@ class ImageEBMRecipe(Recipe):
     def progress_target(self) -> dict:
         return {"iterations": self.n_iters, "snapshots": self.snapshot_points()}
 
+    def distributes(self) -> bool:
+        return True
+
     def fit(self, model: nn.Module, *, device: torch.device, progress: bool, run_dir: Optional[Path],
-            data: ImageData) -> Fit:
+            data: ImageData, world: Optional[World] = None) -> Fit:
         """Algorithm 1 on ``data`` (uint8 images, dequantised per batch as in A.3).
 
         A snapshot is taken whenever the run passes one of :meth:`snapshot_points` (again after a rollback, so
         every snapshot comes from the trajectory the model was trained on) and saved in the run folder.
+        ``world``: the processes training together (every rank calls ``fit``).
         """
+        world = world if world is not None else SINGLE
         source = (data.images, data.labels) if self.conditional else data.images
         points = self.snapshot_points()
-        trainer = Trainer(model, source, self.config(), transform=dequantize, ckpt_dir=run_dir, device=device)
+        trainer = Trainer(model, source, self.config(), transform=dequantize, ckpt_dir=run_dir, device=device,
+                          world=world)
         snapshots: dict[int, Tensor] = {}
-        if run_dir is not None and (run_dir / "last.pt").exists():
-            trainer.resume()   # an interrupted run continues exactly where it stopped, with its snapshots
-            snapshots = _load_snapshots(run_dir, trainer.iteration, points)
+        if trainer.resume_if_any():   # an interrupted run continues exactly where it stopped, with its snapshots
+            snapshots = world.broadcast(world.on_main(lambda: _load_snapshots(run_dir, trainer.iteration, points)))
             lost = [k for k in points if k < trainer.iteration and k not in snapshots]
             if lost:
-                warnings.warn(f"run folder {run_dir}: the snapshots of iterations {lost} are lost; starting the "
-                              f"run of recipe {self.name!r} over", stacklevel=2)
+                if world.is_main:
+                    warnings.warn(f"run folder {run_dir}: the snapshots of iterations {lost} are lost; starting the "
+                                  f"run of recipe {self.name!r} over", stacklevel=2)
                 trainer.close()
                 trainer = Trainer(model, source, self.config(), transform=dequantize, ckpt_dir=run_dir,
-                                  device=device, overwrite=True)
+                                  device=device, overwrite=True, world=world)
                 snapshots = {}
         elif run_dir is not None:
-            _clear_snapshots(run_dir)
+            world.on_main(lambda: _clear_snapshots(run_dir))
 
         def keep(m: dict) -> None:
             if m["iteration"] in points:
-                snapshots[m["iteration"]] = _newest(trainer, 64)
+                snapshots[m["iteration"]] = _newest(trainer, 64)   # a collective on several processes
                 if run_dir is not None:
-                    save_checkpoint({"iteration": m["iteration"], "x": snapshots[m["iteration"]]},
-                                    _snapshot_path(run_dir, m["iteration"]))
+                    world.on_main(lambda: save_checkpoint({"iteration": m["iteration"], "x": snapshots[m["iteration"]]},
+                                                          _snapshot_path(run_dir, m["iteration"])))
 
         if trainer.iteration in points and trainer.iteration not in snapshots:
             keep({"iteration": trainer.iteration})   # resumed exactly where a snapshot was due but not yet saved
@@ -136,9 +148,7 @@ def _load_snapshots(run_dir: Path, upto: int, points) -> dict[int, Tensor]:
 
 
 def _newest(trainer: Trainer, n: int) -> Tensor:
-    if trainer.config.init == "persistent" and trainer.chains is not None:
-        return trainer.chains[-n:].detach().cpu().clone()
-    return trainer.buffer.newest(n)
+    return trainer.newest(n)
 
 
 def image_recipes(models: dict, seed: int = 0) -> dict[str, ImageEBMRecipe]:

@@ -17,6 +17,13 @@ Nothing partial is ever passed off as whole: :func:`train` checks that the fit d
 resumable run folder ``out_dir/.<name>_run`` is locked while in use (:class:`~ebmlib.core.checkpoint.FolderLock`)
 and records its recipe (``recipe.json``): a folder left by another recipe is started over, not resumed (one that
 differs only in a smaller ``n_iters`` is resumed and extended).
+
+On several processes (``world=``, a :class:`~ebmlib.core.distributed.World` under torchrun) every rank calls the
+same functions in the same order: rank 0 alone reads and writes files (shipped and ``out_dir`` checkpoints, the run
+folder and its lock) and hands what it read to the others. A recipe kind whose :meth:`Recipe.distributes` is true
+(the image EBMs, chapter 06's transition EBMs, chapter 07's latent EBMs) trains on all ranks together; any other
+kind is fitted by every rank the same way on its own (rank 0 with the run folder) and rank 0's result is given to
+all. A model trained on several processes records ``world_size`` in its file (:attr:`Trained.world_size`).
 """
 from __future__ import annotations
 
@@ -34,7 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from ebmlib.core.checkpoint import CheckpointError, FolderLock, atomic_write, find_recipe_checkpoint, save_checkpoint
-from ebmlib.core.device import resolve as resolve_device
+from ebmlib.core.distributed import SINGLE, World
 from ebmlib.core.train import RUN_FILES
 
 __all__ = ["SHIPPED_DIR", "Recipe", "Fit", "Trained", "IncompleteRun", "load_or_train", "load_or_train_all", "train",
@@ -90,8 +97,14 @@ class Recipe:
     def fit(self, model: nn.Module, *, device: torch.device, progress: bool, run_dir: Optional[Path],
             **inputs) -> Fit:
         """Train ``model`` (built by :meth:`build`, already on ``device``) in place. ``run_dir``, when given, is a
-        folder for resumable training state; ``inputs`` are what the kind needs (data, parts ...)."""
+        folder for resumable training state; ``inputs`` are what the kind needs (data, parts ...). A kind that
+        :meth:`distributes` also takes ``world=`` (every rank calls ``fit``; see the module docstring)."""
         raise NotImplementedError
+
+    def distributes(self) -> bool:
+        """Whether :meth:`fit` trains on several processes together when given ``world=``; a kind that does not is
+        fitted by each rank alone (see the module docstring)."""
+        return False
 
     def requires(self) -> tuple[str, ...]:
         """Names of the recipes whose trained models this one starts from (a fine-tuned sum: its experts)."""
@@ -121,6 +134,7 @@ class Trained:
     samples: Optional[Tensor] = None
     snapshots: dict[int, Tensor] = field(default_factory=dict)
     source: str = "trained"            # "trained" in this run, or the checkpoint file it was loaded from
+    world_size: int = 1                # the processes that trained it together (torchrun's world size)
 
     @property
     def loaded(self) -> bool:
@@ -196,24 +210,39 @@ def _adopt_run_dir(recipe: Recipe, run_dir: Path) -> None:
 
 
 def train(recipe: Recipe, *, device: Optional[str | torch.device] = None, progress: bool = True,
-          run_dir: Optional[str | os.PathLike] = None, **inputs) -> Trained:
+          run_dir: Optional[str | os.PathLike] = None, world: Optional[World] = None, **inputs) -> Trained:
     """Train ``recipe`` from scratch (or resume it from ``run_dir``); the model ends in eval mode on ``device``.
 
     ``run_dir`` is locked for the whole fit (a second process is refused) and made this recipe's first (see the
-    module docstring). Raises :class:`IncompleteRun` if the fit did not do all its recipe asks.
+    module docstring). Raises :class:`IncompleteRun` if the fit did not do all its recipe asks. ``world``: the
+    processes training together (every rank calls this; ``device`` "cuda" is each rank's own GPU).
     """
-    device = resolve_device(device)
+    world = world if world is not None else SINGLE
+    device = world.device(device)
     run_dir = Path(run_dir) if run_dir else None
-    lock = FolderLock(run_dir) if run_dir is not None else None
-    if lock is not None:
-        lock.acquire()
+    lock = FolderLock(run_dir) if run_dir is not None and world.is_main else None
+    together = world.distributed and recipe.distributes()
+    world.on_main(lambda: lock.acquire() if lock is not None else None)
     try:
-        if run_dir is not None:
+        if run_dir is not None and world.distributed:
+            world.on_main(lambda: _adopt_run_dir(recipe, run_dir))
+        elif run_dir is not None:
             _adopt_run_dir(recipe, run_dir)
         torch.manual_seed(recipe.seeded())   # the initial weights are a function of the recipe
         model = recipe.build().to(device)
         start = time.perf_counter()
-        fit = recipe.fit(model, device=device, progress=progress, run_dir=run_dir, **inputs)
+        if together:
+            fit = recipe.fit(model, device=device, progress=progress and world.is_main, run_dir=run_dir, world=world,
+                             **inputs)
+        elif world.distributed:   # every rank fits alone; rank 0's model (with its run folder) is everyone's
+            fit = recipe.fit(model, device=device, progress=progress and world.is_main,
+                             run_dir=run_dir if world.is_main else None, **inputs)
+            shared = world.broadcast({"model": model.state_dict(), "fit": fit} if world.is_main else None)
+            if not world.is_main:
+                model.load_state_dict(shared["model"])
+                fit = shared["fit"]
+        else:
+            fit = recipe.fit(model, device=device, progress=progress, run_dir=run_dir, **inputs)
         model.eval()
         short = _shortfall(recipe.progress_target(), progress_of(fit.history, fit.snapshots))
         if short:
@@ -222,7 +251,8 @@ def train(recipe: Recipe, *, device: Optional[str | torch.device] = None, progre
     finally:
         if lock is not None:
             lock.release()
-    return Trained(model, recipe, list(fit.history), time.perf_counter() - start, fit.samples, dict(fit.snapshots))
+    return Trained(model, recipe, list(fit.history), time.perf_counter() - start, fit.samples, dict(fit.snapshots),
+                   world_size=world.size if together else 1)
 
 
 def save_trained(t: Trained, path: str | os.PathLike) -> Path:
@@ -233,6 +263,8 @@ def save_trained(t: Trained, path: str | os.PathLike) -> Path:
         raise IncompleteRun(f"recipe {t.recipe.name!r}: will not save a run that is not whole ({'; '.join(short)})")
     state = {"recipe": t.recipe.as_dict(), "model": t.model.state_dict(), "history": t.history, "seconds": t.seconds,
              "progress": done}
+    if t.world_size != 1:
+        state["world_size"] = int(t.world_size)
     if t.samples is not None:
         state["samples"] = _to_uint8(t.samples)
     if t.snapshots:
@@ -263,31 +295,38 @@ def _from_state(recipe: Recipe, state: dict, path, device: torch.device) -> Trai
     model.to(device).eval()
     samples = state["samples"].float() / 255 if "samples" in state else None
     snapshots = {int(k): v.float() / 255 for k, v in state.get("snapshots", {}).items()}
-    return Trained(model, recipe, state["history"], state["seconds"], samples, snapshots, source=str(path))
+    return Trained(model, recipe, state["history"], state["seconds"], samples, snapshots, source=str(path),
+                   world_size=int(state.get("world_size", 1)))
 
 
-def load_trained(recipe: Recipe, folders=(SHIPPED_DIR,), device: Optional[str | torch.device] = None) -> Optional[Trained]:
+def load_trained(recipe: Recipe, folders=(SHIPPED_DIR,), device: Optional[str | torch.device] = None,
+                 world: Optional[World] = None) -> Optional[Trained]:
     """The checkpoint of ``recipe`` from the first of ``folders`` holding ``<name>.pt`` made by this exact recipe,
-    or ``None``. A file of another recipe under the same name is passed over, never loaded as if it matched."""
-    found = find_recipe_checkpoint(recipe.name, recipe.as_dict(), folders)
-    return _from_state(recipe, *found, resolve_device(device)) if found is not None else None
+    or ``None``. A file of another recipe under the same name is passed over, never loaded as if it matched.
+    In a ``world`` of several processes rank 0 reads the file and every rank gets the model."""
+    world = world if world is not None else SINGLE
+    found = world.on_main(lambda: find_recipe_checkpoint(recipe.name, recipe.as_dict(), folders))
+    found = world.broadcast(found)
+    return _from_state(recipe, *found, world.device(device)) if found is not None else None
 
 
 def load_or_train(recipe: Recipe, *, out_dir: Optional[str | os.PathLike] = None,
                   shipped_dir: Optional[str | os.PathLike] = SHIPPED_DIR, device: Optional[str | torch.device] = None,
-                  progress: bool = True, **inputs) -> Trained:
+                  progress: bool = True, world: Optional[World] = None, **inputs) -> Trained:
     """The model of ``recipe``: loaded from ``shipped_dir`` or ``out_dir`` when a checkpoint of exactly this recipe is
     there, else trained (resumably under ``out_dir/.<name>_run``) and saved to ``out_dir/<name>.pt``.
 
     ``inputs`` go to the recipe's ``fit`` (training data, trained parts ...) and are not used when loading.
+    ``world``: the processes training together (rank 0 reads and saves the files; see the module docstring).
     """
-    loaded = load_trained(recipe, (shipped_dir, out_dir), device)
+    world = world if world is not None else SINGLE
+    loaded = load_trained(recipe, (shipped_dir, out_dir), device, world)
     if loaded is not None:
         return loaded
     run_dir = Path(out_dir) / f".{recipe.name}_run" if out_dir is not None else None
-    trained = train(recipe, device=device, progress=progress, run_dir=run_dir, **inputs)
+    trained = train(recipe, device=device, progress=progress, run_dir=run_dir, world=world, **inputs)
     if out_dir is not None:
-        save_trained(trained, Path(out_dir) / f"{recipe.name}.pt")
+        world.on_main(lambda: save_trained(trained, Path(out_dir) / f"{recipe.name}.pt"))
     return trained
 
 
@@ -296,7 +335,7 @@ def load_or_train_all(recipes: Mapping[str, Recipe], inputs: Callable[[Recipe, d
                       **options) -> dict[str, Trained]:
     """:func:`load_or_train` for each recipe of a chapter, in order: ``inputs(recipe, done)`` gives a recipe's fit
     inputs (``done``: the models so far, by name); ``only`` restricts to some names and the recipes they require;
-    ``options`` go to :func:`load_or_train` (out_dir, shipped_dir, device, progress)."""
+    ``options`` go to :func:`load_or_train` (out_dir, shipped_dir, device, progress, world)."""
     unknown = sorted(set(only or ()) - set(recipes))
     if unknown:
         raise ValueError(f"unknown models {unknown}; this chapter has {sorted(recipes)}")
@@ -310,9 +349,10 @@ def load_or_train_all(recipes: Mapping[str, Recipe], inputs: Callable[[Recipe, d
                 wanted.add(name)
                 todo.append(name)
     done: dict[str, Trained] = {}
+    main = (options.get("world") or SINGLE).is_main
     for name, recipe in recipes.items():
         if name in wanted:
             done[name] = load_or_train(recipe, **options, **inputs(recipe, done))
-            if log is not None:
+            if log is not None and main:
                 log(f"{name}: {done[name].origin()} ({done[name].seconds:.0f} s of training)")
     return done

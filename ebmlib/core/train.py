@@ -16,11 +16,27 @@ A run folder (``ckpt_dir``) holds what a resumed run and a reader of the run may
 * ``.lock``: the pid of the one process writing the folder (:class:`~ebmlib.core.checkpoint.FolderLock`).
 
 A fresh Trainer refuses a folder that holds a run unless told :meth:`~Trainer.resume` or ``overwrite=True``.
+
+On several processes (``world``, a :class:`~ebmlib.core.distributed.World` of ``N`` ranks started by torchrun), each
+rank holds a Trainer on the same config and run folder: ``batch_size`` stays the batch of one update (A.7's 128),
+each rank drawing ``batch_size / N`` positives from its own shard of the data (rows ``rank::N``; a callable source
+is drawn with the rank's own generator) and as many negatives from its own replay buffer of ``buffer_capacity / N``
+samples (rounded up), with its own generator (:func:`~ebmlib.core.distributed.rank_seed`). The energy of the loss
+runs through ``DistributedDataParallel``, which averages the parameter gradients (each on its own:
+:func:`~ebmlib.core.distributed.allreduce_each`), so every rank takes the same Adam step (A.7's clip acts on the
+averaged gradient); Langevin chains run through the plain module, with no collective.
+The divergence guard decides on the ranks' metrics together (one ``all_gather`` per iteration: the log's record is
+the mean over ranks, the max for ``max_abs_energy``), so a runaway energy on one rank rolls every rank back to the
+same snapshot, each to its own buffer and generator. Only rank 0 touches the run folder (lock, checkpoints, logs):
+a checkpoint holds the shared state (weights, optimizer, history: equal on every rank) once and every rank's own
+part (buffer, chains, generator, global RNG) under ``ranks``, with ``world_size``; it resumes only at that world
+size (:class:`WorldSizeMismatch` otherwise), each rank getting its own part back.
 """
 from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import json
 import math
 import numbers
@@ -36,17 +52,21 @@ from torch.nn.utils import parametrize
 from tqdm.auto import tqdm
 
 from ebmlib.core.buffer import ReplayBuffer
-from ebmlib.core.checkpoint import (CheckpointError, FolderLock, atomic_write, load_checkpoint, remove_orphans,
-                                    save_checkpoint)
+from ebmlib.core.checkpoint import (CheckpointError, FolderLock, atomic_write, checksum, load_checkpoint,
+                                    remove_orphans, save_checkpoint)
+from ebmlib.core.distributed import SINGLE, World, allreduce_each, rank_seed
 from ebmlib.core.samplers import NonFiniteEnergy, PaperLangevin, Sampler
 
-__all__ = ["TrainConfig", "Trainer", "KLTrainer", "TrainingDiverged", "RunExists", "ebm_loss", "kl_last_step",
-           "clip_grad_by_adam_moments", "frozen", "RUN_FILES", "describe_run"]
+__all__ = ["TrainConfig", "Trainer", "KLTrainer", "TrainingDiverged", "RunExists", "WorldSizeMismatch", "ebm_loss",
+           "kl_last_step", "clip_grad_by_adam_moments", "frozen", "RUN_FILES", "RANK_KEYS", "describe_run"]
 
 INIT_MODES = ("replay", "noise", "persistent")
 
 #: the files a Trainer keeps in its run folder (besides ``.lock``)
 RUN_FILES = ("last.pt", "pending.pt", "metrics.jsonl", "undone.jsonl")
+
+#: the parts of a trainer's state that are each rank's own in a run on several processes (the rest is shared)
+RANK_KEYS = ("buffer", "chains", "generator", "torch_rng")
 
 
 def _int(v) -> bool:
@@ -145,6 +165,11 @@ class RunExists(RuntimeError):
     """A fresh Trainer was pointed at a run folder that already holds a run."""
 
 
+class WorldSizeMismatch(RuntimeError):
+    """A run saved by one number of processes was resumed by another: each rank's buffer and generator belong to
+    one rank of one world size, so the run continues only at the size it was saved with."""
+
+
 class TrainingDiverged(RuntimeError):
     """Raised when energies keep running away after ``max_rollbacks`` rollbacks; the trainer then holds its last
     good state again (and ``ckpt_dir/last.pt`` too), with a ``gave_up`` event at the end of its history."""
@@ -217,6 +242,9 @@ class Trainer:
         sampler: override the Langevin sampler built from the config.
         overwrite: start a new run in a ``ckpt_dir`` that holds one (without it, :meth:`train` refuses such a
             folder unless :meth:`resume` was called).
+        world: the processes training together (:class:`~ebmlib.core.distributed.World`; default one process).
+            Every rank builds its Trainer with the same arguments (the same ``ckpt_dir`` too: only rank 0 opens it);
+            see the module docstring.
 
     The data are checked once here, drawing from no generator of the run (the global RNG is restored): finite
     values; labels in [0, n_classes) when the model declares ``n_classes``; after the transform, a sample of the
@@ -226,10 +254,17 @@ class Trainer:
 
     def __init__(self, model: nn.Module, data: DataSource, config: TrainConfig = TrainConfig(),
                  transform: Optional[Callable] = None, ckpt_dir: Optional[str | os.PathLike] = None,
-                 sampler: Optional[Sampler] = None, device: str | torch.device = "cpu", overwrite: bool = False):
+                 sampler: Optional[Sampler] = None, device: str | torch.device = "cpu", overwrite: bool = False,
+                 world: Optional[World] = None):
         if not isinstance(config, TrainConfig):
             raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
         self.config = config
+        self.world = world if world is not None else SINGLE
+        n_ranks = self.world.size
+        if config.batch_size % n_ranks:
+            raise ValueError(f"batch_size={config.batch_size} is the batch of one update, shared by the {n_ranks} "
+                             f"processes of this run: it must be a multiple of {n_ranks}")
+        self.batch_size = config.batch_size // n_ranks   # this rank's positives (and negatives) per step
         self.device = torch.device(device)
         self.model = model.to(self.device)
         if config.channels_last:
@@ -237,12 +272,14 @@ class Trainer:
         self.data, self.labels, self.data_fn = self._split_data(data)
         self.transform = transform
         self.sampler = sampler if sampler is not None else config.make_sampler()
-        self.generator = torch.Generator().manual_seed(config.seed)
+        self.generator = torch.Generator().manual_seed(rank_seed(config.seed, self.world.rank))
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, betas=config.betas)
         self.notes: list[str] = []   # what the construction-time checks changed or want known
         self.sample_shape = self._check_data()
+        if self.world.distributed:
+            self._shard()
         low, high = config.data_range
-        self.buffer = ReplayBuffer(config.buffer_capacity, self.sample_shape, low, high,
+        self.buffer = ReplayBuffer(-(-config.buffer_capacity // n_ranks), self.sample_shape, low, high,
                                    config.replay_fraction if config.init == "replay" else 0.0)
         self.chains: Optional[Tensor] = None  # persistent chains (init="persistent")
         self.iteration = 0
@@ -253,8 +290,13 @@ class Trainer:
         self.lr_scale = 1.0
         self.ckpt_dir = Path(ckpt_dir) if ckpt_dir is not None else None
         self.overwrite = bool(overwrite)
-        self._lock = FolderLock(self.ckpt_dir, sole=True, owner=self) if self.ckpt_dir is not None else None
+        self._lock = FolderLock(self.ckpt_dir, sole=True, owner=self) \
+            if self.ckpt_dir is not None and self.world.is_main else None
         self._claimed = False        # whether this trainer owns the run in ckpt_dir (started, resumed or overwrote it)
+        self._ddp: Optional[nn.Module] = None   # the DistributedDataParallel wrapper of model (made at the first step)
+        if self.world.distributed:
+            self._check_world()
+            self._share_model()
         # A step's energies are measured *before* its update, so a snapshot is only known to be good once the
         # next step's energies, computed with its parameters, pass the guard: it waits in _pending until then.
         self._good = self._state()
@@ -340,13 +382,44 @@ class Trainer:
         elif y is not None and y.is_floating_point() and not bool(torch.isfinite(y).all()):
             raise ValueError(f"the labels (conditioning) of {what} hold NaN or infinite values")
 
+    def _shard(self) -> None:
+        """Keep this rank's rows of a tensor data set (``rank::N``), from which it draws its batches."""
+        if self.data is None:
+            return                   # a callable source: every rank draws from it with its own generator
+        r, n = self.world.rank, self.world.size
+        if self.data.shape[0] < n:
+            raise ValueError(f"{self.data.shape[0]} training samples cannot be shared among {n} processes")
+        self.data = self.data[r::n]
+        if self.labels is not None:
+            self.labels = self.labels[r::n]
+
+    def _check_world(self) -> None:
+        """Every rank must build the same run: the same config, model shapes and data shapes, all with or all
+        without a run folder (a collective; a mismatch would otherwise hang the ranks in mismatched collectives)."""
+        mine = {"trainer": type(self).__name__, "config": asdict(self.config), "run folder": self.ckpt_dir is not None,
+                "sample shape": list(self.sample_shape),
+                "parameters": [list(p.shape) for p in self.model.parameters()]}
+        seen = self.world.all_gather(mine)
+        bad = [r for r, other in enumerate(seen) if other != seen[0]]
+        if bad:
+            diff = {k: (seen[0][k], seen[bad[0]][k]) for k in mine if seen[0][k] != seen[bad[0]][k]}
+            raise ValueError(f"the processes of this run build different trainers: rank 0 vs rank {bad[0]}: {diff}")
+
+    def _share_model(self) -> None:
+        """Every rank starts from rank 0's weights and buffers (a collective), as DistributedDataParallel would make
+        them at its first step: a rollback to the initial state must give every rank the same model too."""
+        ours = self.world.broadcast({k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+                                    if self.world.is_main else None)
+        if not self.world.is_main:
+            self.model.load_state_dict(ours)
+
     @staticmethod
     def _unpack(batch):
         return batch if isinstance(batch, tuple) else (batch, None)
 
     def next_batch(self) -> tuple[Tensor, Optional[Tensor]]:
         """Positives x+ ~ p_D (drawn with replacement using the trainer's generator) and their labels."""
-        n = self.config.batch_size
+        n = self.batch_size
         if self.data_fn is not None:
             x, y = self._unpack(self.data_fn(n, self.generator))
         else:
@@ -375,8 +448,24 @@ class Trainer:
         x0 = self._to_device(self.initial_states(n))
         return self.run_chains(x0, self.config.n_steps if n_steps is None else n_steps, y)
 
+    def newest(self, n: int, chains: bool = True) -> Tensor:
+        """The ``n`` newest negatives: the persistent chains' last ``n`` (init="persistent", when ``chains``), else
+        the buffer's ``n`` newest. On several processes (a collective) ``ceil(n / N)`` of each rank's, interleaved
+        (every rank's newest first), the same tensor on every rank."""
+        k = -(-n // self.world.size)
+        if chains and self.config.init == "persistent" and self.chains is not None:
+            local = self.chains[-k:].detach().cpu().clone()
+        else:
+            local = self.buffer.newest(k)
+        if not self.world.distributed:
+            return local
+        parts = self.world.all_gather(local)
+        m = min(p.shape[0] for p in parts)
+        return torch.stack([p[:m] for p in parts], 1).reshape(-1, *local.shape[1:])[:n]
+
     def run_chains(self, x0: Tensor, n_steps: int, y: Optional[Tensor] = None) -> Tensor:
-        """``n_steps`` steps of the trainer's sampler from ``x0`` with the parameters frozen, detached."""
+        """``n_steps`` steps of the trainer's sampler from ``x0`` with the parameters frozen, detached (through the
+        plain module also on several processes: no collective runs while sampling)."""
         clamp = self.config.data_range if self.config.clamp_chains else None
         with frozen(self.model):
             return self.sampler.run(self.model, x0, n_steps, y=y, clamp=clamp, generator=self.generator).x
@@ -386,11 +475,42 @@ class Trainer:
         return {}
 
     # -- one iteration of Algorithm 1 ----------------------------------------------------------------------
+    def _energy(self, x: Tensor, y: Optional[Tensor]) -> Tensor:
+        """E(x) (or E(x, y)) for the loss: through DistributedDataParallel on several processes, so that the
+        backward pass averages the parameter gradients over the ranks."""
+        net = self._ddp_model() if self.world.distributed else self.model
+        return net(x) if y is None else net(x, y)
+
+    def _ddp_model(self) -> nn.Module:
+        if self._ddp is None:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+            # no buffer sync in forward: the only buffers (spectral norm's power iterates) are a function of the
+            # weights, equal on every rank; checkpoint() copies rank 0's to all (see _sync_model)
+            sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(DDP).parameters
+                    else {"broadcast_buffers": False})
+            ids = None
+            if self.device.type == "cuda":
+                ids = [self.device.index if self.device.index is not None else torch.cuda.current_device()]
+            self._ddp = DDP(self.model, device_ids=ids, **sync)
+            self._ddp.register_comm_hook(None, allreduce_each)   # exact resume at any world size
+        return self._ddp
+
+    def _join_backward(self, x_pos: Tensor, y: Optional[Tensor]) -> None:
+        """A backward pass with zero loss through the DDP wrapper: a rank whose chains failed still joins the
+        gradient all-reduce of the others (the step is rolled back on every rank anyway)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        (self._energy(x_pos, y).sum() * 0.0).backward()
+
     def step(self) -> dict:
         x_pos, y = self.next_batch()
-        x_neg = self.negatives(x_pos.shape[0], y)
-        e_pos = self.model(x_pos) if y is None else self.model(x_pos, y)
-        e_neg = self.model(x_neg) if y is None else self.model(x_neg, y)
+        try:
+            x_neg = self.negatives(x_pos.shape[0], y)
+        except NonFiniteEnergy:
+            if self.world.distributed:
+                self._join_backward(x_pos, y)
+            raise
+        e_pos = self._energy(x_pos, y)
+        e_neg = self._energy(x_neg, y)
         loss = ebm_loss(e_pos, e_neg, self.config.alpha)
         extra = self.extra_loss(x_neg, y)
         for term in extra.values():
@@ -413,6 +533,55 @@ class Trainer:
     def _diverged(self, m: dict) -> bool:
         return not math.isfinite(m["loss"]) or not m["max_abs_energy"] < self.config.max_abs_energy
 
+    def _agree(self, m: dict, diverged: bool) -> tuple[dict, bool]:
+        """The record of this iteration over every rank, and whether any rank diverged (a collective).
+
+        Kept iterations: the mean over ranks of each metric (each rank's is a mean over its equal share of the
+        batch, so this is the mean over the whole batch), the max of ``max_abs_energy``, and ``e_pos_std`` pooled
+        over the batch. A diverged one: the mean loss, the max |E| (NaN if any rank's is), the ``ranks`` that
+        diverged and their errors (``error``).
+        """
+        rows = self.world.all_gather((bool(diverged), m))
+        records = [r for _, r in rows]
+        if len({r["iteration"] for r in records}) != 1:
+            raise RuntimeError(f"the ranks are at different iterations: {[r['iteration'] for r in records]}")
+
+        def mean(key):
+            return sum(float(r[key]) for r in records) / len(records)
+
+        def top(key):
+            values = [float(r[key]) for r in records]
+            return math.nan if any(math.isnan(v) for v in values) else max(values)
+
+        tripped = [rank for rank, (d, _) in enumerate(rows) if d]
+        if tripped:
+            out = {"iteration": m["iteration"], "loss": mean("loss"), "max_abs_energy": top("max_abs_energy"),
+                   "ranks": tripped}
+            errors = [f"rank {rank}: {r['error']}" for rank, r in enumerate(records) if "error" in r]
+            if errors:
+                out["error"] = "; ".join(errors)
+            return out, True
+        out = {}
+        for key in m:
+            if key == "iteration":
+                out[key] = m[key]
+            elif key == "max_abs_energy":
+                out[key] = top(key)
+            elif key == "e_pos_std" and "e_pos" in m:
+                out[key] = self._pooled_std(records)
+            else:
+                out[key] = mean(key)
+        return out, False
+
+    def _pooled_std(self, records: list[dict]) -> float:
+        """The std of E(x+) over the whole batch from each rank's mean and std over its ``batch_size`` rows."""
+        n, total = self.batch_size, self.batch_size * len(records)
+        if total < 2:
+            return 0.0
+        mu = sum(r["e_pos"] for r in records) / len(records)
+        ss = sum((n - 1) * r["e_pos_std"] ** 2 + n * (r["e_pos"] - mu) ** 2 for r in records)
+        return math.sqrt(ss / (total - 1))
+
     def train(self, n_iters: int, progress: bool = True, callback: Optional[Callable[[dict], None]] = None) -> list[dict]:
         """Run ``n_iters`` more iterations; returns the full metrics history.
 
@@ -424,7 +593,7 @@ class Trainer:
             raise ValueError(f"n_iters must be a non-negative int, got {n_iters!r}")
         self._open_run()
         target = self.iteration + n_iters
-        bar = tqdm(total=n_iters, disable=not progress, desc="train", leave=False)
+        bar = tqdm(total=n_iters, disable=not progress or not self.world.is_main, desc="train", leave=False)
         try:
             while self.iteration < target:
                 before = self.iteration
@@ -436,7 +605,10 @@ class Trainer:
                 except BaseException:
                     self._restore_newest()
                     raise
-                if self._diverged(m):
+                diverged = self._diverged(m)
+                if self.world.distributed:
+                    m, diverged = self._agree(m, diverged)
+                if diverged:
                     self._rollback(m)
                     bar.update(self.iteration - before)
                     continue
@@ -502,12 +674,16 @@ class Trainer:
                   "undone": len(moved)}   # how many records this event moved to ``undone`` (the log in time order)
         if "error" in m:
             record["error"] = m["error"]
+        if "ranks" in m:
+            record["ranks"] = m["ranks"]   # on several processes: the ranks whose energies ran away
         self.history.append(record)
         self._good = self._state(kind=event)
-        if self._writing:
-            (self.ckpt_dir / "pending.pt").unlink(missing_ok=True)   # first: a stale pending must never be resumed
-            save_checkpoint(self._good, self.ckpt_dir / "last.pt")
-            self._rewrite_logs()
+        if self._run_open:
+            whole = self._combined(self._good)
+            if self.world.is_main:
+                (self.ckpt_dir / "pending.pt").unlink(missing_ok=True)   # first: a stale pending must never be resumed
+                save_checkpoint(whole, self.ckpt_dir / "last.pt")
+                self._rewrite_logs()
 
     def _restore_newest(self) -> None:
         """Back to the newest snapshot (pending or good) after an interrupted iteration."""
@@ -540,84 +716,129 @@ class Trainer:
         self.lr_scale = float(state["lr_scale"])
         self.rollbacks = int(state["rollbacks"])
 
+    def _combined(self, state: dict) -> Optional[dict]:
+        """What a checkpoint file holds for ``state``: the state itself on one process; on several (a collective),
+        on rank 0, the shared state plus every rank's own part (:data:`RANK_KEYS`) under ``ranks`` and the
+        ``world_size``, and None on the other ranks."""
+        if not self.world.distributed:
+            return state
+        parts = self.world.gather({**{k: state[k] for k in RANK_KEYS}, "iteration": state["iteration"]})
+        if not self.world.is_main:
+            return None
+        if len({p["iteration"] for p in parts}) != 1:
+            raise RuntimeError(f"the ranks' snapshots are of different iterations: {[p['iteration'] for p in parts]}")
+        ranks = [{k: p[k] for k in RANK_KEYS} for p in parts]
+        ranks[0] = {k: state[k] for k in RANK_KEYS}      # rank 0's own objects: stored once with the top level
+        return {**state, "world_size": self.world.size, "ranks": ranks}
+
+    @staticmethod
+    def _shared(whole: Optional[dict]) -> Optional[dict]:
+        """The part of a checkpoint of a run on several processes that every rank shares (None for None)."""
+        if whole is None:
+            return None
+        return {k: v for k, v in whole.items() if k not in ("ranks", "world_size", *RANK_KEYS)}
+
+    def _sync_model(self) -> None:
+        """Before a snapshot on several processes: the weights must be equal on every rank (DDP keeps them so; a
+        difference is a bug, raised), and the buffers become rank 0's (the checkpoint stores rank 0's model)."""
+        digests = self.world.all_gather(checksum(dict(self.model.named_parameters())))
+        if len(set(digests)) != 1:
+            raise RuntimeError(f"the ranks' parameters differ at iteration {self.iteration} (digests {digests}): "
+                               "they must stay equal under DistributedDataParallel")
+        names = [name for name, _ in self.model.named_buffers()]
+        if names:
+            ours = self.world.broadcast({n: b.detach().cpu() for n, b in self.model.named_buffers()}
+                                        if self.world.is_main else None)
+            with torch.no_grad():
+                for name, b in self.model.named_buffers():
+                    b.copy_(ours[name])
+
     def checkpoint(self) -> Optional[Path]:
         """Snapshot the full training state (in memory, and atomically to ``ckpt_dir/pending.pt`` if set).
 
         The snapshot becomes the rollback target, and ``last.pt``, once the next iteration passes the guard.
+        On several processes every rank calls it (a collective) and rank 0 writes every rank's state.
         """
         self._open_run()
+        if self.world.distributed:
+            self._sync_model()
         self._pending = self._state()
         if self.ckpt_dir is None:
             return None
-        return save_checkpoint(self._pending, self.ckpt_dir / "pending.pt")
+        whole = self._combined(self._pending)
+        if not self.world.is_main:
+            return None
+        return save_checkpoint(whole, self.ckpt_dir / "pending.pt")
 
     def _confirm(self) -> None:
         """The pending snapshot passed the guard: it becomes ``last.pt`` (a rename, atomic)."""
-        if not self._writing:
+        if not self._run_open:
             return
         pending, last = self.ckpt_dir / "pending.pt", self.ckpt_dir / "last.pt"
-        if pending.is_file():
-            os.replace(pending, last)
+        if self.world.broadcast(pending.is_file() if self.world.is_main else None):
+            if self.world.is_main:
+                os.replace(pending, last)
         else:
-            save_checkpoint(self._good, last)
+            whole = self._combined(self._good)
+            if self.world.is_main:
+                save_checkpoint(whole, last)
 
     def _open_run(self) -> None:
         """Take the run folder's lock, and on the first write refuse a folder holding another run (unless
         ``overwrite``); a new run writes its initial state as ``last.pt`` and starts an empty log."""
         if self.ckpt_dir is None:
             return
-        self._lock.acquire()
+        self.world.on_main(self._lock_acquire)
         if self._claimed:
             return
-        remove_orphans(self.ckpt_dir)          # temp files of writes killed before their rename (ours, we hold the lock)
-        found = [f for f in ("last.pt", "pending.pt") if (self.ckpt_dir / f).is_file()]
-        if found and not self.overwrite:
+
+        def claim() -> None:   # rank 0, holding the lock
+            remove_orphans(self.ckpt_dir)      # temp files of writes killed before their rename (ours, we hold the lock)
+            found = [f for f in ("last.pt", "pending.pt") if (self.ckpt_dir / f).is_file()]
+            if found and not self.overwrite:
+                raise RunExists(f"{self.ckpt_dir} already holds a training run ({describe_run(self.ckpt_dir)}); call "
+                                "resume() to continue it, or pass overwrite=True to the Trainer to start over")
+            (self.ckpt_dir / "pending.pt").unlink(missing_ok=True)
+            (self.ckpt_dir / "undone.jsonl").unlink(missing_ok=True)
+        try:
+            self.world.on_main(claim)
+        except RunExists:
             self.close()
-            raise RunExists(f"{self.ckpt_dir} already holds a training run ({describe_run(self.ckpt_dir)}); call "
-                            "resume() to continue it, or pass overwrite=True to the Trainer to start over")
-        (self.ckpt_dir / "pending.pt").unlink(missing_ok=True)
-        (self.ckpt_dir / "undone.jsonl").unlink(missing_ok=True)
-        save_checkpoint(self._good, self.ckpt_dir / "last.pt")
+            raise
+        whole = self._combined(self._good)
+        if self.world.is_main:
+            save_checkpoint(whole, self.ckpt_dir / "last.pt")
         self._claimed = True
-        self._rewrite_logs()
+        if self.world.is_main:
+            self._rewrite_logs()
+
+    def _lock_acquire(self) -> None:
+        if self._lock is not None:
+            self._lock.acquire()
 
     def resume(self, path: Optional[str | os.PathLike] = None) -> "Trainer":
         """Continue the run in ``ckpt_dir`` (or the one checkpoint file ``path``) exactly where it was saved.
 
         From a run folder: ``last.pt`` is the rollback target; a newer ``pending.pt`` (a snapshot that no guarded
         step had confirmed yet) is loaded too, and the first guarded step re-confirms it (or rolls back to
-        ``last.pt``). The log is rewritten to the resumed history.
+        ``last.pt``). The log is rewritten to the resumed history. On several processes every rank calls it: rank 0
+        reads the files and hands each rank its own state; a file saved at another world size is refused
+        (:class:`WorldSizeMismatch`) on every rank.
         """
+        if path is None and self.ckpt_dir is None:
+            raise ValueError("resume() needs a path when the trainer has no ckpt_dir")
+        found = self.world.on_main(lambda: self._read_run(path))
+        if self.world.distributed:   # the shared state travels once to every rank, each rank's own part to it
+            shared = self.world.broadcast([self._shared(s) for s in found] if self.world.is_main else None)
+            own = self.world.scatter([[s["ranks"][r] if s is not None else None for s in found]
+                                      for r in range(self.world.size)] if self.world.is_main else None)
+            found = [{**s, **o} if s is not None else None for s, o in zip(shared, own)]
+        last, pending = found
         if path is not None:
-            path = Path(path)
-            if self._lock is not None:
-                self._lock.acquire()
-            state = self._read(path)
-            self._load_state(state)
-            self._good, self._pending = state, None
-            self._streak = int(state.get("streak", 0)) if state.get("kind") != "snapshot" else 0
+            self._load_state(last)
+            self._good, self._pending = last, None
+            self._streak = int(last.get("streak", 0)) if last.get("kind") != "snapshot" else 0
         else:
-            if self.ckpt_dir is None:
-                raise ValueError("resume() needs a path when the trainer has no ckpt_dir")
-            self._lock.acquire()
-            remove_orphans(self.ckpt_dir)
-            last_path, pending_path = self.ckpt_dir / "last.pt", self.ckpt_dir / "pending.pt"
-            if not last_path.is_file():
-                self.close()
-                raise CheckpointError(f"no checkpoint at {last_path}" + (f" (only an unconfirmed {pending_path.name}, "
-                                      "which cannot be resumed without it)" if pending_path.is_file() else ""))
-            last = self._read(last_path)
-            pending = None
-            if pending_path.is_file():
-                try:
-                    pending = self._read(pending_path)
-                except CheckpointError as err:   # unconfirmed anyway: last.pt replays to it
-                    self.notes.append(f"ignored {pending_path}: {err}")
-                if pending is not None and not (pending["rollbacks"] == last["rollbacks"]
-                                                and pending["iteration"] > last["iteration"]):
-                    pending = None   # older than last.pt (left by a rollback interrupted before it removed it)
-                if pending is None:
-                    pending_path.unlink(missing_ok=True)
             current = pending if pending is not None else last
             self._load_state(current)
             self._good, self._pending = last, pending
@@ -625,11 +846,59 @@ class Trainer:
             self._streak = 0 if current is last and last.get("kind") == "snapshot" else int(current.get("streak", 0))
         if self.ckpt_dir is not None:
             self._claimed = True
-            self._rewrite_logs()
+            if self.world.is_main:
+                self._rewrite_logs()
         return self
+
+    def _read_run(self, path: Optional[Path]) -> tuple[dict, Optional[dict]]:
+        """(rollback target, pending snapshot or None) of the file ``path`` or of the run folder; takes the lock."""
+        if path is not None:
+            path = Path(path)
+            if self._lock is not None:
+                self._lock.acquire()
+            return self._read(path), None
+        self._lock.acquire()
+        remove_orphans(self.ckpt_dir)
+        last_path, pending_path = self.ckpt_dir / "last.pt", self.ckpt_dir / "pending.pt"
+        if not last_path.is_file():
+            self.close()
+            raise CheckpointError(f"no checkpoint at {last_path}" + (f" (only an unconfirmed {pending_path.name}, "
+                                  "which cannot be resumed without it)" if pending_path.is_file() else ""))
+        last = self._read(last_path)
+        pending = None
+        if pending_path.is_file():
+            try:
+                pending = self._read(pending_path)
+            except CheckpointError as err:   # unconfirmed anyway: last.pt replays to it
+                self.notes.append(f"ignored {pending_path}: {err}")
+            if pending is not None and not (pending["rollbacks"] == last["rollbacks"]
+                                            and pending["iteration"] > last["iteration"]):
+                pending = None   # older than last.pt (left by a rollback interrupted before it removed it)
+            if pending is None:
+                pending_path.unlink(missing_ok=True)
+        return last, pending
+
+    def resume_if_any(self) -> bool:
+        """:meth:`resume` the run in ``ckpt_dir`` if it holds one (a ``last.pt``; on several processes rank 0
+        looks); returns whether it did."""
+        if self.ckpt_dir is None:
+            return False
+        there = self.world.broadcast((self.ckpt_dir / "last.pt").exists() if self.world.is_main else None)
+        if there:
+            self.resume()
+        return bool(there)
 
     def _read(self, path: Path) -> dict:
         state = load_checkpoint(path)
+        size = int(state.get("world_size", 1))
+        if size != self.world.size:
+            self.close()
+            raise WorldSizeMismatch(
+                f"checkpoint {path} holds a run on {size} process{'es' if size != 1 else ''} (world size {size}) and "
+                f"this one has {self.world.size} (world size {self.world.size}): every rank's replay buffer and "
+                f"generator belong to one rank of that run, so it resumes only at world size {size} (torchrun's "
+                f"--nnodes times --nproc_per_node, e.g. torchrun --nproc_per_node {size} on one node); to start over "
+                f"at world size {self.world.size}, delete the run folder (or pass overwrite=True to the Trainer)")
         saved = {k: (tuple(v) if isinstance(v, list) else v) for k, v in state["config"].items()}
         mine = asdict(self.config)
         if saved != mine:
@@ -643,6 +912,7 @@ class Trainer:
         trains or checkpoints next. Also happens when the trainer is garbage-collected."""
         if self._lock is not None:
             self._lock.release()
+        self._ddp = None     # drops DDP's gradient hooks from the parameters; the next step wraps the model again
 
     def __enter__(self) -> "Trainer":
         return self
@@ -652,9 +922,14 @@ class Trainer:
 
     # -- metrics log ---------------------------------------------------------------------------------------
     @property
-    def _writing(self) -> bool:
-        """Whether this trainer writes its run folder (it has one, and has started or resumed the run in it)."""
+    def _run_open(self) -> bool:
+        """Whether this trainer has started or resumed the run in its run folder (the same on every rank)."""
         return self._claimed and self.ckpt_dir is not None
+
+    @property
+    def _writing(self) -> bool:
+        """Whether this trainer writes its run folder: the run is open, and this is rank 0."""
+        return self._run_open and self.world.is_main
 
     def _log(self, record: dict) -> None:
         if not self._writing:

@@ -10,6 +10,10 @@ lists the sizes CI shrinks when it runs the paper branch (same code, same data-s
 
     cfg = preset("03_mnist", "demo", overrides={"models.mnist_cond_replay.n_iters": 100})
     cfg.models["mnist_cond_replay"]["n_iters"]   # 100
+
+A file may also hold ``PROCESSES``: scale -> how many processes per node the chapter's models train on (an int,
+or ``"gpus"``: one per visible GPU), read by :func:`processes`; it is kept out of the settings (and out of the
+metrics JSON that records them), since it says where the same training runs, not what it computes.
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ import importlib
 import os
 from typing import Any, Mapping, Optional, Sequence
 
-__all__ = ["SCALES", "CHAPTERS", "Preset", "preset", "chapter_name", "parse_overrides", "scale_from_env"]
+__all__ = ["SCALES", "CHAPTERS", "Preset", "preset", "chapter_name", "parse_overrides", "scale_from_env", "processes"]
 
 SCALES = ("smoke", "demo", "paper")
 
@@ -137,3 +141,13 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
         except (ValueError, SyntaxError):
             out[key] = text
     return out
+
+
+def processes(chapter: str, scale: str) -> int | str:
+    """How many processes per node ``chapter``'s training asks for at ``scale``: its file's ``PROCESSES[scale]``
+    (an int, or ``"gpus"``), 1 when it names none. ``ebmlib.core.distributed.resolve_processes`` turns it into a
+    count (``$EBMLIB_NPROC`` overrides it)."""
+    chapter = chapter_name(chapter)
+    _check_scale(scale)
+    module = importlib.import_module(f"{__name__}.{CHAPTERS[chapter]}")
+    return getattr(module, "PROCESSES", {}).get(scale, 1)

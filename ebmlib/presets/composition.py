@@ -101,3 +101,7 @@ PAPER_SHRUNK = {
     "judge.width": 2, "judge.n_iters": 2, "judge.train": dict(batch=8),
     "sample_steps": 2, "n_joint": 2, "n_test": 4, "n_show": 2, "n_judge_eval": 16,
 }
+
+# the paper branch trains on one process per visible GPU (torchrun; ebmlib.notebook.launch), as the paper's larger
+# runs used several GPUs (A.7's reported compute); $EBMLIB_NPROC overrides it
+PROCESSES = {"paper": "gpus"}

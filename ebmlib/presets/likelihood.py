@@ -82,3 +82,7 @@ PAPER_SHRUNK = {
     "bound_temps": (3, 5), "bound_chains": 2, "sens_temps": 3, "sens_chains": 2, "n_test": 2, "histogram_n": 16,
     "n_base_fit": 500, "ais_settings.pilot_chains": 2, "ais_settings.pilot_steps": 1,
 }
+
+# the paper branch trains on one process per visible GPU (torchrun; ebmlib.notebook.launch), as the paper's larger
+# runs used several GPUs (A.7's reported compute); $EBMLIB_NPROC overrides it
+PROCESSES = {"paper": "gpus"}

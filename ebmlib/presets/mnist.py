@@ -69,3 +69,7 @@ PAPER_SHRUNK = {
     "noise_frames": (0, 2, 4), "per_class": 1, "nn_train": 500, "hist_n": 32, "restore_n": 16, "restore_steps": 2,
     "convert_n": 2, "completions": 2,
 }
+
+# the paper branch trains on one process per visible GPU (torchrun; ebmlib.notebook.launch), as the paper's larger
+# runs used several GPUs (A.7's reported compute); $EBMLIB_NPROC overrides it
+PROCESSES = {"paper": "gpus"}

@@ -77,3 +77,7 @@ PAPER_SHRUNK = {
     "progress": False, "n_ood": 16, "pca_components": 4, "pca_train": 40, "classifier_epochs": 1,
     "classifier_train": 40, "n_adv": 4, "adv_batch": 2, "pgd_steps": 1, "defence.n_steps": 1,
 }
+
+# the paper branch trains on one process per visible GPU (torchrun; ebmlib.notebook.launch), as the paper's larger
+# runs used several GPUs (A.7's reported compute); $EBMLIB_NPROC overrides it
+PROCESSES = {"paper": "gpus"}

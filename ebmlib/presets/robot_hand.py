@@ -40,3 +40,7 @@ PAPER_SHRUNK = {
     "n_traj": 20, "length": 12, "workers": 1, "test_fraction": 0.4, "horizon": 12, "ebm_iters": 4,
     "fc_iters": 4, "batch_size": 16, "train_seeds": 2, "frame_times": (0, 6, 12), "frame_size": (64, 48),
 }
+
+# the paper branch trains on one process per visible GPU (torchrun; ebmlib.notebook.launch), as the paper's larger
+# runs used several GPUs (A.7's reported compute); $EBMLIB_NPROC overrides it
+PROCESSES = {"paper": "gpus"}

@@ -30,9 +30,11 @@ from torch.nn.utils.parametrizations import spectral_norm
 from ebmlib.chapters.composition.judge import JudgeRecipe
 from ebmlib.chapters.composition.latents import LATENTS, coordinate_grid, encode, encoded_dim, latent_set
 from ebmlib.core.compose import SequentialLangevin
+from ebmlib.core.distributed import World
 from ebmlib.core.nets import activation
 from ebmlib.core.recipes import Fit, Recipe, load_or_train_all, plain
 from ebmlib.core.train import KLTrainer, TrainConfig, Trainer, frozen
+from ebmlib.notebook.launch import train_in_processes
 
 __all__ = ["LatentConvEnergy", "LatentProduct", "LatentRecipe", "sample_joint", "recipes", "train_models"]
 
@@ -159,15 +161,19 @@ class LatentRecipe(Recipe):
     def requires(self) -> tuple[str, ...]:
         return tuple(p["name"] for p in self.parts)
 
+    def distributes(self) -> bool:
+        return True
+
     def build(self) -> nn.Module:
         if self.kind == "finetune":
             return LatentProduct([_part(p).build() for p in self.parts])
         return LatentConvEnergy(self.latents, self.resolution, self.width)
 
     def fit(self, model: nn.Module, *, device: torch.device, progress: bool, run_dir: Optional[Path],
-            parts: Sequence[nn.Module] = ()) -> Fit:
+            parts: Sequence[nn.Module] = (), world: Optional[World] = None) -> Fit:
         """An expert: Algorithm 1 with a replay buffer. A finetune: the trained ``parts`` summed, then
-        :class:`~ebmlib.core.train.KLTrainer` (CD on the sum + the KL term), sampling one expert at a time."""
+        :class:`~ebmlib.core.train.KLTrainer` (CD on the sum + the KL term), sampling one expert at a time.
+        ``world``: the processes training together (each draws its own sprites with its own generator)."""
         data = functools.partial(latent_set(self.data).__call__, resolution=self.resolution)
         cfg = self.config()
         if self.kind == "finetune":
@@ -178,13 +184,12 @@ class LatentRecipe(Recipe):
                 mine.load_state_dict(trained.state_dict())
             trainer = KLTrainer(model, data, cfg, ckpt_dir=run_dir, device=device,
                                 sampler=SequentialLangevin(cfg.step_size, cfg.noise_std, cfg.grad_clip),
-                                kl_weight=float(self.train.get("kl_weight", 1.0)))
+                                kl_weight=float(self.train.get("kl_weight", 1.0)), world=world)
         else:
-            trainer = Trainer(model, data, cfg, ckpt_dir=run_dir, device=device)
-        if run_dir is not None and (run_dir / "last.pt").exists():
-            trainer.resume()
+            trainer = Trainer(model, data, cfg, ckpt_dir=run_dir, device=device, world=world)
+        trainer.resume_if_any()
         trainer.train(self.n_iters - trainer.iteration, progress=progress)
-        return Fit(list(trainer.history), trainer.buffer.newest(64))
+        return Fit(list(trainer.history), trainer.newest(64, chains=False))
 
 
 def _part(p: dict) -> LatentRecipe:
@@ -232,5 +237,7 @@ def _inputs(recipe, done: dict) -> dict:
 def train_models(cfg, seed: int = 0, only=None, **options) -> dict:
     """Every model of the preset (``cfg.experts``, ``cfg.finetune``, ``cfg.judge``), loaded or trained; ``only``:
     just these names (``dsprites_judge`` for the judge) and the experts a fine-tuned sum among them is made of;
-    ``options``: ``out_dir``, ``shipped_dir``, ``device``, ``progress``, ``log``."""
+    ``options``: ``out_dir``, ``shipped_dir``, ``device``, ``progress``, ``log``, ``world``. When the preset asks
+    for several processes they train under torchrun first (:func:`ebmlib.notebook.launch.train_in_processes`)."""
+    train_in_processes(cfg, seed, only, **options)
     return load_or_train_all(recipes(cfg, seed), _inputs, only=only, **options)

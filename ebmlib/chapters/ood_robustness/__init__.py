@@ -3,11 +3,14 @@ sampling defence (``adversarial``), and the page's experiment loops, tables and 
 from ebmlib.chapters.ood_robustness.report import paper_rows
 from ebmlib.core.image_ebm import load_or_train_models
 from ebmlib.data import load_images
+from ebmlib.notebook.launch import train_in_processes
 
 __all__ = ["train_models", "paper_rows"]
 
 
 def train_models(cfg, seed: int = 0, only=None, **options) -> dict:
     """The preset's image EBMs (``cfg.models``), each loaded from its checkpoint or trained; ``options``:
-    ``out_dir``, ``shipped_dir``, ``device``, ``progress``, ``log``."""
+    ``out_dir``, ``shipped_dir``, ``device``, ``progress``, ``log``, ``world``. When the preset asks for several
+    processes they train under torchrun first (:func:`ebmlib.notebook.launch.train_in_processes`)."""
+    train_in_processes(cfg, seed, only, **options)
     return load_or_train_models(cfg.models, lambda name: load_images(name, "train"), seed, only, **options)
