@@ -16,7 +16,8 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 __all__ = ["ACTIVATIONS", "activation", "maybe_spectral_norm", "ConditionalGainBias", "MLPEnergy", "MNISTConvEnergy", "count_parameters",
-           "CIFAR_LAYOUTS", "ResidualBlock", "CIFARResNetEnergy"]
+           "CIFAR_LAYOUTS", "IMAGENET_LAYOUTS", "RESNET_LAYOUTS", "ResidualBlock", "CIFARResNetEnergy",
+           "imagenet32_energy", "imagenet128_energy"]
 
 ACTIVATIONS = {
     "swish": nn.SiLU,  # Swish (Ramachandran et al. 2017); A.8: the most stable choice
@@ -160,6 +161,17 @@ CIFAR_LAYOUTS = {
                        (4, True), (4, False), (4, False)),
 }
 
+#: The release's ImageNet energies in the same form, multipliers of the input conv's width. "resnet32_wider"
+#: (ImageNet32): input conv 3 -> 128, then blocks of F, 2F, 4F with F = 256 (so 2x, 4x, 8x of 128), ~90M
+#: parameters with 1000 classes. "resnet128" (ImageNet128): input conv 3 -> 64, five downsampling blocks to
+#: 512 channels at 4x4, then one more; ~21M with 1000 classes (Swish).
+IMAGENET_LAYOUTS = {
+    "resnet32_wider": ((2, True), (2, False), (2, False), (4, True), (4, False), (4, False),
+                       (8, True), (8, False), (8, False)),
+    "resnet128": ((1, True), (2, True), (4, True), (8, True), (8, True), (8, False)),
+}
+RESNET_LAYOUTS = {**CIFAR_LAYOUTS, **IMAGENET_LAYOUTS}
+
 
 class ResidualBlock(nn.Module):
     """One residual block of A.6 (after SNGAN, Miyato et al. 2018; as in the paper's release):
@@ -202,7 +214,7 @@ class ResidualBlock(nn.Module):
 class CIFARResNetEnergy(_EnergyNet):
     """The paper's residual energy for 32x32 colour images in [0, 1] (A.6, Fig. 24a/b).
 
-    conv3x3 3 -> width, then the blocks of ``CIFAR_LAYOUTS[layout]`` (:class:`ResidualBlock`), then activation,
+    conv3x3 3 -> width, then the blocks of ``RESNET_LAYOUTS[layout]`` (:class:`ResidualBlock`), then activation,
     sum over space (as the release does) and a linear layer to the scalar energy (not spectrally normalised,
     so the energy's scale stays free). Leaky ReLU (slope 0.2) throughout as in A.6; spectral norm on every conv
     (section 3.3). ``n_classes=10`` gives the conditional model (per-class gains and biases in every block).
@@ -216,11 +228,11 @@ class CIFARResNetEnergy(_EnergyNet):
                  spectral_norm: bool = True, n_classes: Optional[int] = None, in_channels: int = 3,
                  image_size: int = 32):
         super().__init__()
-        if layout not in CIFAR_LAYOUTS:
-            raise ValueError(f"unknown layout {layout!r}; expected one of {sorted(CIFAR_LAYOUTS)}")
+        if layout not in RESNET_LAYOUTS:
+            raise ValueError(f"unknown layout {layout!r}; expected one of {sorted(RESNET_LAYOUTS)}")
         if width < 1:
             raise ValueError(f"width must be >= 1, got {width}")
-        n_down = sum(d for _, d in CIFAR_LAYOUTS[layout])
+        n_down = sum(d for _, d in RESNET_LAYOUTS[layout])
         if image_size % (2 ** n_down):
             raise ValueError(f"image_size must be divisible by {2 ** n_down} for layout {layout!r}, got {image_size}")
         if n_classes is not None and n_classes < 1:
@@ -230,7 +242,7 @@ class CIFARResNetEnergy(_EnergyNet):
         self.layout = layout
         self.conv_in = maybe_spectral_norm(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), spectral_norm)
         blocks, ch = [], width
-        for mult, down in CIFAR_LAYOUTS[layout]:
+        for mult, down in RESNET_LAYOUTS[layout]:
             blocks.append(ResidualBlock(ch, mult * width, down, act, spectral_norm, n_classes))
             ch = mult * width
         self.blocks = nn.ModuleList(blocks)
@@ -249,3 +261,15 @@ class CIFARResNetEnergy(_EnergyNet):
         return self.head(self.out_act(h).sum(dim=(2, 3))).squeeze(-1)   # sum over space, then linear
 
 
+def imagenet32_energy(n_classes: Optional[int] = 1000, width: int = 128, act: str = "leaky_relu",
+                      spectral_norm: bool = True) -> CIFARResNetEnergy:
+    """ResNet32Wider of the release for 32x32 ImageNet (Fig. 24c): ``width=128`` gives F = 256 and ~90M
+    parameters with 1000 classes; a smaller ``width`` or ``n_classes`` for CPU-sized stand-ins."""
+    return CIFARResNetEnergy(width, "resnet32_wider", act, spectral_norm, n_classes, image_size=32)
+
+
+def imagenet128_energy(n_classes: Optional[int] = 1000, width: int = 64, act: str = "swish",
+                       spectral_norm: bool = True, image_size: int = 128) -> CIFARResNetEnergy:
+    """ResNet128 of the release for 128x128 ImageNet (Fig. 24d): Swish, ``width=64``, ~21M parameters with 1000
+    classes. ``image_size`` must be a multiple of 32 (five 2x2 poolings)."""
+    return CIFARResNetEnergy(width, "resnet128", act, spectral_norm, n_classes, image_size=image_size)

@@ -8,6 +8,9 @@ The pixels are random (CIFAR-10, SVHN) or constant colours (DTD): they prove tha
   CHW order, 'labels': list}``) and ``batches.meta`` (``{'label_names': [...]}``).
 * SVHN: ``SVHN/<split>_32x32.mat`` with ``X`` (32, 32, 3, N) uint8 and ``y`` (N, 1) in 1..10 (10 is the digit 0).
 * DTD: ``dtd/dtd/images/<class>/<class>_000k.jpg`` and ``dtd/dtd/labels/{train,val,test}<k>.txt``.
+* ImageNet32: ``imagenet32/train_data_batch_1..10`` and ``val_data``, as ``.npz`` or pickled dicts (``data``:
+  uint8 (n, 3072) rows in CHW order, ``labels``: 1..1000, ``mean`` in the training files).
+* ImageNet128: ``imagenet/{train,val}/<wnid>/<wnid>_k.JPEG``, photos of odd sizes (not 128x128).
 """
 from __future__ import annotations
 
@@ -19,10 +22,12 @@ import numpy as np
 
 from ebmlib.data.cifar import SVHN_FOLDER
 
-__all__ = ["CIFAR_CLASSES", "DTD_COLOURS", "write_cifar10", "write_svhn", "write_dtd", "write_all"]
+__all__ = ["CIFAR_CLASSES", "DTD_COLOURS", "IMAGENET_WNIDS", "write_cifar10", "write_svhn", "write_dtd",
+           "write_imagenet32", "write_imagenet128", "write_all"]
 
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 DTD_COLOURS = {"banded": (200, 30, 30), "dotted": (20, 180, 60), "zigzagged": (40, 60, 220)}
+IMAGENET_WNIDS = ["n01440764", "n01443537", "n01484850"]   # the first three ILSVRC-2012 synsets
 
 
 def write_cifar10(root: str | os.PathLike, n_per_batch: int = 3, n_test: int = 4, seed: int = 0) -> dict:
@@ -78,11 +83,61 @@ def write_dtd(root: str | os.PathLike, partition: int = 1, per_class: int = 2) -
     return lines
 
 
+def write_imagenet32(root: str | os.PathLike, n_per_batch: int = 3, n_val: int = 4, fmt: str = "npz",
+                     seed: int = 0) -> dict:
+    """The ten training batches of ``n_per_batch`` images and ``val_data`` of ``n_val``, as ``fmt`` ("npz" or
+    "pickle"); the first label of every file is 1 and the second 1000 (the ends of the range); returns
+    ``{batch name: (data, labels)}``."""
+    if fmt not in ("npz", "pickle"):
+        raise ValueError(f"fmt must be 'npz' or 'pickle', got {fmt!r}")
+    rng = np.random.default_rng(seed)
+    folder = Path(root) / "imagenet32"
+    folder.mkdir(parents=True, exist_ok=True)
+    truth = {}
+    for name, n in [(f"train_data_batch_{k}", n_per_batch) for k in range(1, 11)] + [("val_data", n_val)]:
+        data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        labels = ([1, 1000] + rng.integers(1, 1001, max(n - 2, 0)).tolist())[:n]
+        fields = {"data": data, "labels": labels}
+        if name != "val_data":
+            fields["mean"] = data.mean(axis=0) if n else np.zeros(3072)
+        if fmt == "npz":
+            np.savez(folder / f"{name}.npz", **fields)
+        else:
+            with open(folder / name, "wb") as f:
+                pickle.dump(fields, f)
+        truth[name] = (data, labels)
+    return truth
+
+
+def write_imagenet128(root: str | os.PathLike, per_class: int = 2, seed: int = 0) -> dict:
+    """JPEG photos of random colour blocks, landscape and portrait (neither 128x128), ``per_class`` per class
+    folder of :data:`IMAGENET_WNIDS` in ``train`` and ``val``; returns ``{split: [relative paths]}``."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    sizes = [(200, 150), (130, 260)]   # (width, height)
+    written = {}
+    for split in ("train", "val"):
+        written[split] = []
+        for wnid in IMAGENET_WNIDS:
+            folder = Path(root) / "imagenet" / split / wnid
+            folder.mkdir(parents=True, exist_ok=True)
+            for k in range(per_class):
+                w, h = sizes[k % 2]
+                blocks = rng.integers(0, 256, (h // 10, w // 10, 3), dtype=np.uint8)
+                Image.fromarray(blocks.repeat(10, 0).repeat(10, 1)).save(folder / f"{wnid}_{k}.JPEG", quality=95)
+                written[split].append(f"{wnid}/{wnid}_{k}.JPEG")
+    return written
+
+
 def write_all(root: str | os.PathLike, n: int = 64) -> list[str]:
     """Every fixture under one data root, ``n`` images per CIFAR-10 / SVHN split (enough for CI's paper branch)."""
     write_cifar10(root, n_per_batch=max(1, n // 5), n_test=n)
     for split in ("train", "test"):
         write_svhn(Path(root) / SVHN_FOLDER, split, n)
     dtd = write_dtd(root, per_class=max(2, n // 6))
+    write_imagenet32(root, n_per_batch=max(1, n // 10), n_val=n)
+    in128 = write_imagenet128(root, per_class=2)
     return [f"CIFAR-10 {5 * max(1, n // 5)} train + {n} test images", f"SVHN {n} train + {n} test images",
-            f"DTD {len(dtd)} images", f"under {Path(root).resolve()} (random pixels: for running code, not results)"]
+            f"DTD {len(dtd)} images", f"ImageNet32 {10 * max(1, n // 10)} train + {n} val images",
+            f"ImageNet128 {len(in128['train'])} train + {len(in128['val'])} val photos", f"under {Path(root).resolve()} (random pixels: for running code, not results)"]
