@@ -392,7 +392,11 @@ SAMPLERS = {"paper_langevin": PaperLangevin, "ula": ULA, "mala": MALA, "rwmh": R
 
 
 def make_sampler(name: str, **kwargs) -> Sampler:
-    """Build a sampler by name: one of ``paper_langevin``, ``ula``, ``mala``, ``rwmh``, ``hmc``."""
+    """Build a sampler by name: one of ``paper_langevin``, ``ula``, ``mala``, ``rwmh``, ``hmc``, or
+    ``paper_fast`` (:class:`ebmlib.core.fastpath.FastPaperLangevin`: PaperLangevin's update on the fast path)."""
+    if name == "paper_fast":
+        from ebmlib.core.fastpath import FastPaperLangevin   # fastpath imports this module
+        return FastPaperLangevin(**kwargs)
     if name not in SAMPLERS:
-        raise KeyError(f"unknown sampler {name!r}; expected one of {sorted(SAMPLERS)}")
+        raise KeyError(f"unknown sampler {name!r}; expected one of {sorted(SAMPLERS) + ['paper_fast']}")
     return SAMPLERS[name](**kwargs)
