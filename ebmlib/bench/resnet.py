@@ -32,11 +32,10 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
-import time
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
+from ebmlib.bench.common import matmul_peak, step_flops, timed
 from ebmlib.core.fastpath import FastPaperLangevin, fast_sampler
 from ebmlib.core.nets import CIFARResNetEnergy, count_parameters
 from ebmlib.core.samplers import PaperLangevin
@@ -81,19 +80,6 @@ def build_model(name: str, width: int, seed: int = 0) -> CIFARResNetEnergy:
     return CIFARResNetEnergy(width=width * mult, layout=layout, n_classes=classes)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn, device: torch.device) -> float:
-    _sync(device)
-    start = time.perf_counter()
-    fn()
-    _sync(device)
-    return time.perf_counter() - start
-
-
 def reference_langevin(model, x0, n_steps, generator, y=None):
     """The plain loop: PaperLangevin's update (noise, clipped gradient step, clamp to [0, 1]) written as a PyTorch
     user writes it first; ``generator`` lives on the chains' device."""
@@ -121,27 +107,6 @@ def reference_train_step(model, opt, data, labels, batch, n_steps, generator):
     opt.zero_grad()
     loss.backward()
     opt.step()
-
-
-def step_flops(model, x, y=None) -> int:
-    """FLOPs of one Langevin step at this batch: E(x) and grad_x E with the parameters frozen (counted with
-    ``.backward()``: FlopCounterMode's module tracking does not support ``torch.autograd.grad``)."""
-    model = copy.deepcopy(model)
-    for p in model.parameters():
-        p.requires_grad_(False)
-    x = x.detach().clone().requires_grad_(True)
-    with FlopCounterMode(display=False) as counter:
-        (model(x) if y is None else model(x, y)).sum().backward()
-    return int(counter.get_total_flops())
-
-
-def matmul_peak(device: torch.device, dtype: torch.dtype, n: int, repeats: int = 5) -> float:
-    """FLOP/s of the best of ``repeats`` n x n matmuls (one warm-up first)."""
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    a @ b
-    best = min(timed(lambda: a @ b, device) for _ in range(repeats))
-    return 2 * n ** 3 / best
 
 
 def recipe_hours(seconds_per_iter: float, recipe: dict) -> dict:
