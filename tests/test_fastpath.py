@@ -260,3 +260,21 @@ def test_deferred_finiteness_check_names_the_same_step():
 
 def test_keep_freed_memory_reports_whether_it_applied():
     assert isinstance(keep_freed_memory(), bool)
+
+
+def test_sampler_for_keeps_the_cpu_default(monkeypatch):
+    """'auto' (the default): PaperLangevin on the CPU, so committed CPU numbers do not move; the fast path on CUDA
+    (chosen, not run: nothing here needs a GPU); 'on'/'off' and $EBMLIB_FAST_SAMPLER override."""
+    from ebmlib.core.fastpath import FAST_ENV, sampler_for
+    cfg = TrainConfig()
+    monkeypatch.delenv(FAST_ENV, raising=False)
+    cpu = sampler_for(cfg, "cpu")
+    assert type(cpu) is PaperLangevin and repr(cpu) == repr(cfg.make_sampler())
+    assert isinstance(sampler_for(cfg, "cuda"), FastPaperLangevin)
+    assert isinstance(sampler_for(cfg, "cpu", fast=True), FastPaperLangevin)
+    assert type(sampler_for(cfg, "cuda", fast="off")) is PaperLangevin
+    monkeypatch.setenv(FAST_ENV, "on")
+    assert isinstance(sampler_for(cfg, "cpu"), FastPaperLangevin)
+    monkeypatch.setenv(FAST_ENV, "sometimes")
+    with pytest.raises(ValueError, match=r"\$EBMLIB_FAST_SAMPLER must be 'auto', 'on' or 'off'.*'sometimes'"):
+        sampler_for(cfg, "cpu")

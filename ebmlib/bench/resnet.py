@@ -252,7 +252,8 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=60, help="Langevin steps K (A.7: 60)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--train-iters", type=int, default=1, help="training iterations per timed repeat")
-    ap.add_argument("--quick", action="store_true", help="defaults width 8, batch 16, K = 4, 2 repeats: seconds on a CPU")
+    ap.add_argument("--quick", action="store_true",
+                    help="defaults width 8, batch 16, K = 4, 2 repeats: seconds on a CPU")
     ap.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
     ap.add_argument("--matmul-size", type=int, default=None, help="n of the n x n peak matmul (default by device)")
     ap.add_argument("--no-bf16", action="store_true", help="skip the bf16 autocast variant")

@@ -8,8 +8,9 @@ What it adds, each an option:
 * ``gradient="manual"``: for :class:`~ebmlib.core.nets.MNISTConvEnergy`, E(x) and grad_x E(x) written out layer
   by layer (:class:`MNISTInputGradient`): no autograd graph is built per step, the spectrally normalised weights
   (and their bf16 copies) are computed once per chain, the input gradient of the 1-channel input convolution is a
-  1x1 convolution and a fold (oneDNN's own kernel for it is slow on the CPU), the fully connected layer reads the channels_last activations without a copy (its weight's columns are
-  permuted once per chain instead). ``"auto"`` picks it where it applies, else ``"autograd"``
+  1x1 convolution and a fold (oneDNN's own kernel for it is slow on the CPU), the fully connected layer reads the
+  channels_last activations without a copy (its weight's columns are permuted once per chain instead).
+  ``"auto"`` picks it where it applies, else ``"autograd"``
   (``torch.autograd.grad`` on the module, as PaperLangevin does).
 * ``autocast_dtype=torch.bfloat16``: the network in bf16 (the chain state and the update stay float32).
 * ``compile=True``: ``torch.compile`` of one function returning (E, grad_x E), through ``torch.func`` on a copy of
@@ -44,8 +45,8 @@ from torch.nn.utils import parametrize
 from ebmlib.core.nets import MNISTConvEnergy, labels_checked
 from ebmlib.core.samplers import PaperLangevin, draw_random
 
-__all__ = ["FastPaperLangevin", "fast_sampler", "FAST_DEFAULTS", "MNISTInputGradient", "plain_twin",
-           "chain_weights", "functional_energy_and_grad", "keep_freed_memory", "GRADIENTS"]
+__all__ = ["FastPaperLangevin", "fast_sampler", "sampler_for", "FAST_ENV", "FAST_DEFAULTS", "MNISTInputGradient",
+           "plain_twin", "chain_weights", "functional_energy_and_grad", "keep_freed_memory", "GRADIENTS"]
 
 GRADIENTS = ("auto", "autograd", "manual")
 
@@ -134,7 +135,8 @@ class MNISTInputGradient:
         side = int(math.isqrt(model.fc.in_features // c_last))
         self.side = side
         # fc's columns in (h, w, c) order: a channels_last activation flattens to them without a copy
-        self.fc_w = cast(model.fc.weight).reshape(out, c_last, side, side).permute(0, 2, 3, 1).reshape(out, -1).contiguous()
+        self.fc_w = (cast(model.fc.weight).reshape(out, c_last, side, side).permute(0, 2, 3, 1)
+                     .reshape(out, -1).contiguous())
         self.fc_b = cast(model.fc.bias)
         self.fc_act = _act_pair(model.fc_act)
         self.head_w, self.head_b = cast(model.head.weight), cast(model.head.bias)
@@ -397,3 +399,27 @@ def fast_sampler(config, device: str | torch.device = "cpu", **overrides) -> Fas
         opts["autocast_dtype"] = getattr(torch, config.autocast_dtype)
     opts.update(overrides)
     return FastPaperLangevin(config.step_size, config.noise_std, config.grad_clip, **opts)
+
+
+#: the environment variable :func:`sampler_for` reads when ``fast`` is not given
+FAST_ENV = "EBMLIB_FAST_SAMPLER"
+
+
+def sampler_for(config, device: str | torch.device = "cpu", fast: Optional[str | bool] = None):
+    """The sampler a recipe should train with: ``config.make_sampler()`` (PaperLangevin) or :func:`fast_sampler`.
+
+    ``fast``: ``"auto"`` (the default) the fast path on CUDA only, so every CPU run, and the committed numbers
+    made on the CPU, stay exactly as they were; ``True``/``"on"`` on every device; ``False``/``"off"`` never.
+    ``None`` reads ``$EBMLIB_FAST_SAMPLER`` (same values; unset means ``"auto"``).
+    """
+    import os
+    raw = os.environ.get(FAST_ENV, "auto") if fast is None else fast
+    choice = {True: "on", False: "off"}.get(raw, raw) if isinstance(raw, bool) else str(raw).strip().lower()
+    choice = {"1": "on", "true": "on", "yes": "on", "0": "off", "false": "off", "no": "off"}.get(choice, choice)
+    if choice not in ("auto", "on", "off"):
+        where = f"${FAST_ENV}" if fast is None else "fast"
+        raise ValueError(f"{where} must be 'auto', 'on' or 'off' (or a bool), got {raw!r}")
+    kind = torch.device(device).type
+    if choice == "on" or (choice == "auto" and kind == "cuda"):
+        return fast_sampler(config, device)
+    return config.make_sampler()
