@@ -14,6 +14,7 @@ def test_bench_langevin_prints_every_field(capsys):
     out = capsys.readouterr().out
     assert re.search(r"one Langevin step: [\d.]+ GFLOP; measured matmul peak \(64x64\): fp32 [\d.]+ GFLOP/s, "
                      r"bf16 [\d.]+ GFLOP/s; keep_freed_memory: (on|off)", out)
+    assert re.search(r"matmul peak, best of 2 measurements interleaved with the repeats: fp32 [\d.]+ GFLOP/s", out)
     one = re.search(r"max \|x_ref - x_lib\| = ([\d.e+-]+), max \|x_ref - x_fast\| = ([\d.e+-]+)", out)
     assert one and float(one.group(1)) < 1e-4 and float(one.group(2)) < 1e-4
     for row in ("reference (NCHW fp32, .backward())", "ebmlib (channels_last, cached SN)",

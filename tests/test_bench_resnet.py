@@ -15,6 +15,7 @@ def test_bench_resnet_prints_every_field(capsys):
                      "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"matmul peak \(64x64\): fp32 [\d.]+ TFLOP/s, bf16 [\d.]+ TFLOP/s", out)
+    assert out.count("matmul peak, best of the measurements so far") == 2
     for name, batch in (("resnet32", 4), ("imagenet32", 1)):     # ImageNet32 runs a quarter of the batch
         assert re.search(rf"== {name}: width \d+, [\d.]+ M parameters, batch {batch}, K = 2; one Langevin step: "
                          r"[\d.]+ GFLOP", out), name

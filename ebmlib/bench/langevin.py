@@ -176,6 +176,10 @@ def main(argv=None) -> int:
     for r in range(args.repeats):
         for name, fn in variants.items():
             times[name].append(timed(lambda: fn(torch.Generator().manual_seed(3 + r), args.steps)))
+        for dtype, key in ((torch.float32, "fp32"), (torch.bfloat16, "bf16")):   # the peak under the same load
+            peaks[key] = max(peaks[key], matmul_peak(cpu, dtype, args.matmul_size))
+    print(f"matmul peak, best of {args.repeats + 1} measurements interleaved with the repeats: fp32 "
+          f"{peaks['fp32'] / 1e9:.1f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.1f} GFLOP/s")
     ref_name = next(iter(variants))
     ref_t = statistics.median(times[ref_name])
     print(f"\n{'Langevin sampling':42s} {'image-steps/s':>14s} {'ratio':>7s} {'GFLOP/s':>8s} {'of peak':>8s}")
