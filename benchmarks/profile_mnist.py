@@ -1,6 +1,6 @@
 """Where a CPU Langevin step of the MNIST CNN spends its time: the reference loop against FastPaperLangevin.
 
-    OMP_NUM_THREADS=1 python benchmarks/profile_mnist.py [--width 32] [--batch 128] [--steps 10]
+    OMP_NUM_THREADS=1 python benchmarks/profile_mnist.py [--width 32] [--batch 128] [--steps 10] [--keep-freed-memory]
 
 Runs ``torch.profiler`` over ``--steps`` steps of each path (after a warm-up chain) and groups the operators:
 convolutions forward, convolutions' input gradient, activations and their backward, memory copies (layout
@@ -19,6 +19,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from ebmlib.bench.common import matmul_peak, step_flops
 from ebmlib.bench.langevin import fast_langevin, reference_langevin
+from ebmlib.core.fastpath import keep_freed_memory
 from ebmlib.core.nets import MNISTConvEnergy
 
 GROUPS = {
@@ -45,7 +46,9 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=32)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--keep-freed-memory", action="store_true", help="fastpath.keep_freed_memory() for the process")
     args = ap.parse_args()
+    kept = keep_freed_memory() if args.keep_freed_memory else False
     torch.manual_seed(0)
     ref = MNISTConvEnergy(width=args.width, spectral_norm=True)
     lib = MNISTConvEnergy(width=args.width, spectral_norm=True)
@@ -64,7 +67,7 @@ def main() -> None:
     }
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; MNIST CNN width {args.width}, batch "
           f"{args.batch}; one step {flops / 1e9:.3f} GFLOP; matmul peak fp32 {peak['fp32'] / 1e9:.1f}, "
-          f"bf16 {peak['bf16'] / 1e9:.1f} GFLOP/s (1024x1024)")
+          f"bf16 {peak['bf16'] / 1e9:.1f} GFLOP/s (1024x1024); keep_freed_memory: {'on' if kept else 'off'}")
     rows = {}
     for name, (dtype, fn) in paths.items():
         fn(2)
