@@ -9,6 +9,7 @@
     python -m ebmlib data hand --n 1000 --workers 2                  # MuJoCo trajectories of chapter 07
     python -m ebmlib data fixtures --root /tmp/fixture-data          # tiny CIFAR-10/SVHN/DTD in their real formats
     python -m ebmlib bench langevin --width 32                       # throughput against a plain loop
+    python -m ebmlib bench resnet --quick                            # the CIFAR ResNets (paper size: no --quick)
 
 ``reproduce`` executes the chapter's Jupytext source (``notebooks/NN_name.py``) with papermill, passing the
 parameters ``scale``, ``seed``, ``out_dir`` and ``overrides``; the executed notebook and the metrics JSON the
@@ -35,7 +36,7 @@ from ebmlib.presets import CHAPTERS, SCALES, chapter_name, parse_overrides, pres
 __all__ = ["main", "find_notebooks", "reproduce", "train_models", "prepare_data"]
 
 DATA_SETS = ("mnist", "fashion", "cifar10", "svhn", "dtd", "dsprites", "hand", "fixtures")
-BENCHMARKS = {"langevin": "ebmlib.bench.langevin"}
+BENCHMARKS = {"langevin": "ebmlib.bench.langevin", "resnet": "ebmlib.bench.resnet"}
 
 
 def find_notebooks(explicit: str | None = None) -> Path:

@@ -9,6 +9,7 @@ by the label. ``n_classes=None`` gives an unconditional network.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Optional
 
 import torch
@@ -17,7 +18,7 @@ from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 __all__ = ["ACTIVATIONS", "activation", "maybe_spectral_norm", "ConditionalGainBias", "MLPEnergy", "MNISTConvEnergy", "count_parameters",
            "CIFAR_LAYOUTS", "IMAGENET_LAYOUTS", "RESNET_LAYOUTS", "ResidualBlock", "CIFARResNetEnergy",
-           "imagenet32_energy", "imagenet128_energy"]
+           "imagenet32_energy", "imagenet128_energy", "labels_checked"]
 
 ACTIVATIONS = {
     "swish": nn.SiLU,  # Swish (Ramachandran et al. 2017); A.8: the most stable choice
@@ -42,8 +43,32 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+@contextlib.contextmanager
+def labels_checked(model: nn.Module):
+    """Within: the conditional layers skip their per-call check that the labels lie in [0, n_classes).
+
+    That check reads a value back to the host, which on a GPU stalls the queue of kernels at every call; a
+    Langevin chain calls the network K times with the same labels, so a sampler checks them once and runs the
+    chain inside this context. Shapes and dtypes are still checked at every call (that needs no device read).
+    """
+    mods = [m for m in model.modules() if hasattr(m, "check_label_values")]
+    saved = [m.__dict__.get("check_label_values") for m in mods]
+    for m in mods:
+        m.check_label_values = False
+    try:
+        yield model
+    finally:
+        for m, v in zip(mods, saved):
+            if v is None:
+                m.__dict__.pop("check_label_values", None)
+            else:
+                m.check_label_values = v
+
+
 class ConditionalGainBias(nn.Module):
     """h -> h * gain[y] + bias[y] over the channel dimension (A.6's conditional gains and biases)."""
+
+    check_label_values = True   #: switched off inside :func:`labels_checked`
 
     def __init__(self, n_classes: int, features: int):
         super().__init__()
@@ -57,7 +82,7 @@ class ConditionalGainBias(nn.Module):
         if y.dtype not in (torch.int64, torch.int32) or y.shape != (h.shape[0],):
             raise ValueError(f"labels must be an integer tensor of shape ({h.shape[0]},), got "
                              f"{y.dtype} {tuple(y.shape)}")
-        if (y < 0).any() or (y >= self.n_classes).any():
+        if self.check_label_values and ((y < 0).any() or (y >= self.n_classes).any()):
             raise ValueError(f"labels must lie in [0, {self.n_classes}), got values in "
                              f"[{int(y.min())}, {int(y.max())}]")
         shape = (h.shape[0], h.shape[1]) + (1,) * (h.ndim - 2)
@@ -69,6 +94,7 @@ class _EnergyNet(nn.Module):
 
     n_classes: Optional[int] = None
     input_shape: tuple[int, ...] = ()
+    check_label_values = True   #: switched off inside :func:`labels_checked`
 
     def _check(self, x: Tensor, y: Optional[Tensor]) -> None:
         if x.shape[1:] != self.input_shape:
@@ -252,7 +278,7 @@ class CIFARResNetEnergy(_EnergyNet):
     def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
         self._check(x, y)
         if y is not None and (y.dtype not in (torch.int64, torch.int32) or y.shape != (x.shape[0],)
-                              or (y < 0).any() or (y >= self.n_classes).any()):
+                              or (self.check_label_values and ((y < 0).any() or (y >= self.n_classes).any()))):
             raise ValueError(f"labels must be integers in [0, {self.n_classes}) of shape ({x.shape[0]},), got "
                              f"{y.dtype} {tuple(y.shape)}" + (f" in [{int(y.min())}, {int(y.max())}]" if y.numel() else ""))
         h = self.conv_in(x)

@@ -18,9 +18,14 @@ Samplers:
 
 Every sampler returns a :class:`SampleResult` with the final state, an optional per-step trace and, for the
 Metropolis-corrected ones, the acceptance rate. A non-finite energy or gradient at the current states (a diverged
-network, chains that left the region where the energy is defined) raises :class:`NonFiniteEnergy` at the step
-where it appears, instead of NaN chains surfacing later; one ``isfinite`` reduction per step. The Metropolis
-samplers still reject proposals of infinite or NaN energy, which is exact (such a proposal has density zero).
+network, chains that left the region where the energy is defined) raises :class:`NonFiniteEnergy` naming the step
+where it first appears, instead of NaN chains surfacing later; one ``isfinite`` reduction per step. When the check
+reads its result on the host is :attr:`Sampler.check_every`: on the CPU after every step (the run stops at the bad
+step); on a GPU, where reading a value back stalls the queue of kernels, the result stays on the device and is read
+once at the end of the chain (the same error, naming the same first bad step; the chain just runs to its end
+first). The Metropolis samplers still reject proposals of infinite or NaN energy, which is exact (such a proposal
+has density zero). A sampler reads nothing back per step (no ``.item()``): the acceptance count stays on the
+device too.
 """
 from __future__ import annotations
 
@@ -84,6 +89,11 @@ class Sampler:
     #: whether the sampler needs grad_x E (RandomWalkMH does not)
     uses_gradient = True
 
+    #: when the finiteness check is read on the host: ``k >= 1`` every k steps (1: at every step, so the run stops
+    #: at the bad step), ``0`` once at the end of the chain, ``None`` (default) 1 on the CPU and 0 on other devices.
+    #: The error raised is the same in every mode: it names the first step whose energy or gradient was not finite.
+    check_every: Optional[int] = None
+
     def __init__(self, autocast_dtype: Optional[torch.dtype] = None):
         # Evaluating the energy network in bfloat16 roughly halves a CPU Langevin step for conv nets; the chain
         # state and the update stay in float32 so the noise (std 0.005) is not lost to rounding.
@@ -113,20 +123,25 @@ class Sampler:
         if clamp is not None:
             x = x.clamp(*clamp)
         states = [x.cpu().clone()] if trace else None
-        self._accepted = torch.zeros((), dtype=torch.float64)
+        self._accepted = torch.zeros((), dtype=torch.float64, device=x.device)   # summed on the device, read once
         self._proposed = 0
-        self._n_steps = n_steps
+        self._n_steps, self._n_chains = n_steps, x.shape[0]
+        self._every = self._check_interval(x.device)
+        self._first_bad = None      # deferred checks: (step, is-energy, n bad, first bad chain, its E) on the device
         ctx = self._state_for(energy, y)
         for i in tqdm(range(n_steps), disable=not progress, desc=type(self).__name__, leave=False):
             self._at = i + 1
             x = self.step(ctx, x, clamp, generator)
             if trace:
                 states.append(x.cpu().clone())
-        rate = float(self._accepted / self._proposed) if self._proposed else None
+            if self._every and self._at % self._every == 0:
+                self._raise_recorded()
         self._at = n_steps
         with torch.no_grad():
             final_energy = self._energy(ctx, x)
         self._check_finite(final_energy, None, final=True)
+        self._raise_recorded()
+        rate = float(self._accepted / self._proposed) if self._proposed else None
         return SampleResult(x=x.detach(), trace=torch.stack(states) if trace else None,
                             acceptance_rate=rate, energy=final_energy)
 
@@ -163,23 +178,64 @@ class Sampler:
             self._check_finite(e, g)
         return e, g
 
+    def _check_interval(self, device: torch.device) -> int:
+        every = self.check_every
+        if every is None:
+            return 1 if device.type == "cpu" else 0
+        if not isinstance(every, int) or isinstance(every, bool) or every < 0:
+            raise ValueError(f"check_every must be None or an int >= 0, got {every!r}")
+        return every
+
     def _check_finite(self, e: Tensor, g: Optional[Tensor], final: bool = False) -> None:
         """Raise :class:`NonFiniteEnergy` naming the step if ``e`` (or ``g``) holds NaN or inf: one reduction and
-        one host sync per call."""
+        one host sync per call; with deferred checks (:attr:`check_every` != 1) the result is recorded on the device
+        and :meth:`_raise_recorded` reads it later."""
+        step = getattr(self, "_at", 0)
+        if getattr(self, "_every", 1) != 1:
+            self._record_bad(e, g, step, final)
+            return
         ok = torch.isfinite(e).all() if g is None else torch.isfinite(e).all() & torch.isfinite(g).all()
         if bool(ok):
             return
         bad_e = ~torch.isfinite(e)
         bad = bad_e if g is None else bad_e | ~torch.isfinite(g.reshape(g.shape[0], -1)).all(1)
         first = int(bad.nonzero()[0, 0])
-        step = getattr(self, "_at", 0)
+        self._raise(step, final, bool(bad_e.any()), int(bad.sum()), e.shape[0], first, float(e[first]))
+
+    def _raise(self, step: int, final: bool, in_energy: bool, n_bad: int, n: int, first: int, e_first: float):
         where = (f"at the final states (after step {step})" if final and step else
                  "at the initial states" if final else f"at step {step} of {getattr(self, '_n_steps', '?')}")
-        what = "energy" if bool(bad_e.any()) else "energy gradient"
+        what = "energy" if in_energy else "energy gradient"
         raise NonFiniteEnergy(
-            f"{type(self).__name__}: the {what} is not finite {where} for {int(bad.sum())} of {e.shape[0]} chains "
-            f"(first: chain {first}, E = {float(e[first])}); the energy network has diverged or the chains left "
+            f"{type(self).__name__}: the {what} is not finite {where} for {n_bad} of {n} chains "
+            f"(first: chain {first}, E = {e_first}); the energy network has diverged or the chains left "
             f"the region where it is finite (a smaller step_size or clamp=(low, high) keeps them in range)", step)
+
+    def _record_bad(self, e: Tensor, g: Optional[Tensor], step: int, final: bool) -> None:
+        """Deferred check: keep, on the device and without reading anything back, what :meth:`_raise` needs about
+        the first call whose values were not finite (a few small kernels per step, no synchronisation)."""
+        bad_e = ~torch.isfinite(e)
+        bad = bad_e if g is None else bad_e | ~torch.isfinite(g.reshape(g.shape[0], -1)).all(1)
+        first = bad.to(torch.int32).argmax()       # the first bad chain (argmax returns the first maximum)
+        # torch.full fills on the device; torch.tensor(step, device=...) would copy from the host and synchronise
+        where = torch.full((2,), float(step), dtype=torch.float64, device=e.device)
+        where[1] = float(final)
+        info = torch.cat([where, torch.stack([bad_e.any().double(), bad.sum().double(), first.double(),
+                                              e[first].double()])])
+        if self._first_bad is None:
+            self._first_bad = torch.full_like(info, math.nan)
+        fresh = bad.any() & torch.isnan(self._first_bad[0])   # nothing recorded yet, and this call is bad
+        self._first_bad = torch.where(fresh, info, self._first_bad)
+
+    def _raise_recorded(self) -> None:
+        """Read the deferred check (one host synchronisation) and raise for the first bad call it recorded."""
+        if self._first_bad is None:
+            return
+        step, final, in_energy, n_bad, first, e_first = self._first_bad.tolist()
+        if math.isnan(step):
+            return
+        self._raise(int(step), bool(final), bool(in_energy), int(n_bad), getattr(self, "_n_chains", -1),
+                    int(first), e_first)
 
     def _noise(self, x: Tensor, generator) -> Tensor:
         return draw_random(torch.randn, x.shape, generator, x.dtype, x.device)
@@ -194,7 +250,7 @@ class Sampler:
             inside = _batch_sum(((proposal < clamp[0]) | (proposal > clamp[1])).to(torch.int32)) == 0
             log_ratio = torch.where(inside, log_ratio, torch.full_like(log_ratio, -math.inf))
         accept = self._uniform(x.shape[0], x, generator).log() < log_ratio
-        self._accepted += accept.sum().cpu()
+        self._accepted += accept.sum()
         self._proposed += x.shape[0]
         mask = accept.reshape(-1, *([1] * (x.ndim - 1)))
         return torch.where(mask, proposal, x)
@@ -336,7 +392,11 @@ SAMPLERS = {"paper_langevin": PaperLangevin, "ula": ULA, "mala": MALA, "rwmh": R
 
 
 def make_sampler(name: str, **kwargs) -> Sampler:
-    """Build a sampler by name: one of ``paper_langevin``, ``ula``, ``mala``, ``rwmh``, ``hmc``."""
+    """Build a sampler by name: one of ``paper_langevin``, ``ula``, ``mala``, ``rwmh``, ``hmc``, or
+    ``paper_fast`` (:class:`ebmlib.core.fastpath.FastPaperLangevin`: PaperLangevin's update on the fast path)."""
+    if name == "paper_fast":
+        from ebmlib.core.fastpath import FastPaperLangevin   # fastpath imports this module
+        return FastPaperLangevin(**kwargs)
     if name not in SAMPLERS:
-        raise KeyError(f"unknown sampler {name!r}; expected one of {sorted(SAMPLERS)}")
+        raise KeyError(f"unknown sampler {name!r}; expected one of {sorted(SAMPLERS) + ['paper_fast']}")
     return SAMPLERS[name](**kwargs)
