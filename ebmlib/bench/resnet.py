@@ -5,10 +5,9 @@
     python -m ebmlib bench resnet --models resnet32,imagenet32 --compile
 
 Models (``nets.CIFARResNetEnergy``): ``resnet32`` (conditional CIFAR-10, 10 classes, 5.35 M parameters at width
-128), ``resnet32_large`` (unconditional CIFAR-10, 18.6 M) and ``imagenet32``, a stand-in for the paper's
-ImageNet32 ResNet32Wider (PAPER.md: blocks F, 2F, 4F with F = 256, 1000 classes, ~90 M): resnet32_large's blocks at
-twice the width (its input conv maps 3 -> 256 channels where the release's maps 3 -> 128), run at the ImageNet32
-recipe's per-GPU batch, 32 (A.7 / the release's README), i.e. a quarter of ``--batch``.
+128), ``resnet32_large`` (unconditional CIFAR-10, 18.6 M) and ``imagenet32``, the release's ImageNet32
+ResNet32Wider (``nets.imagenet32_energy``: input conv 3 -> 128, blocks of F, 2F, 4F with F = 256, 1000 classes,
+89.6 M parameters at width 128), run at the ImageNet32 recipe's per-GPU batch, 32, i.e. a quarter of ``--batch``.
 
 Per model the script prints, all measured in this one run:
 
@@ -50,7 +49,7 @@ A7 = dict(step_size=10.0, noise_std=0.005, grad_clip=0.01)  # the paper's Langev
 MODELS = {
     "resnet32": ("resnet32", 1, 10, 1),
     "resnet32_large": ("resnet32_large", 1, None, 1),
-    "imagenet32": ("resnet32_large", 2, 1000, 4),
+    "imagenet32": ("resnet32_wider", 1, 1000, 4),
 }
 
 
