@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from ebmlib.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ebmlib.core.distributed import SINGLE, World
+from ebmlib.core.fastpath import sampler_for
 from ebmlib.core.images import ImageData, dequantize
 from ebmlib.core.nets import CIFARResNetEnergy, MNISTConvEnergy
 from ebmlib.core.recipes import Fit, Recipe, load_or_train_all
@@ -88,8 +89,9 @@ class ImageEBMRecipe(Recipe):
         world = world if world is not None else SINGLE
         source = (data.images, data.labels) if self.conditional else data.images
         points = self.snapshot_points()
+        sampler = sampler_for(self.config(), device)   # the fast path on CUDA; PaperLangevin on the CPU
         trainer = Trainer(model, source, self.config(), transform=dequantize, ckpt_dir=run_dir, device=device,
-                          world=world)
+                          world=world, sampler=sampler)
         snapshots: dict[int, Tensor] = {}
         if trainer.resume_if_any():   # an interrupted run continues exactly where it stopped, with its snapshots
             snapshots = world.broadcast(world.on_main(lambda: _load_snapshots(run_dir, trainer.iteration, points)))
@@ -100,7 +102,7 @@ class ImageEBMRecipe(Recipe):
                                   f"run of recipe {self.name!r} over", stacklevel=2)
                 trainer.close()
                 trainer = Trainer(model, source, self.config(), transform=dequantize, ckpt_dir=run_dir,
-                                  device=device, overwrite=True, world=world)
+                                  device=device, overwrite=True, world=world, sampler=sampler)
                 snapshots = {}
         elif run_dir is not None:
             world.on_main(lambda: _clear_snapshots(run_dir))
