@@ -208,9 +208,10 @@ def ais_log_z(rbm: BernoulliRBM, n_chains: int = 100, n_temps: int = 1000, base_
 
     Intermediate b: log f_b(v) = (1 - b) base.v + b b_rbm.v + sum_j softplus(b (c_j + (v^T W)_j)); the kernel at
     b is block Gibbs on that RBM (weights and hidden biases scaled by b, visible biases mixed), which leaves
-    f_b invariant. Weights in float64; ``x`` of the result holds the chains' final visible states."""
-    W, b, c = (p.detach().double() for p in (rbm.W, rbm.b, rbm.c))
-    base = torch.zeros_like(b) if base_bias is None else base_bias.detach().double()
+    f_b invariant. The chains run in the RBM's dtype, the log weights add up in float64; ``x`` of the result
+    holds the chains' final visible states."""
+    W, b, c = (p.detach() for p in (rbm.W, rbm.b, rbm.c))
+    base = torch.zeros_like(b) if base_bias is None else base_bias.detach().to(b.dtype)
     if base.shape != b.shape or not torch.isfinite(base).all():
         raise ValueError(f"base_bias must be finite with shape ({rbm.n_visible},), got {tuple(base.shape)}")
     betas = make_betas(n_temps)
@@ -218,12 +219,12 @@ def ais_log_z(rbm: BernoulliRBM, n_chains: int = 100, n_temps: int = 1000, base_
     def log_f(v: Tensor, beta: float) -> Tensor:
         return v @ ((1 - beta) * base + beta * b) + F.softplus(beta * (v @ W + c)).sum(-1)
 
-    v = torch.bernoulli(torch.sigmoid(base).expand(n_chains, -1), generator=generator)
+    v = torch.bernoulli(torch.sigmoid(base).expand(n_chains, -1).contiguous(), generator=generator)
     log_w = torch.zeros(n_chains, dtype=torch.float64)
     for prev, beta in tqdm(list(zip(betas[:-1].tolist(), betas[1:].tolist())), disable=not progress, desc="AIS"):
-        log_w += log_f(v, beta) - log_f(v, prev)
+        log_w += (log_f(v, beta) - log_f(v, prev)).double()
         h = torch.bernoulli(torch.sigmoid(beta * (v @ W + c)), generator=generator)
         v = torch.bernoulli(torch.sigmoid((1 - beta) * base + beta * (b + h @ W.T)), generator=generator)
-    base_log_z = float(F.softplus(base).sum()) + rbm.n_hidden * math.log(2.0)
+    base_log_z = float(F.softplus(base.double()).sum()) + rbm.n_hidden * math.log(2.0)
     ones = torch.ones(n_temps, dtype=torch.float64)   # Gibbs never rejects: acceptance 1 at every b
-    return summarise_log_weights(log_w, v.to(rbm.W.dtype), ones, torch.zeros(n_temps), betas, base_log_z, "forward")
+    return summarise_log_weights(log_w, v, ones, torch.zeros(n_temps), betas, base_log_z, "forward")
