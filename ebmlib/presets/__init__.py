@@ -37,6 +37,7 @@ CHAPTERS = {
     "07_robot_hand": "robot_hand",
     "08_composition": "composition",
     "09_boltzmann": "boltzmann",
+    "10_denoising": "denoising",
 }
 
 
