@@ -77,11 +77,13 @@ header, rows, caption = B.exact_table(check, cfg.exact["n_hidden"])
 ch.table(header, rows, digits=2, caption=caption)
 
 # %% [markdown]
-# Read the table from the bottom: with enough intermediate distributions and a base close to the data, AIS
-# lands on the exact value, within its standard error. With few of them, or from the uniform base, the estimate
-# falls *below* the truth: AIS's $\hat Z$ is unbiased, so $\log \hat Z$ is biased low (Jensen), and the reported
-# standard error, a function of the effective sample size alone, is only meaningful when the ESS is not small.
-# This is the same estimator, summarised the same way, as chapter 05 uses for the deep EBMs.
+# Read the table by rows. From the uniform base with the fewest intermediate distributions, AIS falls *below*
+# the exact value by more than three of its standard errors: AIS's $\hat Z$ is unbiased, so $\log \hat Z$ is
+# biased low (Jensen), and at an effective sample size of a few chains the reported standard error, a function
+# of the ESS alone, says little. More intermediate distributions, or a base that already has the data's
+# per-pixel means, raise the ESS and bring the estimate onto the exact value within its error bars. This is the
+# same estimator, summarised the same way, that chapter 05 uses for the deep EBMs, where no exact answer exists;
+# the unit tests repeat the check on small random RBMs.
 
 # %% [markdown]
 # ## 2. CD-1, CD-k and PCD on 500 hidden units
@@ -95,12 +97,13 @@ scores = B.ais_table(trained, train, test, cfg.ais_chains, cfg.ais_temps, ch.see
 ch.metrics["models"] = scores
 header, rows, caption = B.model_table(scores, cfg.ais_temps, cfg.ais_chains)
 ch.table(header, rows, digits=2, caption=caption)
+ch.show(B.model_sentence(scores))
 
 # %% [markdown]
 # The reconstruction error (one Gibbs sweep from the data) is what CD-1 training curves usually show, and the
 # table shows why it is a poor guide: it rewards a model whose chains stay near the data, which says little
-# about $p(v)$. The likelihood column is the one that measures the model. Where the ESS is small, the AIS value
-# is weak evidence, exactly as in section 1 with too few intermediate distributions.
+# about $p(v)$; compare its ranking of the three models with the likelihood's. Where a model's AIS ESS is
+# small, its likelihood is weak evidence, exactly as in section 1 with too few intermediate distributions.
 #
 # ## 3. What the hidden units learned, and what the chains produce
 
@@ -113,9 +116,15 @@ plt.show()
 # %% [markdown]
 # Each tile of the first figure is one hidden unit's weights over the 28 x 28 image (scaled to its own range):
 # stroke detectors and blob-like "pieces of digits" are what lets a sum of softplus terms describe the data.
-# The second figure runs each model's Gibbs chain from uniform noise: a model trained by CD-1 never had to keep
-# its chains honest far from the data, so its long-run samples show what its energy prefers away from the
-# digits, while PCD's training chains were those long-run chains.
+# The second figure runs each model's Gibbs chain from uniform noise for many more sweeps than any training
+# chain ran. CD-1's negative chains never left the data's neighbourhood, so nothing in its training penalised
+# the low-energy states far from the digits that its long chains fall into; CD-10's chains wandered further
+# during training, and PCD's training chains *were* long-run chains. In the committed run the difference is
+# plain to see: CD-1's long chains end mostly in near-empty images, CD-10's in varied digits, PCD-1's in a few
+# digit classes. The last can mean that PCD-1's model puts too much mass on those classes or that Gibbs chains
+# mix too slowly between the modes of a sharp RBM to show the rest; the likelihood table cannot tell the two
+# apart (and PCD itself assumes that the weights change slowly enough for its chains to keep up
+# {cite:p}`tieleman2008training`).
 #
 # ## 4. Summary
 

@@ -18,7 +18,7 @@ from ebmlib.core.rbm import BernoulliRBM, RBMTrainConfig, ais_log_z, exact_log_z
 from ebmlib.data.images import load_images
 
 __all__ = ["binarised_mnist", "data_log_odds", "train_all", "exact_check", "exact_table", "ais_table",
-           "model_table", "filters_figure", "samples_figure", "mean_log_likelihood", "summary_line"]
+           "model_table", "model_sentence", "filters_figure", "samples_figure", "mean_log_likelihood", "summary_line"]
 
 
 def binarised_mnist(split: str, n: int, seed: int) -> Tensor:
@@ -86,6 +86,20 @@ def model_table(scores: Mapping[str, dict], n_temps: int, n_chains: int) -> tupl
     caption = (f"AIS with {n_temps} intermediate RBMs and {n_chains} chains from the data base; log p in nats per "
                "image (upper bounds in expectation, since AIS's log Z is biased low).")
     return header, rows, caption
+
+
+def model_sentence(scores: Mapping[str, dict], min_ess: float = 10.0) -> str:
+    """Section 2's verdict: the models by AIS test log-likelihood, and which of them rest on a small ESS."""
+    order = sorted(scores, key=lambda k: -scores[k]["test_ll"])
+    text = "By AIS test log-likelihood: " + " > ".join(f"{k} ({scores[k]['test_ll']:.1f})" for k in order) + "."
+    weak = [k for k in order if scores[k]["ess"] < min_ess]
+    if weak:
+        text += (f" The AIS ESS of {', '.join(weak)} is below {min_ess:g} chains: its number is an upper bound in "
+                 "expectation at best, and may be far from the truth.")
+    by_recon = sorted(scores, key=lambda k: scores[k]["recon"])
+    if by_recon != order:
+        text += f" Reconstruction error ranks them {' < '.join(by_recon)}: not the likelihood's order."
+    return text
 
 
 def summary_line(check: Mapping, scores: Mapping[str, dict]) -> str:

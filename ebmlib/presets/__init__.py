@@ -38,6 +38,7 @@ CHAPTERS = {
     "08_composition": "composition",
     "09_boltzmann": "boltzmann",
     "10_denoising": "denoising",
+    "11_jem": "jem",
 }
 
 
