@@ -18,25 +18,39 @@ from ebmlib.core.calibration import calibration
 from ebmlib.core.classifiers import ClassifierRecipe
 from ebmlib.core.images import ImageData, dequantize
 from ebmlib.core.jem import JEMEnergy, JEMRecipe
-from ebmlib.core.recipes import load_or_train
+from ebmlib.core.recipes import load_or_train_all
 from ebmlib.core.restore import generate
 from ebmlib.core.samplers import PaperLangevin
 from ebmlib.core.scores import auroc
 from ebmlib.data.images import load_images
 from ebmlib.data.ood import ood_sets
 
-__all__ = ["train_pair", "logits_of", "evaluate", "classification_metrics", "accuracy_rows", "reliability_figure", "samples_figure",
+__all__ = ["recipes", "train_models", "train_pair", "logits_of", "evaluate", "classification_metrics", "accuracy_rows", "reliability_figure", "samples_figure",
            "ood_scores", "ood_rows", "verdict"]
 
 
+def recipes(cfg, seed: int = 0) -> dict:
+    """The JEM model and the plain classifier of each data set of the preset, by name."""
+    train = dict(cfg.jem["train"], **({"seed": seed} if seed else {}))   # seed 0: the shipped recipes
+    out = {}
+    for ds in cfg.datasets:
+        out[f"jem_{ds}"] = JEMRecipe(f"jem_{ds}", ds, **dict(cfg.jem, train=train))
+        out[f"jem_plain_{ds}"] = ClassifierRecipe(f"jem_plain_{ds}", ds, seed=seed, **cfg.plain)
+    return out
+
+
+def train_models(cfg, seed: int = 0, only=None, **options) -> dict:
+    """Every model of the preset, each loaded from its checkpoint or trained (``python -m ebmlib train 11``);
+    ``options``: ``out_dir``, ``shipped_dir``, ``device``, ``progress``, ``log``."""
+    return load_or_train_all(recipes(cfg, seed), lambda recipe, done: {"data": load_images(recipe.dataset, "train")},
+                             only=only, **options)
+
+
 def train_pair(cfg, dataset: str, seed: int, out_dir) -> dict:
-    """``{"JEM": Trained, "plain": Trained}`` for ``dataset``, each loaded from its checkpoint or trained."""
-    data = load_images(dataset, "train")
-    train = dict(cfg.jem["train"], **({"seed": seed} if seed else {}))   # seed 0: the shipped recipe
-    jem = JEMRecipe(f"jem_{dataset}", dataset, **dict(cfg.jem, train=train))
-    plain = ClassifierRecipe(f"jem_plain_{dataset}", dataset, seed=seed, **cfg.plain)
-    return {"JEM": load_or_train(jem, data=data, out_dir=out_dir, progress=cfg.progress),
-            "plain": load_or_train(plain, data=data, out_dir=out_dir, progress=cfg.progress)}
+    """``{"JEM": Trained, "plain": Trained}`` for ``dataset``."""
+    trained = train_models(cfg, seed, only=[f"jem_{dataset}", f"jem_plain_{dataset}"], out_dir=out_dir,
+                           progress=cfg.progress)
+    return {"JEM": trained[f"jem_{dataset}"], "plain": trained[f"jem_plain_{dataset}"]}
 
 
 def logits_of(model: nn.Module, x: Tensor, batch: int = 1000) -> Tensor:
