@@ -1,0 +1,47 @@
+"""The chapter modules of 09-11 on tiny inputs: what their tables and sentences say follows from the numbers."""
+import torch
+
+from ebmlib.chapters import boltzmann as B
+from ebmlib.chapters import denoising as D
+from ebmlib.core.calibration import calibration
+
+
+def test_rbm_sentence_orders_models_and_flags_small_ess():
+    scores = {"CD-1": dict(test_ll=-150.0, ess=60.0, recon=10.0), "PCD-1": dict(test_ll=-120.0, ess=3.0, recon=20.0)}
+    text = B.model_sentence(scores)
+    assert text.index("PCD-1 (-120.0)") < text.index("CD-1 (-150.0)")
+    assert "ESS of PCD-1 is below 10" in text and "not the likelihood's order" in text
+    same = {"A": dict(test_ll=-1.0, ess=50.0, recon=1.0), "B": dict(test_ll=-2.0, ess=50.0, recon=2.0)}
+    assert "ESS" not in B.model_sentence(same) and "not the likelihood" not in B.model_sentence(same)
+
+
+def test_data_log_odds_are_clipped_logits_of_pixel_means():
+    data = torch.tensor([[1.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    lo = B.data_log_odds(data, eps=1e-3)
+    assert torch.allclose(torch.sigmoid(lo), torch.tensor([1 - 1e-3, 1e-3, 0.5]), atol=1e-6)
+
+
+def test_defects_change_only_what_they_say():
+    g = torch.Generator().manual_seed(0)
+    clean = torch.rand(5, 1, 28, 28, generator=g) * 0.5
+    sets = D.defects(clean, torch.rand(9, 1, 28, 28), g, patch=6)
+    square = (sets["white square"] != clean).flatten(1).sum(1)
+    assert (square > 0).all() and (square <= 36).all() and (sets["white square"].amax((1, 2, 3)) == 1).all()
+    scratch = (sets["scratch"] != clean).flatten(1).sum(1)
+    assert (scratch <= 24).all() and (scratch > 0).all()
+    assert torch.equal(sets["rotated 90"], torch.rot90(clean, 1, (2, 3))) and len(sets["other data set"]) == 5
+
+
+def test_best_lambda_and_the_psnr_table():
+    grid = {0.1: {"noisy": (20.0, 0.1), "blur": (22.0, 0.1), "median 3x3": (21.0, 0.1),
+                  "Langevin (A.7)": (19.0, 0.1), "lam=0": (23.0, 0.1), "lam=0.01": (25.0, 0.1)}}
+    header, rows = D.psnr_rows(grid, (0.0, 0.01), temperature=1e-6)
+    assert D.best_lambda(grid[0.1], (0.0, 0.01)) == 0.01
+    assert rows[0][header.index("best lam")] == 0.01 and abs(rows[0][-1] - 1e-4) < 1e-12
+
+
+def test_calibration_bins_sum_to_the_data():
+    probs = torch.softmax(torch.randn(500, 10, generator=torch.Generator().manual_seed(1)), 1)
+    labels = torch.randint(0, 10, (500,), generator=torch.Generator().manual_seed(2))
+    c = calibration(probs, labels, n_bins=10)
+    assert int(c.count.sum()) == 500 and 0 <= c.ece <= 1
