@@ -45,3 +45,33 @@ def test_calibration_bins_sum_to_the_data():
     labels = torch.randint(0, 10, (500,), generator=torch.Generator().manual_seed(2))
     c = calibration(probs, labels, n_bins=10)
     assert int(c.count.sum()) == 500 and 0 <= c.ece <= 1
+
+
+def _rbm_record(within, ess, lls):
+    rows = [dict(within_3se=w, ess=e) for w, e in zip(within, ess)]
+    models = {k: dict(test_ll=v, ess=50.0) for k, v in lls.items()}
+    return {"metrics": {"exact": {"exact_log_z": 1.0, "rows": rows}, "models": models}}
+
+
+def test_rbm_verdicts_follow_their_rules():
+    rec = _rbm_record([False, True], [2.0, 40.0], {"CD-1": -150.0, "CD-10": -120.0})
+    exact, lik = B.paper_rows(rec)
+    assert exact["verdict"] == "reproduced" and lik["verdict"] == "reproduced"   # the miss had ESS 2
+    rec = _rbm_record([False, True], [20.0, 40.0], {"CD-1": -110.0, "CD-10": -120.0})
+    exact, lik = B.paper_rows(rec)
+    assert exact["verdict"] == "not reproduced" and lik["verdict"] == "not reproduced"
+
+
+def test_denoising_and_jem_verdicts_follow_their_rules():
+    from ebmlib.chapters import jem as J
+
+    row = {"noisy": (10.0, 0), "blur": (15.0, 0), "median 3x3": (14.0, 0), "lam=0": (16.0, 0)}
+    worse = dict(row, **{"lam=0": (12.0, 0)})
+    table = {"scratch": {"energy": 0.9, "PCA -log p": 0.8, "PCA reconstruction": 0.7}}
+    d, a = D.paper_rows({"metrics": {"psnr": {"0.1": row, "0.5": worse}, "auroc": table}})
+    assert d["verdict"] == "partly reproduced" and a["verdict"] == "reproduced"
+    cls = {"mnist": {"JEM": dict(accuracy=0.985, ece=0.01), "plain": dict(accuracy=0.99, ece=0.02)}}
+    auroc = {"JEM | energy | noise": 0.9, "JEM | 1 - max softmax | noise": 0.8, "plain | energy | noise": 0.7,
+             "plain | 1 - max softmax | noise": 0.95}
+    acc, ood = J.paper_rows({"metrics": {"classification": cls, "ood": {"mnist": {"sets": ["noise"], "auroc": auroc}}}})
+    assert acc["verdict"] == "reproduced" and ood["verdict"] == "not reproduced"

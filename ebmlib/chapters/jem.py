@@ -151,3 +151,28 @@ def verdict(results: Mapping[str, Mapping[str, dict]], ood: Mapping[str, dict]) 
         parts.append(f"mean OOD AUROC: JEM by energy {mean['JEM | energy']:.3f}, JEM by max softmax "
                      f"{mean['JEM | 1 - max softmax']:.3f}, plain by max softmax {mean['plain | 1 - max softmax']:.3f}")
     return "; ".join(parts) + "."
+
+
+def paper_rows(record: Mapping) -> list[dict]:
+    """The results page's rows: accuracy and calibration (reproduced when JEM is within 1 point of the plain
+    accuracy and has the lower ECE on every data set), and OOD (reproduced when JEM's energy has the higher mean
+    AUROC than the plain classifier's max softmax on every data set; partly when on some)."""
+    m = record["metrics"]
+    cls = m["classification"]
+    ok = [abs(v["JEM"]["accuracy"] - v["plain"]["accuracy"]) <= 0.01 and v["JEM"]["ece"] < v["plain"]["ece"]
+          for v in cls.values()]
+    ours = "; ".join(f"{ds}: accuracy {v['JEM']['accuracy']:.4f} vs {v['plain']['accuracy']:.4f}, ECE "
+                     f"{v['JEM']['ece']:.3f} vs {v['plain']['ece']:.3f}" for ds, v in cls.items())
+    rows = [dict(item="JEM accuracy and calibration", ours=f"JEM vs plain, {ours}", data="MNIST, Fashion-MNIST",
+                 verdict="reproduced" if all(ok) else "partly reproduced" if any(ok) else "not reproduced")]
+    means = {}
+    for ds, o in m["ood"].items():
+        a, n = o["auroc"], len(o["sets"])
+        means[ds] = tuple(sum(v for key, v in a.items() if key.startswith(prefix)) / n
+                          for prefix in ("JEM | energy", "plain | 1 - max softmax"))
+    won = [j > p for j, p in means.values()]
+    ours = "; ".join(f"{ds}: {j:.3f} vs {p:.3f}" for ds, (j, p) in means.items())
+    rows.append(dict(item="JEM OOD", ours=f"mean AUROC, JEM energy vs plain max softmax: {ours}",
+                     data="chapter 06's MNIST-class OOD sets",
+                     verdict="reproduced" if all(won) else "partly reproduced" if any(won) else "not reproduced"))
+    return rows
