@@ -79,6 +79,7 @@ ch.table(header, rows, digits=2,
                  f"{cfg.n_steps} steps of size {cfg.step_size:g}.")
 D.psnr_figure(grid, cfg.lams)
 plt.show()
+ch.show(D.lambda_sentence(grid, cfg.lams, T))
 
 # %% [markdown]
 # Three things to read off. First, whether the EBM beats the filters at all: a blur removes noise and strokes
@@ -112,11 +113,15 @@ ch.table(header, rows, caption=f"AUROC against {len(normal)} clean test digits "
                                f"(\"other data set\": {cfg.other} test images).")
 D.roc_figure(clean_scores, set_scores)
 plt.show()
+ch.show(D.anomaly_sentence(table))
 
 # %% [markdown]
-# A defect that adds ink where digits never have it is what PCA's reconstruction error was built for; a
-# rotated digit keeps its ink statistics but not its shape. The table says, for this model, which of them the
-# energy ranks better than the baselines and which not.
+# A defect that adds ink where digits never have it is what PCA's reconstruction error was built for: a white
+# square or a scratch lies far outside the span of the principal components, however digit-like the rest of the
+# image is. The energy of a network trained to tell digits from its own samples has no such guarantee: a local
+# defect moves it only as much as the network's features notice, and a scratch is a stroke. Whole-image changes
+# (a rotated digit, another data set) are where a learned energy has the better chance. The sentence under the
+# figure says which way this model went on each set.
 #
 # ## 3. Summary
 

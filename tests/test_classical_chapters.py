@@ -65,7 +65,7 @@ def test_rbm_verdicts_follow_their_rules():
 def test_denoising_and_jem_verdicts_follow_their_rules():
     from ebmlib.chapters import jem as J
 
-    row = {"noisy": (10.0, 0), "blur": (15.0, 0), "median 3x3": (14.0, 0), "lam=0": (16.0, 0)}
+    row = {"noisy": (10.0, 0), "blur_sigma": 1.0, "blur": (15.0, 0), "median 3x3": (14.0, 0), "lam=0": (16.0, 0)}
     worse = dict(row, **{"lam=0": (12.0, 0)})
     table = {"scratch": {"energy": 0.9, "PCA -log p": 0.8, "PCA reconstruction": 0.7}}
     d, a = D.paper_rows({"metrics": {"psnr": {"0.1": row, "0.5": worse}, "auroc": table}})
