@@ -107,8 +107,16 @@ ch.metrics["ood"] = ood
 sets = ood[cfg.datasets[0]]["sets"]
 caption = f"AUROC against {cfg.n_ood} in-distribution test images (0.5 = chance)."
 ch.table(["in distribution", "model", "score", *sets], rows, caption=caption)
+ch.show(J.ood_sentence(ood))
 
 # %% [markdown]
+# Both scores come from the same logits, so the table also says what JEM's training did to them. The energy
+# $-\log\sum_y e^{f(x)[y]}$ is what the generative term shapes: it is pushed down on data and up on the
+# chains' samples, which start from uniform noise. The maximum softmax is a ratio of the same exponentials and
+# is not trained to be low anywhere: a JEM classifier can be *more* sure of itself on inputs that resemble its
+# negatives than on digits, and the rows below 0.5 are where that happened. A plain classifier's energy is
+# the free-energy score of the same network without the generative term, for comparison.
+#
 # ## 5. Summary
 
 # %%

@@ -75,3 +75,12 @@ def test_denoising_and_jem_verdicts_follow_their_rules():
              "plain | 1 - max softmax | noise": 0.95}
     acc, ood = J.paper_rows({"metrics": {"classification": cls, "ood": {"mnist": {"sets": ["noise"], "auroc": auroc}}}})
     assert acc["verdict"] == "reproduced" and ood["verdict"] == "not reproduced"
+
+
+def test_jem_ood_sentence_names_the_best_score_and_inverted_rows():
+    from ebmlib.chapters import jem as J
+
+    auroc = {"JEM | energy | noise": 0.99, "JEM | 1 - max softmax | noise": 0.1,
+             "plain | energy | noise": 0.9, "plain | 1 - max softmax | noise": 0.95}
+    text = J.ood_sentence({"mnist": {"sets": ["noise"], "auroc": auroc}})
+    assert "JEM's energy (0.990)" in text and "JEM's 1 - max softmax on noise" in text

@@ -26,7 +26,7 @@ from ebmlib.data.images import load_images
 from ebmlib.data.ood import ood_sets
 
 __all__ = ["recipes", "train_models", "train_pair", "logits_of", "evaluate", "classification_metrics", "accuracy_rows", "reliability_figure", "samples_figure",
-           "ood_scores", "ood_rows", "verdict"]
+           "ood_scores", "ood_rows", "ood_sentence", "verdict"]
 
 
 def recipes(cfg, seed: int = 0) -> dict:
@@ -136,6 +136,25 @@ def ood_rows(models: Mapping[str, object], dataset: str, x_test: Tensor, n: int,
         for score in clean:
             rows.append([dataset, name, score, *[table[f"{name} | {score} | {k}"] for k in sets]])
     return {"sets": list(sets), "auroc": table}, rows
+
+
+def ood_sentence(ood: Mapping[str, dict]) -> str:
+    """Which score separates best per data set, and the sets where a score ranks OOD inputs as MORE typical."""
+    parts = []
+    for ds, o in ood.items():
+        a, sets = o["auroc"], o["sets"]
+        means = {}
+        for key, v in a.items():
+            model, score, _ = key.split(" | ")
+            means.setdefault((model, score), []).append(v)
+        best = max(means, key=lambda k: sum(means[k]) / len(means[k]))
+        text = f"{ds}: the best mean AUROC is {best[0]}'s {best[1]} ({sum(means[best]) / len(sets):.3f})"
+        inverted = [k.split(" | ") for k, v in a.items() if v < 0.5]
+        if inverted:
+            text += "; below 0.5 (OOD inputs look more typical than test images): " + ", ".join(
+                f"{m}'s {sc} on {st}" for m, sc, st in inverted)
+        parts.append(text)
+    return "; ".join(parts) + "."
 
 
 def verdict(results: Mapping[str, Mapping[str, dict]], ood: Mapping[str, dict]) -> str:
