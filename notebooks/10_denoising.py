@@ -58,7 +58,7 @@ model = trained.model
 T = D.model_temperature(cfg.models[name]["train"])
 test = load_images("mnist", "test")
 clean = D.clean_digits(test.images, cfg.n_images, ch.rng(0))
-print(f"{name}: {trained.source}; its training sampler's temperature T = {T:.3g}")
+print(f"{name}: {trained.origin()}; its training sampler's temperature T = {T:.3g}")
 
 # %% [markdown]
 # ## 1. Denoising: PSNR against the noise level
