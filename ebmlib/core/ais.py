@@ -73,7 +73,8 @@ from tqdm.auto import tqdm
 from ebmlib.core.samplers import draw_random
 
 __all__ = ["GaussianBase", "UniformBase", "AISResult", "LikelihoodBounds", "TemperatureSearch", "make_betas",
-           "tune_step_sizes", "step_schedule", "ais_log_z", "reverse_ais_log_z", "log_likelihood_bounds", "best_temperature"]
+           "tune_step_sizes", "step_schedule", "summarise_log_weights", "ais_log_z", "reverse_ais_log_z",
+           "log_likelihood_bounds", "best_temperature"]
 
 EnergyFn = Callable[[Tensor], Tensor]
 
@@ -433,7 +434,8 @@ class AISResult:
     direction: str = "forward"
 
 
-def _summarise(log_w, x, acc, steps, betas, base_log_z, direction) -> AISResult:
+def summarise_log_weights(log_w, x, acc, steps, betas, base_log_z, direction) -> AISResult:
+    """An AIS run's log weights (n_chains,) -> its estimate, delta-method SE and ESS (used by every AIS here)."""
     n = log_w.numel()
     log_mean_w = float(torch.logsumexp(log_w, 0)) - math.log(n)
     w = torch.exp(log_w - log_w.max())                       # rescaled weights, max 1
@@ -453,8 +455,8 @@ def _run(energy, base, x0, betas, temperature, generator, progress, reverse, set
         for chunk in x0.split(cfg.batch_size or x0.shape[0]):
             parts.append(_anneal(path, chunk, betas, steps, cfg, generator, reverse=reverse, progress=progress))
     acc = sum(p[2] * p[0].numel() for p in parts) / x0.shape[0]
-    return _summarise(torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), acc, steps, betas,
-                      base.log_z, "reverse" if reverse else "forward")
+    return summarise_log_weights(torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), acc, steps,
+                                 betas, base.log_z, "reverse" if reverse else "forward")
 
 
 def _resolve_betas(betas, n_temps, settings):

@@ -130,6 +130,7 @@ class ClassifierRecipe(Recipe):
     batch_size: int = 128
     lr: float = 1e-3
     seed: int = 0
+    width: Optional[int] = None   #: the network's base width; None: its default (32 for MNIST, 64 for CIFAR)
 
     def seeded(self) -> int:
         return self.seed
@@ -138,7 +139,7 @@ class ClassifierRecipe(Recipe):
         if self.dataset not in _NETWORKS:
             raise ValueError(f"recipe {self.name!r}: no classifier for data set {self.dataset!r}; "
                              f"expected one of {sorted(_NETWORKS)}")
-        return _NETWORKS[self.dataset](n_classes=10)
+        return _NETWORKS[self.dataset](n_classes=10, **({"width": self.width} if self.width is not None else {}))
 
     def fit(self, model: nn.Module, *, device: torch.device, progress: bool, run_dir: Optional[Path],
             data: ImageData) -> Fit:

@@ -36,6 +36,9 @@ CHAPTERS = {
     "06_ood_robustness": "ood_robustness",
     "07_robot_hand": "robot_hand",
     "08_composition": "composition",
+    "09_boltzmann": "boltzmann",
+    "10_denoising": "denoising",
+    "11_jem": "jem",
 }
 
 
