@@ -9,7 +9,7 @@ next to the probabilistic-PCA Gaussian's negative log-likelihood and PCA's recon
 """
 from __future__ import annotations
 
-from typing import Mapping, Optional, Sequence
+from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np

@@ -8,7 +8,7 @@ probability (Hendrycks & Gimpel 2017, references.bib ``hendrycks2017baseline``).
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import matplotlib.pyplot as plt
 import torch

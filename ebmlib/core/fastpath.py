@@ -44,6 +44,7 @@ from torch.nn.utils import parametrize
 
 from ebmlib.core.nets import MNISTConvEnergy, labels_checked
 from ebmlib.core.samplers import PaperLangevin, draw_random
+from ebmlib.core.train import frozen
 
 __all__ = ["FastPaperLangevin", "fast_sampler", "sampler_for", "FAST_ENV", "FAST_DEFAULTS", "MNISTInputGradient",
            "plain_twin", "chain_weights", "functional_energy_and_grad", "keep_freed_memory", "GRADIENTS"]
@@ -336,7 +337,7 @@ class FastPaperLangevin(PaperLangevin):
                     if lo < 0 or hi >= energy.n_classes:
                         raise ValueError(f"labels must lie in [0, {energy.n_classes}), got values in [{lo}, {hi}]")
                 stack.enter_context(labels_checked(energy))
-                stack.enter_context(_frozen(energy))
+                stack.enter_context(frozen(energy))
             return super().run(energy, x0, n_steps, y=y, generator=generator, **kwargs)
 
     def _chain_generator(self, generator, device: torch.device):
@@ -371,21 +372,6 @@ class FastPaperLangevin(PaperLangevin):
 
     def _noise(self, x: Tensor, generator) -> Tensor:
         return draw_random(torch.randn, x.shape, generator, x.dtype, x.device)
-
-
-@contextlib.contextmanager
-def _frozen(model: nn.Module):
-    """Parameters without gradients and spectrally normalised weights computed once, for the chain (as
-    ``ebmlib.core.train.frozen``; nested inside it, it changes nothing)."""
-    flags = [p.requires_grad for p in model.parameters()]
-    for p in model.parameters():
-        p.requires_grad_(False)
-    try:
-        with parametrize.cached():
-            yield model
-    finally:
-        for p, f in zip(model.parameters(), flags):
-            p.requires_grad_(f)
 
 
 def fast_sampler(config, device: str | torch.device = "cpu", **overrides) -> FastPaperLangevin:

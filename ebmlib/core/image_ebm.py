@@ -14,7 +14,6 @@ rank 0 writes the snapshot files.
 """
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ from ebmlib.core.fastpath import sampler_for
 from ebmlib.core.images import ImageData, dequantize
 from ebmlib.core.nets import CIFARResNetEnergy, MNISTConvEnergy
 from ebmlib.core.recipes import Fit, Recipe, load_or_train_all
-from ebmlib.core.train import TrainConfig, Trainer
+from ebmlib.core.train import TrainConfig, Trainer, config_from
 
 __all__ = ["ImageEBMRecipe", "image_recipes", "training_inputs", "load_or_train_models"]
 
@@ -48,11 +47,7 @@ class ImageEBMRecipe(Recipe):
     train: dict = field(default_factory=dict)
 
     def config(self) -> TrainConfig:
-        fields = {f.name for f in dataclasses.fields(TrainConfig)}
-        unknown = sorted(set(self.train) - fields)
-        if unknown:
-            raise ValueError(f"recipe {self.name!r} sets unknown TrainConfig fields {unknown}; known: {sorted(fields)}")
-        return TrainConfig(**self.train)
+        return config_from(self.name, self.train)
 
     def build(self) -> nn.Module:
         """The MNIST CNN for 28x28 grey images; for CIFAR-10 the paper's ResNets (A.6): the conditional model is

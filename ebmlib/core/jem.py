@@ -10,7 +10,6 @@ plus the cross-entropy of the labelled batch as an extra loss term. :class:`JEMR
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -22,7 +21,7 @@ from torch import Tensor, nn
 from ebmlib.core.classifiers import MNISTClassifier
 from ebmlib.core.images import ImageData, dequantize
 from ebmlib.core.recipes import Fit, Recipe
-from ebmlib.core.train import TrainConfig, Trainer
+from ebmlib.core.train import TrainConfig, Trainer, config_from
 
 __all__ = ["JEMEnergy", "JEMTrainer", "JEMRecipe"]
 
@@ -89,11 +88,7 @@ class JEMRecipe(Recipe):
     train: dict = field(default_factory=dict)
 
     def config(self) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(TrainConfig)}
-        unknown = sorted(set(self.train) - known)
-        if unknown:
-            raise ValueError(f"recipe {self.name!r} sets unknown TrainConfig fields {unknown}; known: {sorted(known)}")
-        return TrainConfig(**self.train)
+        return config_from(self.name, self.train)
 
     def build(self) -> nn.Module:
         if self.dataset not in ("mnist", "fashion"):

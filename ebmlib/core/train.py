@@ -42,9 +42,10 @@ import math
 import numbers
 import os
 import warnings
+import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Callable, Mapping, Optional, Union
 
 import torch
 from torch import Tensor, nn
@@ -57,7 +58,7 @@ from ebmlib.core.checkpoint import (CheckpointError, FolderLock, atomic_write, c
 from ebmlib.core.distributed import SINGLE, World, allreduce_each, rank_seed
 from ebmlib.core.samplers import NonFiniteEnergy, PaperLangevin, Sampler
 
-__all__ = ["TrainConfig", "Trainer", "KLTrainer", "TrainingDiverged", "RunExists", "WorldSizeMismatch", "ebm_loss",
+__all__ = ["TrainConfig", "config_from", "Trainer", "KLTrainer", "TrainingDiverged", "RunExists", "WorldSizeMismatch", "ebm_loss",
            "kl_last_step", "clip_grad_by_adam_moments", "frozen", "RUN_FILES", "RANK_KEYS", "describe_run"]
 
 INIT_MODES = ("replay", "noise", "persistent")
@@ -159,6 +160,15 @@ class TrainConfig:
     def make_sampler(self) -> Sampler:
         dtype = getattr(torch, self.autocast_dtype) if self.autocast_dtype else None
         return PaperLangevin(self.step_size, self.noise_std, self.grad_clip, autocast_dtype=dtype)
+
+
+def config_from(recipe_name: str, fields: Mapping) -> "TrainConfig":
+    """A recipe's ``train`` mapping as a TrainConfig; an unknown field is an error naming it and the known ones."""
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise ValueError(f"recipe {recipe_name!r} sets unknown TrainConfig fields {unknown}; known: {sorted(known)}")
+    return TrainConfig(**fields)
 
 
 class RunExists(RuntimeError):
