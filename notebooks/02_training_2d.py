@@ -9,7 +9,7 @@
 # {ref}`theory page <theory-temperature>` at the run's own temperature $T$; this page keeps writing $p_\theta$
 # for it) is exactly normalised and compared with the truth in both KL directions.
 #
-# The chapter does five things:
+# The chapter does six things:
 #
 # 1. trains on four targets with separated modes (eight Gaussians, two rings, two moons, a checkerboard) and measures
 #    $\mathrm{KL}(p \,\|\, p_\theta)$, $\mathrm{KL}(p_\theta \,\|\, p)$ and the recovered mode weights, for the replay
@@ -20,7 +20,8 @@
 # 3. composes two energies by summing them (Fig. 14, a product of experts {cite:p}`hinton1999products`: AND) and
 #    contrasts that with a mixture (OR);
 # 4. refines samples by running more Langevin steps at test time (adaptive computation);
-# 5. makes a run diverge on purpose and shows the trainer's guard rolling it back.
+# 5. makes a run diverge on purpose and shows the trainer's guard rolling it back;
+# 6. follows the learned density and the sampler's samples along training, where they can part ways.
 #
 # Every model, sampler and training loop lives in `ebmlib` (`ebmlib.chapters.training_2d` runs this chapter's
 # experiments, fits and scores, `ebmlib.core.compose` composes, `ebmlib.core.train` is Algorithm 1); this notebook
@@ -267,7 +268,40 @@ ch.show(T.divergence_sentence(div, cfg.diverge_target, base_kl))
 # reaches and its snapshots must be recent enough that reverting loses little.
 
 # %% [markdown]
-# ## 7. Summary
+# ## 7. Density against samples along training
+#
+# The chapter scores two things that can disagree: the grid-normalised density $p_\theta \propto e^{-E_\theta/T}$
+# and what the sampler draws from it. Here one run per target is read at several lengths (no learning-rate
+# anneal, so every point lies on one trajectory), on the four targets above and two harder ones: a thin spiral
+# (60 Gaussians along 1.75 turns) and a 5 x 5 grid of narrow Gaussians. At each point we measure the density's
+# $\mathrm{KL}(p \,\|\, p_\theta)$, the samples' $\mathrm{KL}(q \,\|\, p)$ after the chapter's 500 steps from noise,
+# and $\mathrm{KL}(q \,\|\, p_\theta)$: how far the sampler is from *its own model*. If the last grows, the samples
+# have stopped describing the density. At the last point two checks tell why: ten times longer chains (which
+# would help if the chains had not mixed yet) and MALA, the same proposal with a Metropolis test (which helps
+# if the step is too large for the energy's curvature, ULA's bias; theory page, section 6).
+
+# %%
+targets_d = {name: E.toy_2d(name) for name in cfg.density_targets}
+sizes = (cfg.density_chains, cfg.density_steps, cfg.density_long_steps)
+density = T.density_runs(targets_d, base, cfg.density_checkpoints, grid, *sizes, ch.seed)
+ch.metrics["density_vs_samples"] = density
+fig = T.density_figure(density)
+
+# %%
+header, rows = T.density_check_rows(density)
+ch.table(header, rows, caption="At the last checkpoint, per sampler and number of steps.")
+ch.show(T.density_sentence(density))
+
+# %% [markdown]
+# A sampler that leaves its own model also corrupts training: Algorithm 1's negatives come from the same
+# sampler, so the density is pushed away from wherever the biased chains pile up, which is why the density's
+# KL can worsen together with the samples'. The recipe's check is cheap: run the evaluation chains once with
+# MALA's Metropolis test on the same proposal and compare; an acceptance rate far below one, or samples that
+# move when the test is switched on, says the step is too large for the trained energy. The cure is then a
+# smaller step (with more steps) or the Metropolis test itself, not longer chains.
+
+# %% [markdown]
+# ## 8. Summary
 
 # %%
 ch.metrics["budget_grad_evals"] = budget

@@ -38,7 +38,7 @@ from ebmlib.core.compose import MixtureEnergy, SumEnergy, high_density_fraction,
     sequential_langevin
 from ebmlib.core.metrics import Grid2D, cell_kl, exact_sample_floor, grid_kl
 from ebmlib.core.nets import MLPEnergy
-from ebmlib.core.samplers import PaperLangevin, SampleResult
+from ebmlib.core.samplers import MALA, PaperLangevin, SampleResult
 from ebmlib.core.train import TrainConfig, Trainer, TrainingDiverged, frozen
 from ebmlib.notebook import plotting as P
 
@@ -54,7 +54,8 @@ __all__ = ["paper_rows", "BASE_SPEC", "full_spec", "make_run", "temperature", "g
            "composition_figure", "score_rows", "learned_composition", "learned_composition_figure",
            "composition_sentence", "refinement", "refinement_figure", "refinement_lines",
            "divergence_runs", "divergence_summary", "divergence_figure", "divergence_sentence",
-           "summary_rows"]
+           "summary_rows", "density_vs_samples", "density_runs", "density_figure", "density_check_rows",
+           "density_sentence"]
 
 #: The default spec: a small swish MLP trained with Algorithm 1 (replay buffer, L2 energy term) on [-4, 4]^2.
 BASE_SPEC: dict = dict(
@@ -907,3 +908,111 @@ def paper_rows(record: Mapping) -> list[dict]:
                                       f"({' and '.join(learned['pair'])}): {l_prod:.3f} vs {l_mix:.3f}"),
                  verdict=verdict, note="the paper shows trajectories only; we measure where the samples land",
                  data="2D targets with exact densities")]
+
+
+# -- density against samples along training (issue: do the learned density and the sampler part ways?) ----------
+
+def density_vs_samples(target, spec: Mapping, checkpoints: Sequence[int], grid: Grid2D, n_chains: int,
+                       sample_steps: int, long_steps: int, seed: int = 0) -> dict:
+    """One run of Algorithm 1 read at each of ``checkpoints`` (iterations; no lr anneal, so every checkpoint is
+    a point of one trajectory): KL(p || p_theta) of the grid-normalised energy ("density"), KL(samples || p) of
+    ``sample_steps`` of the chapter's sampler from noise ("samples"), and KL(samples || p_theta), how far the
+    sampler is from the model it samples ("sampler vs own model"). At the last checkpoint the same three for
+    ``long_steps`` of the sampler and for MALA (the ULA proposal plus a Metropolis test, exact for p_theta) at
+    both lengths: the check that tells a poor model from a sampler that has not mixed."""
+    steps = sorted(set(int(c) for c in checkpoints))
+    if not steps or steps[0] < 1:
+        raise ValueError(f"checkpoints must be positive iteration counts, got {checkpoints!r}")
+    s = full_spec(dict(spec, n_iters=steps[-1]))
+    model, config, _ = make_run(s)
+    trainer = Trainer(model, target.sample, config)
+    truth = grid.normalise(log_density=target.log_prob)
+    T = temperature(s)
+    low, high = s["data_range"]
+
+    # the chapter's sampler on E (it draws from exp(-E / T)); MALA on E / T with the step that gives it the same
+    # proposal (x - s grad E + sigma xi, since h = s T makes sqrt(2 h) = sigma), plus its Metropolis test
+    samplers = {"sampler": (PaperLangevin(s["step_size"], s["noise_std"], s["grad_clip"]), model),
+                "MALA": (MALA(s["step_size"] * T), lambda z: model(z) / T)}
+
+    def scores(name: str, n_steps: int, learned: Tensor) -> dict:
+        sampler, energy = samplers[name]
+        g = torch.Generator().manual_seed(seed + 7)
+        x0 = low + (high - low) * torch.rand(n_chains, 2, generator=g)
+        with frozen(model):
+            out = sampler.run(energy, x0, n_steps, clamp=(low, high), generator=g)
+        scored = {"sample_kl": grid_kl(out.x, truth, grid), "self_kl": grid_kl(out.x, learned, grid)}
+        return scored if out.acceptance_rate is None else dict(scored, acceptance=out.acceptance_rate)
+
+    rows, done = [], 0
+    for c in steps:
+        trainer.train(c - done, progress=False)
+        done = c
+        learned = learned_cells(model, grid, T)
+        rows.append({"iteration": c, "density_kl": cell_kl(truth, learned), **scores("sampler", sample_steps, learned)})
+    check = {f"{name}, {n} steps": scores(name, n, learned) for name in samplers for n in (sample_steps, long_steps)}
+    return {"rows": rows, "check": check, "temperature": T}
+
+
+def density_runs(targets: Mapping, spec: Mapping, checkpoints: Sequence[int], grid: Grid2D, n_chains: int,
+                 sample_steps: int, long_steps: int, seed: int = 0) -> dict:
+    """:func:`density_vs_samples` for each named target."""
+    return {name: density_vs_samples(t, spec, checkpoints, grid, n_chains, sample_steps, long_steps, seed)
+            for name, t in targets.items()}
+
+
+def density_figure(runs: Mapping[str, dict]):
+    """Per target: the density's and the samples' KL to the truth, and the sampler's KL to its own model,
+    against training iterations."""
+    fig, axes = plt.subplots(1, len(runs), figsize=(2.3 * len(runs), 2.6), squeeze=False, sharey=True)
+    for ax, (name, r) in zip(axes[0], runs.items()):
+        it = [row["iteration"] for row in r["rows"]]
+        for key, label in (("density_kl", "density KL(p || p_theta)"), ("sample_kl", "samples KL(q || p)"),
+                           ("self_kl", "samples KL(q || p_theta)")):
+            ax.plot(it, [max(row[key], 1e-3) for row in r["rows"]], marker="o", ms=3, label=label)
+        ax.set_xscale("log"), ax.set_yscale("log")
+        ax.set_title(name, fontsize=8)
+        ax.set_xlabel("iterations", fontsize=7)
+        ax.tick_params(labelsize=6)
+    axes[0, 0].set_ylabel("nats", fontsize=7)
+    axes[0, 0].legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def density_check_rows(runs: Mapping[str, dict]) -> tuple[list[str], list[list]]:
+    """At the last checkpoint: samples' KL to the truth and to the model, for each sampler and chain length."""
+    keys = list(next(iter(runs.values()))["check"])
+    header = ["target", *[f"{k}: KL(q || p) / KL(q || p_theta)" for k in keys], "MALA acceptance"]
+    rows = []
+    for name, r in runs.items():
+        c = r["check"]
+        rows.append([name, *[f"{c[k]['sample_kl']:.2f} / {c[k]['self_kl']:.2f}" for k in keys],
+                     f"{c[keys[-1]].get('acceptance', float('nan')):.2f}"])
+    return header, rows
+
+
+def density_sentence(runs: Mapping[str, dict], ratio: float = 2.0) -> str:
+    """Where the density and the samples part ways, and whether longer chains or MALA bring them back."""
+    parted, fixed_by_length, fixed_by_mala = [], [], []
+    for name, r in runs.items():
+        best = min(r["rows"], key=lambda row: row["sample_kl"])
+        last = r["rows"][-1]
+        if last["sample_kl"] > ratio * best["sample_kl"] and last["self_kl"] > ratio * min(x["self_kl"] for x in r["rows"]):
+            parted.append(f"{name} (samples' KL {best['sample_kl']:.2f} at {best['iteration']} iterations, "
+                          f"{last['sample_kl']:.2f} at {last['iteration']})")
+            keys = list(r["check"])
+            short, long_, mala = r["check"][keys[0]], r["check"][keys[1]], r["check"][keys[-1]]
+            if long_["sample_kl"] < short["sample_kl"] / ratio:
+                fixed_by_length.append(name)
+            if mala["sample_kl"] < short["sample_kl"] / ratio:
+                fixed_by_mala.append(name)
+    if not parted:
+        return (f"On every target the samples stayed within a factor {ratio:g} of their best KL to the truth and "
+                "of their KL to the model itself: density and samples did not part ways in this run.")
+    text = ("The sampler left its own model on " + "; ".join(parted) + ". ")
+    text += (f"Ten times longer chains {'fixed ' + ', '.join(fixed_by_length) if fixed_by_length else 'fixed none'}"
+             f" (a mixing problem would shrink with chain length); MALA's Metropolis test on the same proposal "
+             f"{'fixed ' + ', '.join(fixed_by_mala) if fixed_by_mala else 'fixed none'} (a step too large for "
+             "the trained energy's curvature is what a Metropolis test corrects).")
+    return text

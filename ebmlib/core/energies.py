@@ -23,7 +23,8 @@ from torch import Tensor
 
 __all__ = [
     "Distribution", "Gaussian", "Arc", "SmoothBox", "Mixture",
-    "gaussian", "eight_gaussians", "two_rings", "two_moons", "checkerboard", "two_modes", "TOY_2D", "toy_2d",
+    "gaussian", "eight_gaussians", "two_rings", "two_moons", "checkerboard", "two_modes", "spiral", "grid_gaussians",
+    "TOY_2D", "toy_2d",
 ]
 
 LOG_2PI = math.log(2 * math.pi)
@@ -296,6 +297,22 @@ def two_modes(separation: float = 4.0, std: float = 0.5, weights=(0.3, 0.7)) -> 
     return Mixture([Gaussian((-half, 0.0), std ** 2), Gaussian((half, 0.0), std ** 2)], weights=weights)
 
 
+def spiral(turns: float = 1.75, n_modes: int = 60, std: float = 0.12, r_in: float = 0.4, r_out: float = 3.4) -> Mixture:
+    """A thin Archimedean spiral: ``n_modes`` equal Gaussians evenly spaced in angle along r = r_in ..r_out over
+    ``turns`` turns; harder than the chapter's four because its mass is a long curve folded onto itself."""
+    _check_std(std)
+    angles = [2 * math.pi * turns * k / (n_modes - 1) for k in range(n_modes)]
+    radii = [r_in + (r_out - r_in) * k / (n_modes - 1) for k in range(n_modes)]
+    return Mixture([Gaussian((r * math.cos(a), r * math.sin(a)), std ** 2) for r, a in zip(radii, angles)])
+
+
+def grid_gaussians(n: int = 5, spacing: float = 1.4, std: float = 0.12) -> Mixture:
+    """``n`` x ``n`` equal, well separated Gaussians on a square grid: many modes for a sampler to visit."""
+    _check_std(std)
+    start = -spacing * (n - 1) / 2
+    return Mixture([Gaussian((start + i * spacing, start + j * spacing), std ** 2) for i in range(n) for j in range(n)])
+
+
 TOY_2D = {
     "gaussian": gaussian,
     "eight_gaussians": eight_gaussians,
@@ -303,6 +320,8 @@ TOY_2D = {
     "two_moons": two_moons,
     "checkerboard": checkerboard,
     "two_modes": two_modes,
+    "spiral": spiral,
+    "grid_gaussians": grid_gaussians,
 }
 
 

@@ -26,6 +26,9 @@ DEMO = dict(
     refine_chains=2000, refine_checkpoints=(0, 1, 3, 10, 20, 50, 100, 300, 1000),  # adaptive computation
     diverge_target="eight_gaussians", diverge_iters=300,                         # the divergence guard at work
     diverge_spec=dict(alpha=0.0, lr=0.1, max_abs_energy=50.0, checkpoint_every=10, max_rollbacks=3),
+    # density against samples along one run (no lr anneal), on the four targets and two harder ones
+    density_targets=("eight_gaussians", "two_rings", "two_moons", "checkerboard", "spiral", "grid_gaussians"),
+    density_checkpoints=(125, 250, 500, 1000, 2000), density_chains=2000, density_steps=500, density_long_steps=5000,
 )
 
 SMOKE = dict(
@@ -39,6 +42,8 @@ SMOKE = dict(
     refine_chains=200, refine_checkpoints=(0, 2, 5, 10),
     diverge_target="two_moons", diverge_iters=30,
     diverge_spec=dict(alpha=0.0, lr=0.5, max_abs_energy=5.0, checkpoint_every=5, max_rollbacks=3),
+    density_targets=("two_moons", "spiral"), density_checkpoints=(5, 10), density_chains=200, density_steps=10,
+    density_long_steps=20,
 )
 
 PAPER = dict(
@@ -48,6 +53,7 @@ PAPER = dict(
     compose_chains=10000, compose_steps=1000, traj_steps=300,
     refine_chains=10000, refine_checkpoints=(0, 1, 3, 10, 20, 50, 100, 300, 1000, 3000),
     diverge_iters=1000,
+    density_checkpoints=(125, 250, 500, 1000, 2000, 5000, 10000), density_chains=10000, density_long_steps=20000,
 )
 
 # CI runs the paper branch with these sizes: three seeds and every target and ablation, a few iterations each
@@ -55,5 +61,6 @@ PAPER_SHRUNK = {
     "grid_n": 24, "base_spec.n_iters": 4, "base_spec.batch_size": 16, "base_spec.hidden": 8,
     "base_spec.checkpoint_every": 2, "n_samples": 100, "sample_steps": 5, "floor_repeats": 2,
     "compose_chains": 100, "compose_steps": 5, "traj_steps": 10, "refine_chains": 100,
-    "refine_checkpoints": (0, 1, 3), "diverge_iters": 20,
+    "refine_checkpoints": (0, 1, 3), "diverge_iters": 20, "density_checkpoints": (2, 4), "density_chains": 100,
+    "density_steps": 5, "density_long_steps": 10,
 }
