@@ -293,6 +293,12 @@ ch.table(header, rows, caption="At the last checkpoint, per sampler and number o
 ch.show(T.density_sentence(density))
 
 # %% [markdown]
+# Two more things the table shows. Where MALA's acceptance is near one, the step suits the energy and the
+# Metropolis test changes little about the samples' distance to the model; their distance to the *truth* can
+# even grow, because the model was trained against the sampler's negatives, so it is the pair (energy, sampler)
+# that was fitted to the data, not the energy alone. Where the acceptance is low, the trained energy has
+# become too sharp for the step and the uncorrected sampler no longer draws from it at any chain length.
+#
 # A sampler that leaves its own model also corrupts training: Algorithm 1's negatives come from the same
 # sampler, so the density is pushed away from wherever the biased chains pile up, which is why the density's
 # KL can worsen together with the samples'. The recipe's check is cheap: run the evaluation chains once with
