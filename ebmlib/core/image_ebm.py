@@ -68,6 +68,12 @@ class ImageEBMRecipe(Recipe):
     def progress_target(self) -> dict:
         return {"iterations": self.n_iters, "snapshots": self.snapshot_points()}
 
+    def after_iteration(self, model: nn.Module, iteration: int) -> None:
+        """Called after each kept training iteration (and again for the iteration a resumed run starts at) with
+        the model being trained; nothing here. A subclass keeps what it needs *inside* the model (its state
+        dict), so checkpoints, exact resume and rollbacks carry it: chapter 04's historical ensemble keeps the
+        weights of its last snapshots this way (section 4.1)."""
+
     def fit(self, model: nn.Module, *, device: torch.device, progress: bool, run_dir: Optional[Path],
             data: ImageData) -> Fit:
         """Algorithm 1 on ``data`` (uint8 images, dequantised per batch as in A.3).
@@ -94,6 +100,7 @@ class ImageEBMRecipe(Recipe):
             _clear_snapshots(run_dir)
 
         def keep(m: dict) -> None:
+            self.after_iteration(model, m["iteration"])
             if m["iteration"] in points:
                 snapshots[m["iteration"]] = _newest(trainer, 64)
                 if run_dir is not None:
