@@ -23,7 +23,7 @@ _DEMO_EVAL = dict(rounds=20, steps=20, reinit=0.01, relabel=0.1, settle=5, step_
                   grad_clip=0.05, batch=500)
 
 DEMO = dict(
-    threads=1, device="cpu", progress=False,
+    threads=1, device="cpu", progress=False, dataset="photo_crops",
     models={
         "photo_uncond": dict(_DEMO, width=12, conditional=False, train=_DEMO_TRAIN),   # ResNet32Large (Fig. 24b)
         "photo_cond": dict(_DEMO, width=16, conditional=True, train=_DEMO_TRAIN),      # ResNet32 (Fig. 24a)
@@ -35,7 +35,10 @@ DEMO = dict(
     noise_chains=6, noise_frames=(0, 10, 20, 40, 80, 120, 200),   # Fig. 21
     hist_n=500, nn_train=20000,                              # Fig. 2, Fig. 20
     restore_n=500, restore_steps=40, convert_n=5, convert_steps=60,   # Fig. 6, Fig. 7
-    flops_per_s=989e12, utilisation=0.4,                      # the paper run's cost: H100 bf16 dense, 40% of it
+    # the paper run's cost: the rate `python -m ebmlib bench resnet` measured (training iterations per second of
+    # each paper model on the GPU at hand; None until measured), else a FLOP estimate at an assumed sustained
+    # rate: an H100 SXM's dense bf16 peak (989 TFLOP/s) at 40% utilisation
+    measured_rate=None, flops_per_s=989e12, utilisation=0.4,
 )
 
 _SMOKE = dict(dataset="photo_crops", n_iters=6, snapshot_every=3, keep_buffer=64, ensemble=3, ensemble_every=2,
@@ -47,7 +50,7 @@ SMOKE = dict(
         "photo_uncond": dict(_SMOKE, conditional=False, train=_SMOKE_TRAIN),
         "photo_cond": dict(_SMOKE, conditional=True, train=_SMOKE_TRAIN),
     },
-    classifier_epochs=1, classifier_width=8, n_quality=40, noise_steps=4,
+    classifier_epochs=1, classifier_train=2000, classifier_width=8, n_quality=40, noise_steps=4,
     eval=dict(_DEMO_EVAL, rounds=2, steps=2, settle=1, batch=20), fig3_n=8, per_class=2, noise_chains=2,
     noise_frames=(0, 2, 4), hist_n=40, nn_train=200, restore_n=20, restore_steps=2, convert_n=2, convert_steps=2,
 )
@@ -62,7 +65,7 @@ _PAPER_TRAIN = dict(batch_size=128, n_steps=60, step_size=10.0, lr=1e-4, buffer_
                     channels_last=True, checkpoint_every=1000)
 
 PAPER = dict(
-    threads=None, device="auto", progress=True,
+    threads=None, device="auto", progress=True, dataset="cifar10",
     models={
         "cifar10_uncond": dict(_PAPER, conditional=False, train=_PAPER_TRAIN),   # ResNet32Large, Fig. 24b
         "cifar10_cond": dict(_PAPER, conditional=True, train=_PAPER_TRAIN),      # ResNet32, Fig. 24a
@@ -81,7 +84,7 @@ PAPER_SHRUNK = {
        for k, v in dict(width=8, n_iters=4, snapshot_every=2, keep_buffer=16, ensemble=3, ensemble_every=1).items()},
     **{f"models.{m}.train.{k}": v for m in PAPER["models"]
        for k, v in dict(batch_size=4, n_steps=2, buffer_capacity=64).items()},
-    "progress": False, "classifier_epochs": 1, "classifier_width": 8, "n_quality": 24, "noise_steps": 2,
+    "progress": False, "classifier_epochs": 1, "classifier_width": 4, "n_quality": 40, "noise_steps": 2,
     "eval.rounds": 2, "eval.steps": 2, "eval.settle": 1, "eval.batch": 12, "inception": False, "fig3_n": 4,
     "per_class": 1, "noise_chains": 2, "noise_frames": (0, 1, 2), "hist_n": 16, "nn_train": 40, "restore_n": 8,
     "restore_steps": 1, "convert_n": 2, "convert_steps": 1,
