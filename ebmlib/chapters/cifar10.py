@@ -252,8 +252,8 @@ def flop_count(recipe: CIFAREBMRecipe) -> dict:
     for p in model.parameters():
         p.requires_grad_(False)
     xg = x.clone().requires_grad_(True)
-    with FlopCounterMode(display=False) as fc:
-        torch.autograd.grad(call(xg).sum(), xg)
+    with FlopCounterMode(display=False) as fc:   # backward() to the image (FlopCounterMode refuses autograd.grad)
+        call(xg).sum().backward()
     counts["langevin_step"] = fc.get_total_flops()
     for p in model.parameters():
         p.requires_grad_(True)
@@ -348,9 +348,13 @@ def evaluation_samples(members: Sequence[nn.Module], n: int, spec: Mapping, cond
     return torch.cat(xs), (torch.cat(ys) if conditional else None)
 
 
-def fig3_samples(quality_samples: Mapping[str, Tensor], n: int) -> dict[str, Tensor]:
-    """Fig. 3's panels: the first ``n`` images of the scored sample sets of the unconditional model."""
-    return {k: v[:n] for k, v in quality_samples.items()}
+def fig3_samples(quality_samples: Mapping[str, tuple], model: str, n: int) -> dict[str, Tensor]:
+    """Fig. 3's panels: the first ``n`` images of each scored sample set of ``model`` (the keys of
+    :func:`sample_quality`'s second result, "<model>: <protocol>" -> (images, labels)), by protocol."""
+    panels = {k.split(": ", 1)[1]: x[:n] for k, (x, _) in quality_samples.items() if k.split(": ", 1)[0] == model}
+    if not panels:
+        raise KeyError(f"no scored samples of model {model!r}; there are {sorted(quality_samples)}")
+    return panels
 
 
 def fig3_figure(panels: Mapping[str, Tensor], nrow: int = 6, title: str = ""):
