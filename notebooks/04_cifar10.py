@@ -34,7 +34,7 @@ if importlib.util.find_spec("ebmlib") is None:
 scale = None        # "smoke" | "demo" | "paper"; None: $EBMLIB_SCALE, else "demo"
 seed = 0            # 0 gives the committed outputs (and uses the shipped checkpoints)
 out_dir = None      # metrics JSON and trained models; None: $EBMLIB_OUT, else "_results"
-overrides = {}      # preset values to replace, e.g. {"n_quality": 200}; or $EBMLIB_SET (JSON)
+overrides = {}      # preset values to replace, e.g. {"hist_n": 50}; or $EBMLIB_SET (JSON)
 
 # %%
 import matplotlib.pyplot as plt
@@ -91,7 +91,8 @@ plt.show()
 # %%
 inception = C.inception_networks(cfg.inception)
 print(C.inception_line(inception))
-models = C.train_models(cfg, ch.seed, out_dir=ch.out_dir, progress=cfg.progress, device=ch.device)
+models = C.train_models(cfg, ch.seed, out_dir=ch.out_dir, progress=cfg.progress,
+                        device=ch.device)
 ch.metrics["models"] = C.model_metrics(models)
 ch.table(C.MODEL_HEADER, C.model_rows(models))
 
@@ -136,13 +137,15 @@ for t in models.values():
 # round, the historical ensemble of section 4.1. Held-out test images and uniform noise bracket the scores.
 
 # %%
-quality, samples = C.sample_quality(clf, models, train, test, cfg.n_quality, cfg.eval, gen,
+n = cfg.n_quality
+quality, samples = C.sample_quality(clf, models, train, test, n, cfg.eval, gen,
                                     feature=inception)
 ch.metrics["quality"] = quality
 ch.table(C.QUALITY_HEADER, C.quality_rows(quality),
-         caption=f"{C.data_name(cfg.dataset)}: IS and FID in the feature space of the classifier above "
-         f"({cfg.n_quality} samples against as many training images; FID lower is better), accuracy of "
-         "class-conditional samples, and Inception IS / FID where they ran:")
+         caption=f"{C.data_name(cfg.dataset)}: IS and FID in the feature space of the "
+         f"classifier above ({n} samples against as many training images; FID lower is "
+         "better), accuracy of class-conditional samples, and Inception IS / FID where "
+         "they ran:")
 
 # %% [markdown]
 # Table 1's CIFAR-10 rows, our run beside the paper's numbers. On the stand-in the two columns measure different
@@ -150,7 +153,8 @@ ch.table(C.QUALITY_HEADER, C.quality_rows(quality),
 
 # %%
 ch.table(C.TABLE1_HEADER, C.table1_rows(quality, cfg.dataset),
-         caption="Table 1 (Fig. 5): ours, and the paper's on CIFAR-10 (Inception, 50,000 samples):")
+         caption="Table 1 (Fig. 5): ours, and the paper's on CIFAR-10 (Inception, 50,000 "
+         "samples):")
 ch.show(C.quality_sentence(quality))
 
 # %% [markdown]
@@ -172,9 +176,10 @@ plt.show()
 
 # %%
 cond = next(k for k, t in models.items() if t.recipe.conditional)
-x, y = next(v for k, v in samples.items() if k.startswith(f"{cond}: ") and "ensemble" in k)
+x, y = C.ensemble_samples(samples, cond)
 C.class_figure(C.class_rows(x, y, train.classes, cfg.per_class),
-               f"{cond}: 10-snapshot ensemble, one row per class ({C.data_name(cfg.dataset)})")
+               f"{cond}: 10-snapshot ensemble, one row per class "
+               f"({C.data_name(cfg.dataset)})")
 plt.show()
 
 # %% [markdown]
@@ -187,8 +192,8 @@ plt.show()
 # from the ground truth and about 30% under noise or inpainting.
 
 # %%
-x = x_test[: cfg.restore_n]
-ch.metrics["restoration"], shown = C.restoration(models[uncond].model, clf, x, test.labels[: len(x)],
+x, labels = x_test[: cfg.restore_n], test.labels[: cfg.restore_n]
+ch.metrics["restoration"], shown = C.restoration(models[uncond].model, clf, x, labels,
                                                  cfg.restore_steps, gen)
 for name, (xc, xr) in shown.items():
     P.image_rows({"original": x[:10], name: xc[:10], "restored": xr[:10]})
@@ -202,7 +207,8 @@ ch.table(C.RESTORATION_HEADER, C.restoration_rows(ch.metrics["restoration"]),
 # The conditional model started at a test image of one class (left column) and conditioned on each class in turn.
 
 # %%
-converted = C.convert(models[cond].model, x_test, test.labels, cfg.convert_n, cfg.convert_steps, gen)
+converted = C.convert(models[cond].model, x_test, test.labels, cfg.convert_n,
+                      cfg.convert_steps, gen)
 P.image_rows(converted, col_labels=["start"] + [c[:8] for c in train.classes])
 plt.show()
 ch.metrics["conversion_accuracy"], n_conv = C.conversion_accuracy(clf, converted)
@@ -228,9 +234,11 @@ print(C.energy_line(ch.metrics["energy_means"]))
 
 # %%
 pool = train.subset(cfg.nn_train, gen).continuous(gen)
-P.image_rows(C.neighbour_rows(t.samples[:8], pool), col_labels=["sample", "1st NN", "2nd NN", "3rd NN"])
+P.image_rows(C.neighbour_rows(t.samples[:8], pool),
+             col_labels=["sample", "1st NN", "2nd NN", "3rd NN"])
 plt.show()
-ch.metrics["nn_distance"] = C.nn_distances(t.samples[: cfg.hist_n], x_test[: cfg.hist_n], pool)
+n = cfg.hist_n
+ch.metrics["nn_distance"] = C.nn_distances(t.samples[:n], x_test[:n], pool)
 print(C.nn_line(ch.metrics["nn_distance"], len(pool)))
 
 # %% [markdown]

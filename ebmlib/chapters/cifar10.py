@@ -45,9 +45,9 @@ __all__ = [
     "IMAGE_SHAPE", "SnapshotEnergy", "CIFAREBMRecipe", "recipes", "train_models", "data_name", "data_line",
     "MODEL_HEADER", "model_rows", "model_metrics", "StandinClassifierRecipe", "classifier", "classifier_line",
     "flop_count", "gpu_hours", "gpu_hours_line", "ensemble_chains", "evaluation_samples", "generate",
-    "fig3_samples", "fig3_figure", "class_rows", "class_figure", "sample_quality", "QUALITY_HEADER",
-    "quality_rows", "TABLE1_HEADER", "table1_rows", "quality_sentence", "restoration", "RESTORATION_HEADER",
-    "restoration_rows", "convert", "conversion_accuracy", "conversion_line", "energy_sets", "image_energies",
+    "fig3_samples", "fig3_figure", "ensemble_samples", "class_rows", "class_figure", "sample_quality",
+    "QUALITY_HEADER", "quality_rows", "TABLE1_HEADER", "table1_rows", "quality_sentence", "restoration",
+    "RESTORATION_HEADER", "restoration_rows", "convert", "conversion_accuracy", "conversion_line", "energy_sets", "image_energies",
     "energy_means", "energy_line", "energy_histogram", "neighbour_rows", "nn_distances", "nn_line",
     "noise_frames_figure", "summary_rows", "paper_rows", "PAPER_COMMAND", "PAPER_RECORD", "paper_record",
     "PAPER_TABLE1", "load_split", "paper_cost", "paper_cost_lines", "inception_networks", "inception_line",
@@ -366,6 +366,15 @@ def fig3_figure(panels: Mapping[str, Tensor], nrow: int = 6, title: str = ""):
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def ensemble_samples(quality_samples: Mapping[str, tuple], model: str) -> tuple[Tensor, Optional[Tensor]]:
+    """(images, labels) that :func:`sample_quality` drew from ``model``'s snapshot ensemble (section 4.1)."""
+    for k, v in quality_samples.items():
+        who, how = k.split(": ", 1)
+        if who == model and "ensemble" in how:
+            return v
+    raise KeyError(f"no ensemble samples of model {model!r}; there are {sorted(quality_samples)}")
 
 
 def class_rows(x: Tensor, labels: Tensor, classes: Sequence[str], per_class: int) -> dict[str, Tensor]:
