@@ -53,9 +53,10 @@ print(ch.describe())
 # %% [markdown]
 # ## 1. What the paper-scale run costs
 #
-# A.7 trains each model on one GPU "for 2 days". Before anything is trained the chapter says what the paper-scale
-# recipe costs: from the rate measured by the engine's benchmark where one is recorded in the preset, else from
-# the networks' FLOPs (counted by `torch.utils.flop_counter`) at an assumed sustained GPU rate, labelled as such.
+# A.7: "CIFAR-10 models are trained on 1 GPU for 2 days". Before anything is trained the chapter says what the
+# paper-scale recipe costs: from the rate measured by the engine's benchmark where one is recorded in the preset,
+# else from the networks' FLOPs (counted by `torch.utils.flop_counter`) at an assumed sustained GPU rate, labelled
+# as such.
 
 # %%
 cost = C.paper_cost(cfg)

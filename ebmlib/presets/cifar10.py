@@ -20,7 +20,8 @@ _DEMO_TRAIN = dict(batch_size=32, n_steps=30, lr=1e-3, channels_last=True, check
 
 # the release's evaluation sampler: chains in rounds of `steps` Langevin steps (step 10, noise 0.005, clip 0.05),
 # re-initialising a fraction of the chains to noise (and of the labels) after each round but the last `settle`
-_DEMO_EVAL = dict(rounds=20, steps=20, reinit=0.01, relabel=0.1, settle=5, step_size=10.0, noise_std=0.005,
+# (the demo: 10 rounds, the last 3 settling; the release: 200 rounds, the last 10)
+_DEMO_EVAL = dict(rounds=10, steps=20, reinit=0.01, relabel=0.1, settle=3, step_size=10.0, noise_std=0.005,
                   grad_clip=0.05, batch=500)
 
 DEMO = dict(
@@ -32,16 +33,17 @@ DEMO = dict(
                            train=_DEMO_TRAIN),                                       # ResNet32 (Fig. 24a)
     },
     classifier_epochs=4, classifier_train=None, classifier_width=32,   # the classifier that measures samples
-    n_quality=500, noise_steps=200, eval=_DEMO_EVAL,        # Table 1: samples per protocol
+    n_quality=300, eval=_DEMO_EVAL,                         # Table 1: samples per protocol
     inception=False,                                          # Inception IS / FID (needs torch-fidelity + weights)
     fig3_n=36, per_class=8,                                   # Fig. 3, Fig. 5 / 17
     noise_chains=6, noise_frames=(0, 10, 20, 40, 80, 120, 200),   # Fig. 21
     hist_n=500, nn_train=20000,                              # Fig. 2, Fig. 20
     restore_n=500, restore_steps=40, convert_n=5, convert_steps=60,   # Fig. 6, Fig. 7
-    # the paper run's cost: the rate `python -m ebmlib bench resnet` measured (training iterations per second of
-    # each paper model on the GPU at hand; None until measured), else a FLOP estimate at an assumed sustained
-    # rate: an H100 SXM's dense bf16 peak (989 TFLOP/s) at 40% utilisation
-    measured_rate=None, flops_per_s=989e12, utilisation=0.4,
+    # the paper run's cost: a measured rate (training iterations per second of each paper model on the GPU at
+    # hand, e.g. from the engine's benchmark; None: not measured on this book's machines, which have no GPU), else a FLOP estimate at an assumed sustained
+    # rate: the paper recipe runs in float32, whose convolutions cuDNN runs as TF32 by default, so an H100 SXM's
+    # dense TF32 peak (495 TFLOP/s) at 30% utilisation (small 32x32 convolutions rarely sustain more)
+    measured_rate=None, flops_per_s=495e12, utilisation=0.3,
 )
 
 _SMOKE = dict(dataset="photo_crops", n_iters=6, snapshot_every=3, keep_buffer=64, ensemble=3, ensemble_every=2,
@@ -53,7 +55,7 @@ SMOKE = dict(
         "photo_uncond": dict(_SMOKE, conditional=False, train=_SMOKE_TRAIN),
         "photo_cond": dict(_SMOKE, conditional=True, train=_SMOKE_TRAIN),
     },
-    classifier_epochs=1, classifier_train=2000, classifier_width=8, n_quality=40, noise_steps=4,
+    classifier_epochs=1, classifier_train=2000, classifier_width=8, n_quality=40,
     eval=dict(_DEMO_EVAL, rounds=2, steps=2, settle=1, batch=20), fig3_n=8, per_class=2, noise_chains=2,
     noise_frames=(0, 2, 4), hist_n=40, nn_train=200, restore_n=20, restore_steps=2, convert_n=2, convert_steps=2,
 )
@@ -75,7 +77,7 @@ PAPER = dict(
     },
     classifier_epochs=30, classifier_width=64,
     # the release's evaluation: 50,000 samples, a 1,000-image buffer, 200 rounds of 20 steps, the last 10 settling
-    n_quality=50000, noise_steps=500, eval=dict(_DEMO_EVAL, rounds=200, settle=10, batch=1000),
+    n_quality=50000, eval=dict(_DEMO_EVAL, rounds=200, settle=10, batch=1000),
     inception=True, fig3_n=64, per_class=10, noise_chains=8, noise_frames=(0, 20, 50, 100, 200, 300, 500),
     hist_n=10000, nn_train=50000, restore_n=10000, restore_steps=60, convert_n=10, convert_steps=200,
 )
@@ -87,7 +89,7 @@ PAPER_SHRUNK = {
        for k, v in dict(width=8, n_iters=4, snapshot_every=2, keep_buffer=16, ensemble=3, ensemble_every=1).items()},
     **{f"models.{m}.train.{k}": v for m in PAPER["models"]
        for k, v in dict(batch_size=4, n_steps=2, buffer_capacity=64).items()},
-    "progress": False, "classifier_epochs": 1, "classifier_width": 4, "n_quality": 40, "noise_steps": 2,
+    "progress": False, "classifier_epochs": 1, "classifier_width": 4, "n_quality": 40,
     "eval.rounds": 2, "eval.steps": 2, "eval.settle": 1, "eval.batch": 12, "inception": False, "fig3_n": 4,
     "per_class": 1, "noise_chains": 2, "noise_frames": (0, 1, 2), "hist_n": 16, "nn_train": 40, "restore_n": 8,
     "restore_steps": 1, "convert_n": 2, "convert_steps": 1,
