@@ -249,11 +249,12 @@ print(C.nn_line(ch.metrics["nn_distance"], len(pool)))
 # paper`), which say "not run here" with the command until such a run exists.
 
 # %%
-path = ch.save()
+path, cifar = ch.save(), C.paper_record()
 ch.table(["quantity", "this run", "paper (CIFAR-10)", "paper-scale CIFAR-10 run"],
-         C.summary_rows(ch.metrics, C.paper_record()),
+         C.summary_rows(ch.metrics, cifar),
          caption=f"**Scale `{cfg.scale}`, {C.data_name(cfg.dataset)}**, whole notebook "
          f"{ch.elapsed()[0]:.0f} s; metrics written to `{path.name}`.")
+ch.show(C.paper_run_line(cifar))
 
 # %% [markdown]
 # Every number above comes from this run or its JSON. On the stand-in the page makes the paper's qualitative

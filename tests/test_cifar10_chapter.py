@@ -266,7 +266,9 @@ def test_a_committed_cifar_record_replaces_not_run_here():
 def test_summary_and_table1_quote_the_paper_only_as_the_papers():
     m = fake_record()["metrics"]
     rows = C.summary_rows(m, None)
-    assert all(r[3].startswith("not run here") and C.PAPER_COMMAND in r[3] for r in rows)
+    assert all(r[3].startswith("not run here") for r in rows)
+    assert C.PAPER_COMMAND in C.paper_run_line(None) and "GPU" in C.paper_run_line(None)
+    assert C.PAPER_RECORD_NAME in C.paper_run_line(fake_record("cifar10"))
     inc = [r for r in rows if "Inception IS / FID" in r[0]]
     assert len(inc) == 3 and all(r[1] == "not run (stand-in)" for r in inc)
     assert {r[2] for r in inc} == {"IS 6.02 / FID 40.58", "IS 6.78 / FID 38.20", "IS 8.30 / FID 37.90"}

@@ -49,7 +49,7 @@ __all__ = [
     "QUALITY_HEADER", "quality_rows", "TABLE1_HEADER", "table1_rows", "quality_sentence", "restoration",
     "RESTORATION_HEADER", "restoration_rows", "convert", "conversion_accuracy", "conversion_line", "energy_sets", "image_energies",
     "energy_means", "energy_line", "energy_histogram", "neighbour_rows", "nn_distances", "nn_line",
-    "noise_frames_figure", "summary_rows", "paper_rows", "PAPER_COMMAND", "PAPER_RECORD", "paper_record",
+    "noise_frames_figure", "summary_rows", "paper_run_line", "PAPER_RECORD_NAME", "paper_rows", "PAPER_COMMAND", "PAPER_RECORD", "paper_record",
     "PAPER_TABLE1", "load_split", "paper_cost", "paper_cost_lines", "inception_networks", "inception_line",
 ]
 
@@ -638,6 +638,10 @@ PAPER_RECORD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".
                             "04_cifar10.json")
 
 
+#: the committed record's path inside the repository
+PAPER_RECORD_NAME = "book/results/paper/04_cifar10.json"
+
+
 def paper_record(path: Optional[str] = None) -> Optional[dict]:
     """The committed metrics of a paper-scale CIFAR-10 run of this chapter (``book/results/paper/04_cifar10.json``),
     or None when there is none (then the CIFAR-10 rows say "not run here" and give :data:`PAPER_COMMAND`)."""
@@ -676,7 +680,7 @@ def summary_rows(metrics: Mapping, cifar: Optional[Mapping] = None) -> list[list
     h = _headline(metrics)
     c = _headline(cifar["metrics"]) if cifar is not None else None
     on_cifar = metrics.get("dataset") == "cifar10"
-    missing = f"not run here: `{PAPER_COMMAND}`"
+    missing = "not run here (the command is below the table)"
 
     def col(fn):
         return fn(c) if c is not None else missing
@@ -703,6 +707,14 @@ def summary_rows(metrics: Mapping, cifar: Optional[Mapping] = None) -> list[list
         ["class changed: bottom half inpainted", f"{h['inp']:.3f}", "~0.30", col(lambda r: f"{r['inp']:.3f}")],
     ]
     return rows
+
+
+def paper_run_line(cifar: Optional[Mapping]) -> str:
+    """Under the summary: which paper-scale CIFAR-10 run the last column shows, or the command that makes one."""
+    if cifar is None:
+        return (f"No paper-scale CIFAR-10 run is committed (CIFAR-10 cannot be downloaded on the book's machines). "
+                f"On a machine with a GPU and the network: `{PAPER_COMMAND}`")
+    return f"The last column: the paper-scale CIFAR-10 run of {cifar['written'][:10]} (`{PAPER_RECORD_NAME}`)."
 
 
 def _verdict_table1(m: Mapping) -> str:
