@@ -287,3 +287,15 @@ def test_paper_record_reads_only_cifar_records(tmp_path):
     assert C.paper_record(str(path)) is None                   # a stand-in record is not a CIFAR-10 run
     path.write_text(json.dumps(fake_record("cifar10")))
     assert C.paper_record(str(path))["metrics"]["dataset"] == "cifar10"
+
+
+def test_shipped_demo_checkpoints_are_the_demo_recipes():
+    """Both demo models ship (ebmlib/checkpoints/photo_*.pt, weights_only, checksummed), trained by exactly the demo
+    recipe, with their full ensemble of snapshots."""
+    from ebmlib.core import recipes as R
+    for name, recipe in C.recipes(preset("04_cifar10", "demo").models).items():
+        t = R.load_trained(recipe, (R.SHIPPED_DIR,))
+        assert t is not None, f"no shipped checkpoint of {name} made by its demo recipe"
+        assert t.recipe == recipe and len(t.history) == recipe.n_iters
+        assert t.model.snapshot_iterations.tolist() == recipe.ensemble_points()
+        assert t.samples.shape == (recipe.keep_buffer, 3, 32, 32)

@@ -38,7 +38,7 @@ DEMO = dict(
     fig3_n=36, per_class=8,                                   # Fig. 3, Fig. 5 / 17
     noise_chains=6, noise_frames=(0, 10, 20, 40, 80, 120, 200),   # Fig. 21
     hist_n=500, nn_train=20000,                              # Fig. 2, Fig. 20
-    restore_n=500, restore_steps=40, convert_n=5, convert_steps=60,   # Fig. 6, Fig. 7
+    restore_n=300, restore_steps=40, convert_n=5, convert_steps=60,   # Fig. 6, Fig. 7
     # the paper run's cost: a measured rate (training iterations per second of each paper model on the GPU at
     # hand, e.g. from the engine's benchmark; None: not measured on this book's machines, which have no GPU), else a FLOP estimate at an assumed sustained
     # rate: the paper recipe runs in float32, whose convolutions cuDNN runs as TF32 by default, so an H100 SXM's
