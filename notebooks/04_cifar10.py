@@ -135,7 +135,9 @@ for t in models.values():
 # Each model is sampled three ways: its replay buffer at the end of training; fresh chains of the release's
 # evaluation sampler (rounds of Langevin steps from noise, a few chains restarted after each round, the last
 # rounds settling) under the last weights; and the same chains with the **10 snapshots taking turns** round by
-# round, the historical ensemble of section 4.1. Held-out test images and uniform noise bracket the scores.
+# round, the historical ensemble of section 4.1. Held-out test images and uniform noise bracket the scores. (On
+# the stand-in the test crops come from a part of each photograph that no training crop touches, so the test row
+# is not a floor: samples that imitate the training crops can score below it.)
 
 # %%
 n = cfg.n_quality
@@ -205,13 +207,15 @@ ch.table(C.RESTORATION_HEADER, C.restoration_rows(ch.metrics["restoration"]),
 # %% [markdown]
 # ## 10. Cross-class conversion (Fig. 7)
 #
-# The conditional model started at a test image of one class (left column) and conditioned on each class in turn.
+# The conditional model started at a test image of one class (left column) and conditioned on each class in turn
+# (columns numbered as the classes listed under the figure).
 
 # %%
 converted = C.convert(models[cond].model, x_test, test.labels, cfg.convert_n,
                       cfg.convert_steps, gen)
-P.image_rows(converted, col_labels=["start"] + [c[:8] for c in train.classes])
+P.image_rows(converted, col_labels=["start"] + [str(c) for c in range(10)])
 plt.show()
+print(C.class_legend(train.classes))
 ch.metrics["conversion_accuracy"], n_conv = C.conversion_accuracy(clf, converted)
 print(C.conversion_line(ch.metrics["conversion_accuracy"], n_conv, cfg.convert_steps))
 

@@ -239,8 +239,8 @@ def fake_record(dataset="photo_crops", inception=False):
 
 def test_standin_rows_name_the_standin_and_cifar_rows_say_not_run_here():
     rows = C.paper_rows(fake_record(), cifar=None)
-    stand = [r for r in rows if r["data"] != "CIFAR-10 (paper scale)"]
-    cifar = [r for r in rows if r["data"] == "CIFAR-10 (paper scale)"]
+    stand = [r for r in rows if r["data"] != C.CIFAR_NOT_RUN]
+    cifar = [r for r in rows if r["data"] == C.CIFAR_NOT_RUN]
     assert {r["item"] for r in cifar} == {"Fig. 3", "Fig. 5 / Table 1", "Fig. 17"}
     for r in cifar:
         assert r["verdict"] == "not run here" and C.PAPER_COMMAND in r["note"] and r["ours"] == "-"
@@ -255,7 +255,7 @@ def test_standin_rows_name_the_standin_and_cifar_rows_say_not_run_here():
 def test_a_committed_cifar_record_replaces_not_run_here():
     cifar = fake_record("cifar10", inception=True)
     rows = C.paper_rows(fake_record(), cifar=cifar)
-    assert not any(r["verdict"] == "not run here" and r["data"] == "CIFAR-10 (paper scale)" for r in rows)
+    assert not any(r["verdict"] == "not run here" and r["data"] == C.CIFAR_NOT_RUN for r in rows)
     t1 = [r for r in rows if r["item"] == "Fig. 5 / Table 1" and r["data"].startswith("CIFAR-10")]
     assert len(t1) == 1 and "IS 6.10 / FID 41.00" in t1[0]["ours"]
     assert t1[0]["verdict"] == "partly reproduced"            # IS 6.10 / FID 41.0 is within 10% of the single row only
