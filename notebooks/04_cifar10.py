@@ -203,6 +203,7 @@ for name, (xc, xr) in shown.items():
     plt.show()
 ch.table(C.RESTORATION_HEADER, C.restoration_rows(ch.metrics["restoration"]),
          caption=f"{len(x)} test images, {cfg.restore_steps} Langevin steps:")
+ch.show(C.restoration_sentence(ch.metrics["restoration"]))
 
 # %% [markdown]
 # ## 10. Cross-class conversion (Fig. 7)
@@ -245,6 +246,7 @@ plt.show()
 n = cfg.hist_n
 ch.metrics["nn_distance"] = C.nn_distances(t.samples[:n], x_test[:n], pool)
 print(C.nn_line(ch.metrics["nn_distance"], len(pool)))
+ch.show(C.nn_sentence(ch.metrics["nn_distance"]))
 
 # %% [markdown]
 # ## 12. Summary

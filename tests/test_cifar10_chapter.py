@@ -299,3 +299,13 @@ def test_shipped_demo_checkpoints_are_the_demo_recipes():
         assert t.recipe == recipe and len(t.history) == recipe.n_iters
         assert t.model.snapshot_iterations.tolist() == recipe.ensemble_points()
         assert t.samples.shape == (recipe.keep_buffer, 3, 32, 32)
+
+
+def test_restoration_and_neighbour_sentences_say_when_the_paper_is_not_reached():
+    rs = fake_record()["metrics"]["restoration"]
+    text = C.restoration_sentence(rs)
+    assert "ground-truth start 8.0% (the paper ~10%: reached)" in text
+    assert "bottom half masked 35.0%" in text and "not reached" in text
+    assert "salt and pepper (0.1) 30.0%, before restoration 40.0% (the paper ~30%: at or below it)" in text
+    assert "no sign of copies" in C.nn_sentence({"samples_median": 5.0, "test_median": 4.0})
+    assert "**not shown**" in C.nn_sentence({"samples_median": 3.0, "test_median": 4.0})
