@@ -27,10 +27,10 @@ VERDICTS = ("reproduced", "partly reproduced", "not reproduced", "shown (qualita
 PAPER_ITEMS = [
     ("Fig. 1", "overview of the method", "diagram", None, "a diagram; the theory page explains it"),
     ("Fig. 2", "energies of samples vs training data", "similar distributions (CIFAR-10)", "03_mnist", ""),
-    ("Fig. 3", "unconditional samples: EBM, ensemble, replay buffer", "qualitative (CIFAR-10)", "03_mnist", ""),
+    ("Fig. 3", "unconditional samples: EBM, ensemble, replay buffer", "qualitative (CIFAR-10)", "04_cifar10", ""),
     ("Fig. 4", "conditional ImageNet32 samples", "qualitative", None, "the ImageNet chapter is not written yet"),
     ("Fig. 5 / Table 1", "Inception Score and FID", "CIFAR-10 uncond. 6.02 / 40.58, ensemble 6.78 / 38.2, "
-     "cond. 8.30 / 37.9; ImageNet32 18.22 / 14.31; ImageNet128 28.6 / 43.7", "03_mnist", ""),
+     "cond. 8.30 / 37.9; ImageNet32 18.22 / 14.31; ImageNet128 28.6 / 43.7", "04_cifar10", ""),
     ("Fig. 6", "restoration: salt and pepper, inpainting, ground-truth start",
      "~10% of objects change from the ground truth, ~30% under noise or inpainting", "03_mnist", ""),
     ("Fig. 7 / 19", "cross-class conversion", "qualitative", "03_mnist", ""),
@@ -50,7 +50,7 @@ PAPER_ITEMS = [
      "08_composition", ""),
     ("Fig. 16", "zero-shot size x position and shape x position", "the sum generalises; the baseline ignores a latent",
      "08_composition", ""),
-    ("Fig. 17", "class-conditional samples", "qualitative (CIFAR-10)", "03_mnist", ""),
+    ("Fig. 17", "class-conditional samples", "qualitative (CIFAR-10)", "04_cifar10", ""),
     ("Fig. 18", "ImageNet128 samples from the last 10 snapshots", "qualitative", None,
      "the ImageNet chapter is not written yet"),
     ("Fig. 20", "nearest neighbours of samples in the training set", "samples are not copies", "03_mnist", ""),

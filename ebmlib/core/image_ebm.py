@@ -73,6 +73,12 @@ class ImageEBMRecipe(Recipe):
     def distributes(self) -> bool:
         return True
 
+    def after_iteration(self, model: nn.Module, iteration: int) -> None:
+        """Called after each kept training iteration (and again for the iteration a resumed run starts at) with
+        the model being trained; nothing here. A subclass keeps what it needs *inside* the model (its state
+        dict), so checkpoints, exact resume and rollbacks carry it: chapter 04's historical ensemble keeps the
+        weights of its last snapshots this way (section 4.1)."""
+
     def fit(self, model: nn.Module, *, device: torch.device, progress: bool, run_dir: Optional[Path],
             data: ImageData, world: Optional[World] = None) -> Fit:
         """Algorithm 1 on ``data`` (uint8 images, dequantised per batch as in A.3).
@@ -103,6 +109,7 @@ class ImageEBMRecipe(Recipe):
             world.on_main(lambda: _clear_snapshots(run_dir))
 
         def keep(m: dict) -> None:
+            self.after_iteration(model, m["iteration"])
             if m["iteration"] in points:
                 snapshots[m["iteration"]] = _newest(trainer, 64)   # a collective on several processes
                 if run_dir is not None:

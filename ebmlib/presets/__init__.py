@@ -32,6 +32,7 @@ CHAPTERS = {
     "01_sampling": "sampling",
     "02_training_2d": "training_2d",
     "03_mnist": "mnist",
+    "04_cifar10": "cifar10",
     "05_likelihood": "likelihood",
     "06_ood_robustness": "ood_robustness",
     "07_robot_hand": "robot_hand",
