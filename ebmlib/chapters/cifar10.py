@@ -39,6 +39,7 @@ from ebmlib.core.recipes import load_or_train, load_or_train_all
 from ebmlib.core.restore import changed_fraction, half_mask, restore, salt_and_pepper, sampling_frames
 from ebmlib.core.samplers import PaperLangevin
 from ebmlib.data import DISPLAY_NAMES, load_images
+from ebmlib.notebook.launch import train_in_processes
 from ebmlib.notebook import plotting as P
 
 __all__ = [
@@ -168,7 +169,9 @@ def recipes(models: Mapping, seed: int = 0) -> dict[str, CIFAREBMRecipe]:
 
 def train_models(cfg, seed: int = 0, only=None, **options) -> dict:
     """The preset's two EBMs, each loaded from its checkpoint or trained (``python -m ebmlib train 04``);
-    ``options``: ``out_dir``, ``shipped_dir``, ``device``, ``progress``, ``log``."""
+    ``options``: ``out_dir``, ``shipped_dir``, ``device``, ``progress``, ``log``, ``world``. When the preset (or
+    ``$EBMLIB_NPROC``) asks for several processes they train under torchrun first, each with its own buffer."""
+    train_in_processes(cfg, seed, only, **options)
     return load_or_train_all(recipes(cfg.models, seed), training_inputs(lambda name: load_images(name, "train")),
                              only=only, **options)
 

@@ -94,3 +94,7 @@ PAPER_SHRUNK = {
     "per_class": 1, "noise_chains": 2, "noise_frames": (0, 1, 2), "hist_n": 16, "nn_train": 40, "restore_n": 8,
     "restore_steps": 1, "convert_n": 2, "convert_steps": 1,
 }
+
+# the paper trained CIFAR-10 on one GPU: one process by default; $EBMLIB_NPROC=N (or torchrun) trains on N, each
+# rank with its own data shard and replay buffer (ebmlib.notebook.launch)
+PROCESSES = {"paper": 1}
