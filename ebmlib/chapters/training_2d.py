@@ -967,8 +967,8 @@ def density_figure(runs: Mapping[str, dict]):
     fig, axes = plt.subplots(1, len(runs), figsize=(2.3 * len(runs), 2.6), squeeze=False, sharey=True)
     for ax, (name, r) in zip(axes[0], runs.items()):
         it = [row["iteration"] for row in r["rows"]]
-        for key, label in (("density_kl", "density KL(p || p_theta)"), ("sample_kl", "samples KL(q || p)"),
-                           ("self_kl", "samples KL(q || p_theta)")):
+        for key, label in (("density_kl", "density KL(p ‖ p_θ)"), ("sample_kl", "samples KL(q ‖ p)"),
+                           ("self_kl", "samples KL(q ‖ p_θ)")):
             ax.plot(it, [max(row[key], 1e-3) for row in r["rows"]], marker="o", ms=3, label=label)
         ax.set_xscale("log"), ax.set_yscale("log")
         ax.set_title(name, fontsize=8)
@@ -983,7 +983,7 @@ def density_figure(runs: Mapping[str, dict]):
 def density_check_rows(runs: Mapping[str, dict]) -> tuple[list[str], list[list]]:
     """At the last checkpoint: samples' KL to the truth and to the model, for each sampler and chain length."""
     keys = list(next(iter(runs.values()))["check"])
-    header = ["target", *[f"{k}: KL(q || p) / KL(q || p_theta)" for k in keys], "MALA acceptance"]
+    header = ["target", *[f"{k}: KL(q ‖ p) / KL(q ‖ p_θ)" for k in keys], "MALA acceptance"]
     rows = []
     for name, r in runs.items():
         c = r["check"]
