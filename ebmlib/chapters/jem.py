@@ -102,16 +102,27 @@ def reliability_figure(results: Mapping[str, Mapping[str, dict]]):
     return fig
 
 
-def samples_figure(jems: Mapping[str, object], n: int, n_steps: int, step: Mapping, seed: int):
-    """Per data set: the newest replay-buffer samples of training, and ``n_steps`` of SGLD from noise."""
-    fig, axes = plt.subplots(len(jems), 2, figsize=(0.55 * n * 2, 1.0 * len(jems) + 0.4), squeeze=False)
-    for row, (ds, t) in zip(axes, jems.items()):
+def _tiles(x: Tensor, cols: int) -> Tensor:
+    """(n, 1, 28, 28) images as one (rows * 28, cols * 28) picture, row by row (blank cells at the end)."""
+    rows = -(-len(x) // cols)
+    pad = torch.ones(rows * cols - len(x), *x.shape[1:]) if rows * cols > len(x) else x[:0]
+    grid = torch.cat([x, pad])[:, 0].reshape(rows, cols, *x.shape[2:])
+    return grid.permute(0, 2, 1, 3).reshape(rows * x.shape[2], cols * x.shape[3])
+
+
+def samples_figure(jems: Mapping[str, object], n: int, n_steps: int, step: Mapping, seed: int, cols: int = 4):
+    """Per data set: the newest replay-buffer samples of training, and ``n_steps`` of SGLD from noise, each as a
+    grid of ``cols`` columns."""
+    fig, axes = plt.subplots(1, 2 * len(jems), figsize=(2.4 * 2 * len(jems), 2.4), squeeze=False)
+    panels = []
+    for ds, t in jems.items():
         sampler = PaperLangevin(step["step_size"], step["noise_std"], step["grad_clip"])
         fresh = generate(t.model, n, n_steps, sampler=sampler, generator=torch.Generator().manual_seed(seed))
-        for ax, (title, x) in zip(row, [("replay buffer", t.samples[-n:]), (f"{n_steps} SGLD steps from noise", fresh)]):
-            ax.imshow(torch.cat(list(x[:n, 0]), dim=1).numpy(), cmap="gray", vmin=0, vmax=1)
-            ax.set_title(f"{ds}: {title}", fontsize=8)
-            ax.axis("off")
+        panels += [(f"{ds}: replay buffer", t.samples[-n:]), (f"{ds}: {n_steps} SGLD steps from noise", fresh)]
+    for ax, (title, x) in zip(axes[0], panels):
+        ax.imshow(_tiles(x[:n].cpu(), cols).numpy(), cmap="gray", vmin=0, vmax=1)
+        ax.set_title(title, fontsize=8)
+        ax.axis("off")
     fig.tight_layout()
     return fig
 
