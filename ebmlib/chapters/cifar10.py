@@ -198,7 +198,7 @@ def model_rows(models: Mapping) -> list[list]:
         net = "ResNet32 (Fig. 24a)" if r.conditional else "ResNet32Large (Fig. 24b)"
         rows.append([key, f"{net}, width {r.width}", data_name(r.dataset), f"{count_parameters(t.model.net):,}",
                      r.n_iters, c.batch_size, c.n_steps, c.lr, f"{r.ensemble} x {r.ensemble_every} it.",
-                     f"{t.seconds / 60:.1f}", t.origin()])
+                     f"{t.seconds / 60:.1f}", os.path.basename(t.source) if t.loaded else "trained in this run"])
     return rows
 
 
