@@ -43,8 +43,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from ebmlib.core.nets import MNISTConvEnergy, labels_checked
-from ebmlib.core.samplers import PaperLangevin, draw_random
-from ebmlib.core.train import frozen
+from ebmlib.core.samplers import PaperLangevin, draw_random, frozen
 
 __all__ = ["FastPaperLangevin", "fast_sampler", "sampler_for", "FAST_ENV", "FAST_DEFAULTS", "MNISTInputGradient",
            "plain_twin", "chain_weights", "functional_energy_and_grad", "keep_freed_memory", "GRADIENTS"]

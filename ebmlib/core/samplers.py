@@ -35,12 +35,29 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
 from tqdm.auto import tqdm
 
-__all__ = ["SampleResult", "NonFiniteEnergy", "Sampler", "PaperLangevin", "ULA", "MALA", "RandomWalkMH", "HMC", "make_sampler", "SAMPLERS", "draw_random"]
+__all__ = ["SampleResult", "NonFiniteEnergy", "Sampler", "PaperLangevin", "ULA", "MALA", "RandomWalkMH", "HMC",
+           "make_sampler", "SAMPLERS", "draw_random", "frozen"]
 
 EnergyFn = Callable[..., Tensor]
+
+
+@contextlib.contextmanager
+def frozen(model: nn.Module):
+    """Switch off parameter gradients (sampling needs grad_x E only) and compute spectrally normalised weights once."""
+    flags = [p.requires_grad for p in model.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        with parametrize.cached():
+            yield model
+    finally:
+        for p, f in zip(model.parameters(), flags):
+            p.requires_grad_(f)
+
 
 
 @dataclass

@@ -34,7 +34,6 @@ size (:class:`WorldSizeMismatch` otherwise), each rank getting its own part back
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import inspect
 import json
@@ -49,14 +48,13 @@ from typing import Callable, Mapping, Optional, Union
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils import parametrize
 from tqdm.auto import tqdm
 
 from ebmlib.core.buffer import ReplayBuffer
 from ebmlib.core.checkpoint import (CheckpointError, FolderLock, atomic_write, checksum, load_checkpoint,
                                     remove_orphans, save_checkpoint)
 from ebmlib.core.distributed import SINGLE, World, allreduce_each, rank_seed
-from ebmlib.core.samplers import NonFiniteEnergy, PaperLangevin, Sampler
+from ebmlib.core.samplers import NonFiniteEnergy, PaperLangevin, Sampler, frozen  # frozen: re-exported
 
 __all__ = ["TrainConfig", "config_from", "Trainer", "KLTrainer", "TrainingDiverged", "RunExists", "WorldSizeMismatch", "ebm_loss",
            "kl_last_step", "clip_grad_by_adam_moments", "frozen", "RUN_FILES", "RANK_KEYS", "describe_run"]
@@ -212,20 +210,6 @@ def clip_grad_by_adam_moments(optimizer: torch.optim.Adam, n_std: float = 3.0, f
                 p.grad.copy_(torch.maximum(torch.minimum(p.grad, bound), -bound))
             else:
                 p.grad.clamp_(-floor, floor)
-
-
-@contextlib.contextmanager
-def frozen(model: nn.Module):
-    """Switch off parameter gradients (sampling needs grad_x E only) and compute spectrally normalised weights once."""
-    flags = [p.requires_grad for p in model.parameters()]
-    for p in model.parameters():
-        p.requires_grad_(False)
-    try:
-        with parametrize.cached():
-            yield model
-    finally:
-        for p, f in zip(model.parameters(), flags):
-            p.requires_grad_(f)
 
 
 DataSource = Union[Tensor, tuple, Callable]
