@@ -14,7 +14,7 @@ import torch
 from ebmlib.core.fastpath import (FAST_DEFAULTS, FastPaperLangevin, MNISTInputGradient, chain_weights,
                                   fast_sampler, functional_energy_and_grad, keep_freed_memory, plain_twin)
 from ebmlib.core.nets import CIFARResNetEnergy, MLPEnergy, MNISTConvEnergy, labels_checked
-from ebmlib.core.samplers import NonFiniteEnergy, PaperLangevin, make_sampler
+from ebmlib.core.samplers import NonFiniteEnergy, PaperLangevin
 from ebmlib.core.train import TrainConfig, Trainer, frozen
 
 A7 = dict(step_size=10.0, noise_std=0.005, grad_clip=0.01)   # A.7's Langevin settings
@@ -225,8 +225,7 @@ def test_fast_sampler_choices_per_device():
     assert (cpu.step_size, cpu.noise_std, cpu.grad_clip) == (cfg.step_size, cfg.noise_std, cfg.grad_clip)
     assert fast_sampler(cfg, "cuda", compile=True, autocast_dtype=None).compile
     assert fast_sampler(TrainConfig(autocast_dtype="bfloat16"), "cpu").autocast_dtype is torch.bfloat16
-    named = make_sampler("paper_fast", **A7)
-    assert isinstance(named, FastPaperLangevin)
+    assert isinstance(fast_sampler(cfg, "cpu"), FastPaperLangevin)
 
 
 def test_device_noise_on_the_cpu_is_the_callers_generator():

@@ -409,11 +409,8 @@ SAMPLERS = {"paper_langevin": PaperLangevin, "ula": ULA, "mala": MALA, "rwmh": R
 
 
 def make_sampler(name: str, **kwargs) -> Sampler:
-    """Build a sampler by name: one of ``paper_langevin``, ``ula``, ``mala``, ``rwmh``, ``hmc``, or
-    ``paper_fast`` (:class:`ebmlib.core.fastpath.FastPaperLangevin`: PaperLangevin's update on the fast path)."""
-    if name == "paper_fast":
-        from ebmlib.core.fastpath import FastPaperLangevin   # fastpath imports this module
-        return FastPaperLangevin(**kwargs)
+    """Build a sampler by name: one of ``paper_langevin``, ``ula``, ``mala``, ``rwmh``, ``hmc``. (The fast path
+    of PaperLangevin's update is :func:`ebmlib.core.fastpath.fast_sampler`, which builds on this module.)"""
     if name not in SAMPLERS:
-        raise KeyError(f"unknown sampler {name!r}; expected one of {sorted(SAMPLERS) + ['paper_fast']}")
+        raise KeyError(f"unknown sampler {name!r}; expected one of {sorted(SAMPLERS)}")
     return SAMPLERS[name](**kwargs)
