@@ -127,6 +127,9 @@ ch.show(T.gap_sentence(ch.metrics["energy_gap"]))
 
 # %% [markdown]
 # ### The KL table
+#
+# Each score is the mean ± standard deviation over the preset's seeds (the network's initial weights, the data
+# drawn and the chains' noise all change with the seed); the first seed's run is the one the pictures show.
 
 # %%
 kl_table = T.kl_summary(fits, cfg.inits)
@@ -150,9 +153,9 @@ ch.show(text)
 # ## 3. Ablations at equal compute
 #
 # All variants below change one setting of the base run on one target and keep the number of energy-gradient
-# evaluations fixed. For the number of Langevin steps $K$ this means fewer iterations for larger $K$. A single seed per
-# variant at demo scale: differences of a few hundredths of a nat are within run-to-run noise, so the text only
-# calls a difference a difference when it is large relative to the spread of the group.
+# evaluations fixed. For the number of Langevin steps $K$ this means fewer iterations for larger $K$. Every variant
+# runs with the preset's seeds (three at demo scale); the table gives mean ± standard deviation over them, and each
+# claim below says whether its best and worst variants differ by more than their seeds' spread.
 
 # %%
 t0 = ch.elapsed()[0]

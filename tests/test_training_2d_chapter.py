@@ -267,3 +267,20 @@ def test_scaled_energy_divides_by_the_temperature():
     fit_ = SimpleNamespace(model=lambda x: x.sum(-1), temperature=4.0)
     assert T.scaled_energy(fit_)(torch.tensor([[2.0, 6.0]])).item() == 2.0
     assert math.isclose(T.temperature({"step_size": 0.5, "noise_std": 2.0}), 4.0)
+
+
+def test_verdicts_over_seeds_say_whether_a_difference_is_beyond_the_spread():
+    import ebmlib.chapters.training_2d as T
+
+    def entry(fwd, rev, sd):
+        return {"kl_true_learned": fwd, "kl_learned_true": rev, "sample_kl": 1.0, "mode_error": 0.1,
+                "kl_true_learned_sd": sd, "kl_learned_true_sd": sd, "sample_kl_sd": 0.0, "mode_error_sd": 0.0,
+                "seeds": 3, "mode_weights": [0.5, 0.5]}
+    table = {"clear": {"replay": entry(0.1, 0.1, 0.01), "noise": entry(0.5, 0.5, 0.01)},
+             "noisy": {"replay": entry(0.4, 0.4, 0.2), "noise": entry(0.5, 0.5, 0.2)}}
+    text, result = T.replay_verdict(table)
+    assert result["vs_noise_both"] == ["clear", "noisy"] and result["vs_noise_both_beyond_spread"] == ["clear"]
+    assert "over 3 seeds" in text and "2 of 2" in text
+    assert "beyond" in T._beyond_spread(entry(0.1, 0.1, 0.01), entry(0.5, 0.5, 0.01))
+    assert "inside" in T._beyond_spread(entry(0.4, 0.4, 0.2), entry(0.5, 0.5, 0.2))
+    assert T._beyond_spread(dict(entry(0.1, 0.1, 0.0), seeds=1), entry(0.5, 0.5, 0.0)) == ""

@@ -54,7 +54,8 @@ __all__ = ["paper_rows", "BASE_SPEC", "full_spec", "make_run", "temperature", "g
            "composition_figure", "score_rows", "learned_composition", "learned_composition_figure",
            "composition_sentence", "refinement", "refinement_figure", "refinement_lines",
            "divergence_runs", "divergence_summary", "divergence_figure", "divergence_sentence",
-           "summary_rows", "density_vs_samples", "density_runs", "density_figure", "density_check_rows",
+           "summary_rows", "spread_score", "density_vs_samples", "density_runs", "density_figure",
+           "density_check_rows",
            "density_sentence"]
 
 #: The default spec: a small swish MLP trained with Algorithm 1 (replay buffer, L2 energy term) on [-4, 4]^2.
@@ -281,6 +282,15 @@ def mean_score(fits: Sequence[ToyFit], key: str) -> float:
     return float(sum(vals) / len(vals))
 
 
+def spread_score(fits: Sequence[ToyFit], key: str) -> float:
+    """Sample standard deviation of one summary score over the seeds of a variant (0 for one seed)."""
+    vals = [f.summary()[key] for f in fits]
+    if len(vals) < 2:
+        return 0.0
+    m = sum(vals) / len(vals)
+    return float((sum((v - m) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5)
+
+
 def guarded_run(target, spec: Optional[Mapping], n_iters: Optional[int] = None) -> dict:
     """Train ``spec`` on ``target`` with the Trainer's divergence guard and return the *complete* event log.
 
@@ -432,13 +442,16 @@ KL_HEADER = ["target", "negatives from", "KL(p ‖ p_θ)", "KL(p_θ ‖ p)", "sa
 
 
 def kl_summary(fits: Mapping, inits: Sequence[str]) -> dict:
-    """``kl_table[target][init]``: the scores averaged over seeds, and the first seed's mode weights."""
+    """``kl_table[target][init]``: the scores averaged over seeds, their spread (``<score>_sd``, the standard
+    deviation over seeds), the number of seeds, and the first seed's mode weights."""
     table = {}
     for name, f in fits.items():
         table[name] = {}
         for init in inits:
             runs = f["_all"][init]
             table[name][init] = {k: mean_score(runs, k) for k in _SCORES}
+            table[name][init].update({f"{k}_sd": spread_score(runs, k) for k in _SCORES})
+            table[name][init]["seeds"] = len(runs)
             table[name][init]["mode_weights"] = runs[0].summary()["mode_weights"]
     return table
 
@@ -450,7 +463,8 @@ def kl_rows(targets: Mapping, kl_table: Mapping, floors: Mapping) -> list[list]:
     for name, target in targets.items():
         for init, s in kl_table[name].items():
             w = ", ".join(f"{v:.2f}" for v in s["mode_weights"])
-            rows.append([name, init, *(s[k] for k in _SCORES), w])
+            many = s.get("seeds", 1) > 1
+            rows.append([name, init, *((f"{s[k]:.3f} ± {s[k + '_sd']:.3f}" if many else s[k]) for k in _SCORES), w])
         m, sd = floors[name]
         true_w = ", ".join(f"{v:.2f}" for v in target.weights.tolist())
         rows.append([name, "*exact samples / truth*", "0", "0", f"{m:.3f} ± {sd:.3f}", "0", true_w])
@@ -467,6 +481,10 @@ def replay_verdict(kl_table: Mapping) -> tuple[str, dict]:
     def wins(a, b, key):
         return [t for t in names if kl_table[t][a][key] < kl_table[t][b][key]]
 
+    def clear(a, b, key):   # a below b by more than the two seed spreads together
+        return [t for t in names if kl_table[t][a][key] + kl_table[t][a].get(key + "_sd", 0.0)
+                < kl_table[t][b][key] - kl_table[t][b].get(key + "_sd", 0.0)]
+
     both = {b: [t for t in names if all(kl_table[t]["replay"][k] < kl_table[t][b][k]
                                         for k in ("kl_true_learned", "kl_learned_true"))]
             for b in ("noise", "persistent") if b in kl_table[names[0]]}
@@ -477,6 +495,12 @@ def replay_verdict(kl_table: Mapping) -> tuple[str, dict]:
             f"KL(p_θ ‖ p) on {len(w_rev)} of {n} ({', '.join(w_rev) or 'none'}); it is better in both directions "
             f"on {len(both['noise'])} of {n}. This run therefore {verdict} section 3.2's claim that the buffer "
             f"improves on restarting from noise")
+    seeds = kl_table[names[0]]["replay"].get("seeds", 1)
+    if seeds > 1:
+        sure = [t for t in both["noise"] if t in clear("replay", "noise", "kl_true_learned")
+                and t in clear("replay", "noise", "kl_learned_true")]
+        text += (f" (over {seeds} seeds; by more than the seeds' spread in both directions on {len(sure)} of {n}: "
+                 f"{', '.join(sure) or 'none'}; the other wins are inside the spread)")
     lose = [t for t in names if t not in both["noise"]]
     text += (f"; where it does not win in both directions ({', '.join(lose)}), the table above shows by how much."
              if lose else ".")
@@ -487,6 +511,8 @@ def replay_verdict(kl_table: Mapping) -> tuple[str, dict]:
         text += (f" **Replay vs PCD** (A.3 reports PCD clearly worse on MNIST): the buffer wins in both directions "
                  f"on {len(both['persistent'])} of {n} targets here.")
     result = {"mode_weights_vs_noise": mode_wins, "vs_noise_both": both["noise"], "vs_noise_fwd": w_fwd,
+              "vs_noise_both_beyond_spread": [t for t in both["noise"] if t in clear("replay", "noise", "kl_true_learned")
+                                              and t in clear("replay", "noise", "kl_learned_true")],
               "vs_noise_rev": w_rev, "vs_pcd_both": both.get("persistent", [])}
     return text, result
 
@@ -508,14 +534,18 @@ def run_ablations(target, base: Mapping, ablations: Mapping[str, Mapping], *, bu
     for group, variants in ablations.items():
         runs = ablate(target, base, variants, budget=budget, grid=grid, n_samples=n_samples,
                       sample_steps=sample_steps, seeds=seeds, cache=cache)
-        out[group] = {label: {k: mean_score(fl, k) for k in _ABLATION_KEYS} for label, fl in runs.items()}
+        out[group] = {label: {**{k: mean_score(fl, k) for k in _ABLATION_KEYS},
+                              **{f"{k}_sd": spread_score(fl, k) for k in _SCORES}, "seeds": len(fl)}
+                      for label, fl in runs.items()}
     return out
 
 
 def ablation_rows(scores: Mapping) -> list[list]:
     """Rows of the ablation table (see ``ABLATION_HEADER``)."""
+    def score(s, k):
+        return f"{s[k]:.3f} ± {s[k + '_sd']:.3f}" if s.get("seeds", 1) > 1 else s[k]
     return [[group, label, f"{s['temperature']:.3g}", int(s["iters"]), int(s["grad_evals"]),
-             *(s[k] for k in _SCORES), int(s["rollbacks"])]
+             *(score(s, k) for k in _SCORES), int(s["rollbacks"])]
             for group, res in scores.items() for label, s in res.items()]
 
 
@@ -541,6 +571,19 @@ def ablation_figure(scores: Mapping):
 def density_score(r: Mapping) -> float:
     """One number per variant: the two KL directions added (a symmetrised KL, nats)."""
     return r["kl_true_learned"] + r["kl_learned_true"]
+
+
+def _score_sd(r: Mapping) -> float:
+    """The seed spread of :func:`density_score`, treating its two terms' spreads as independent (0 for one seed)."""
+    return float((r.get("kl_true_learned_sd", 0.0) ** 2 + r.get("kl_learned_true_sd", 0.0) ** 2) ** 0.5)
+
+
+def _beyond_spread(a: Mapping, b: Mapping) -> str:
+    """" (beyond / inside the seeds' spread)" for two variants' density scores, or "" for one seed."""
+    if a.get("seeds", 1) < 2:
+        return ""
+    gap, noise = abs(density_score(a) - density_score(b)), _score_sd(a) + _score_sd(b)
+    return f" ({'beyond' if gap > noise else 'inside'} the {a['seeds']} seeds' spread, {noise:.2f} nats)"
 
 
 #: the paper's claim that each ablation group tests
@@ -609,8 +652,9 @@ def ablation_claims(scores: Mapping) -> list[str]:
             continue
         best, worst = min(res, key=lambda v: score(res[v])), max(res, key=lambda v: score(res[v]))
         claims.append(f"*{paper}* ({group}): best {best} ({score(res[best]):.2f}), worst {worst} "
-                      f"({score(res[worst]):.2f}); spread {spreads[group]:.2f} nats against {median:.2f} for the "
-                      f"median group; " + _group_verdict(group, res, best, worst) + ".")
+                      f"({score(res[worst]):.2f}){_beyond_spread(res[best], res[worst])}; spread "
+                      f"{spreads[group]:.2f} nats against {median:.2f} for the median group; "
+                      + _group_verdict(group, res, best, worst) + ".")
     if "step size (A.8)" in spreads:
         top = max(spreads, key=spreads.get)
         claims.append(f"The largest spread is in *{top}*; the paper's claim that the step size matters most is "

@@ -16,7 +16,7 @@ ABLATIONS = {
 }
 
 DEMO = dict(
-    threads=1, device="cpu", data_range=(-4.0, 4.0), grid_n=64, seeds=(0,),
+    threads=1, device="cpu", data_range=(-4.0, 4.0), grid_n=64, seeds=(0, 1, 2),
     targets=("eight_gaussians", "two_rings", "two_moons", "checkerboard"), inits=("replay", "noise", "persistent"),
     base_spec=dict(n_iters=500, n_steps=20, batch_size=128, hidden=64, depth=3, checkpoint_every=50),
     n_samples=2000, sample_steps=200, floor_repeats=5,
