@@ -7,7 +7,8 @@
     torchrun --standalone --nproc_per_node 8 -m ebmlib train 03 --scale paper --out ckpt   # 8 GPUs, one run each
     python -m ebmlib data mnist --from ../shared/data/mnist          # or fashion, cifar10, svhn, dtd, dsprites
     python -m ebmlib data hand --n 1000 --workers 2                  # MuJoCo trajectories of chapter 07
-    python -m ebmlib data fixtures --root /tmp/fixture-data          # tiny CIFAR-10/SVHN/DTD in their real formats
+    python -m ebmlib data imagenet32                                 # check ImageNet32 (or imagenet: 128x128), or where to put it
+    python -m ebmlib data fixtures --root /tmp/fixture-data          # tiny CIFAR-10/SVHN/DTD/ImageNet, real formats
     python -m ebmlib bench langevin --width 32                       # throughput against a plain loop
     python -m ebmlib bench resnet --quick                            # the CIFAR ResNets (paper size: no --quick)
 
@@ -35,7 +36,7 @@ from ebmlib.presets import CHAPTERS, SCALES, chapter_name, parse_overrides, pres
 
 __all__ = ["main", "find_notebooks", "reproduce", "train_models", "prepare_data"]
 
-DATA_SETS = ("mnist", "fashion", "cifar10", "svhn", "dtd", "dsprites", "hand", "fixtures")
+DATA_SETS = ("mnist", "fashion", "cifar10", "svhn", "dtd", "imagenet32", "imagenet", "dsprites", "hand", "fixtures")
 BENCHMARKS = {"langevin": "ebmlib.bench.langevin", "resnet": "ebmlib.bench.resnet"}
 
 
@@ -169,6 +170,17 @@ def prepare_data(args) -> int:
         for line in fixtures.write_all(root):
             print(f"[ebmlib] fixture: {line}")
         return 0
+    if name in ("imagenet32", "imagenet"):   # cannot be downloaded by a script: check it, or say where to put it
+        from ebmlib.data import imagenet
+        if name == "imagenet32":
+            for split in ("train", "val"):
+                files = imagenet.imagenet32_files(split, root)
+                print(f"[ebmlib] imagenet32 {split}: {len(files)} batch files in {files[0].parent}")
+        else:
+            for split in ("train", "val"):
+                ds = imagenet.imagenet128_dataset(split, root)
+                print(f"[ebmlib] imagenet {split}: {len(ds)} images in {len(ds.classes)} classes")
+        return 0
     if name == "dsprites":
         from ebmlib.data import dsprites
         ds = dsprites.load_dsprites(root)
@@ -227,7 +239,11 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("n", "length", "workers"):
             if getattr(args, name) < 1:
                 parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
-        return prepare_data(args)
+        from ebmlib.data.mnist import DataMissingError
+        try:
+            return prepare_data(args)
+        except DataMissingError as err:   # the message says where to get the data and where to put it
+            raise SystemExit(f"error: {err}") from None
     if args.command == "bench":
         return importlib.import_module(BENCHMARKS[args.name]).main(rest)
     overrides = parse_overrides(getattr(args, "overrides", []) or [])

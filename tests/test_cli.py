@@ -113,6 +113,19 @@ def test_data_command_reads_dtd_and_refuses_from_for_cifar(tmp_path, capsys):
         cli.main(["data", "cifar10", "--root", str(tmp_path), "--from", str(tmp_path)])
 
 
+def test_data_command_checks_imagenet_or_says_where_to_get_it(tmp_path, capsys):
+    from ebmlib.data.fixtures import write_imagenet128, write_imagenet32
+
+    with pytest.raises(SystemExit, match="(?s)ImageNet32.*image-net.org"):
+        cli.main(["data", "imagenet32", "--root", str(tmp_path)])
+    write_imagenet32(tmp_path, n_per_batch=2)
+    write_imagenet128(tmp_path, per_class=1)
+    assert cli.main(["data", "imagenet32", "--root", str(tmp_path)]) == 0
+    assert cli.main(["data", "imagenet", "--root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "imagenet32 train: 10 batch files" in out and "imagenet val: 3 images in 3 classes" in out
+
+
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
