@@ -228,7 +228,8 @@ print(C.conversion_line(ch.metrics["conversion_accuracy"], n_conv, cfg.convert_s
 
 # %%
 t = models[uncond]
-energies = C.image_energies(t.model, C.energy_sets(t, train, x_test, cfg.hist_n, gen))
+sets = C.energy_sets(t, train, x_test, cfg.hist_n, gen)
+energies = C.image_energies(t.model, sets, batch_size=500)
 C.energy_histogram(energies)
 plt.show()
 ch.metrics["energy_means"] = C.energy_means(energies)

@@ -54,7 +54,7 @@ MODELS = {
 
 
 def _recipes():
-    """The paper's compute (PAPER.md, "Compute": CIFAR-10 1 GPU 2 days, ImageNet32 32 GPUs 5 days) and the
+    """The paper's compute (A.7: CIFAR-10 on 1 GPU for 2 days, ImageNet32 on 32 GPUs for 5 days) and the
     iteration counts assumed. The paper gives no iteration count; for CIFAR-10 the book's paper preset's
     (``ebmlib/presets/ood_robustness.py``, itself an estimate of the 2-day budget); for ImageNet32 the same count
     per worker, an assumption stated with the result."""

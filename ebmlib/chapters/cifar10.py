@@ -17,11 +17,9 @@ draws random numbers takes the chapter's one ``generator``.
 from __future__ import annotations
 
 import copy
-import dataclasses
-import math
 import os
 from dataclasses import dataclass
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -29,11 +27,12 @@ import torch
 from torch import Tensor, nn
 
 from ebmlib.core.classifiers import CIFARClassifier, ClassifierRecipe, accuracy, predict
+from ebmlib.core.image_checks import (energy_line, energy_means, energy_sets, image_energies,  # noqa: F401
+                                      neighbour_rows, nn_distances)
 from ebmlib.core.image_ebm import ImageEBMRecipe, training_inputs
 from ebmlib.core.images import ImageData
-from ebmlib.core.metrics import nearest_neighbours
 from ebmlib.core.nets import CIFARResNetEnergy, count_parameters
-from ebmlib.core.quality import (InceptionUnavailable, classifier_fid, classifier_inception_score, inception_fid,
+from ebmlib.core.quality import (classifier_fid, classifier_inception_score, inception_fid,
                                  inception_score)
 from ebmlib.core.recipes import load_or_train, load_or_train_all
 from ebmlib.core.restore import changed_fraction, half_mask, restore, salt_and_pepper, sampling_frames
@@ -331,7 +330,8 @@ def ensemble_chains(members: Sequence[nn.Module], x0: Tensor, n_turns: int, step
 
 def evaluation_samples(members: Sequence[nn.Module], n: int, spec: Mapping, conditional: bool,
                        generator: Optional[torch.Generator] = None) -> tuple[Tensor, Optional[Tensor]]:
-    """The release's evaluation sampler (PAPER.md, "Evaluation"): chains from uniform noise in batches of
+    """The evaluation sampler of the authors' code release (references.bib ``du2019implicit``; the paper's text does
+    not describe it): chains from uniform noise in batches of
     ``spec["batch"]``, ``rounds`` rounds of ``steps`` Langevin steps (``step_size``, ``noise_std``, ``grad_clip``:
     10, 0.005, 0.05), after each round but the last ``settle`` a fraction ``reinit`` of the chains restarts from
     noise and (conditional models) a fraction ``relabel`` draws a new label. ``members`` take turns by round: one
@@ -603,26 +603,6 @@ def conversion_line(conversion: float, n: int, n_steps: int) -> str:
 # --------------------------------------------------------------------------------------------------------
 # Fig. 2, Fig. 20, Fig. 21
 
-def energy_sets(t, train: ImageData, x_test: Tensor, n: int,
-                generator: Optional[torch.Generator] = None) -> dict[str, Tensor]:
-    """Fig. 2's sets: ``n`` training images, test images, the model's buffer samples, uniform noise."""
-    return {"train": train.subset(n, generator).continuous(generator), "test": x_test[:n],
-            "samples (buffer)": t.samples[:n], "uniform noise": _rand(n, generator)}
-
-
-@torch.no_grad()
-def image_energies(model: nn.Module, sets: Mapping[str, Tensor], batch_size: int = 500) -> dict[str, Tensor]:
-    return {name: torch.cat([model(c) for c in x.split(batch_size)]) for name, x in sets.items()}
-
-
-def energy_means(energies: Mapping[str, Tensor]) -> dict[str, float]:
-    return {k: e.mean().item() for k, e in energies.items()}
-
-
-def energy_line(means: Mapping[str, float]) -> str:
-    return "mean energy: " + ", ".join(f"{k} {v:.4f}" for k, v in means.items())
-
-
 def energy_histogram(energies: Mapping[str, Tensor], skip: Sequence[str] = ("uniform noise",)):
     """Fig. 2: normalised histograms of the energies of each set but ``skip`` (1% tails clipped)."""
     shown = {k: e for k, e in energies.items() if k not in skip}
@@ -636,18 +616,6 @@ def energy_histogram(energies: Mapping[str, Tensor], skip: Sequence[str] = ("uni
     ax.set_ylabel("density")
     ax.legend(fontsize=8)
     return fig
-
-
-def neighbour_rows(samples: Tensor, pool: Tensor, k: int = 3) -> dict[str, Tensor]:
-    """Fig. 20: each sample followed by its ``k`` nearest images of ``pool`` (L2 in pixel space)."""
-    _, idx = nearest_neighbours(samples, pool, k=k)
-    return {f"sample {i}": torch.cat([samples[i:i + 1], pool[idx[i]]]) for i in range(len(samples))}
-
-
-def nn_distances(samples: Tensor, test_x: Tensor, pool: Tensor) -> dict:
-    """Median L2 distance to the nearest image of ``pool`` of the samples and of held-out test images."""
-    return {"samples_median": nearest_neighbours(samples, pool)[0][:, 0].median().item(),
-            "test_median": nearest_neighbours(test_x, pool)[0][:, 0].median().item()}
 
 
 def nn_line(d: Mapping, pool_size: int) -> str:

@@ -32,9 +32,10 @@ import torch
 from torch import Tensor, nn
 
 from ebmlib.core.classifiers import ClassifierRecipe, accuracy, predict
+from ebmlib.core.image_checks import (energy_line, energy_means, energy_sets as mnist_energy_sets,  # noqa: F401
+                                      image_energies, neighbour_rows, nn_distances)
 from ebmlib.core.image_ebm import load_or_train_models
 from ebmlib.core.images import ImageData
-from ebmlib.core.metrics import nearest_neighbours
 from ebmlib.core.nets import count_parameters
 from ebmlib.core.quality import classifier_fid
 from ebmlib.core.recipes import load_or_train
@@ -257,43 +258,9 @@ def quality_sentence(replay: Mapping, noise: Mapping) -> str:
 # --------------------------------------------------------------------------------------------------------
 # Section 6: copies or new digits?
 
-def neighbour_rows(samples: Tensor, pool: Tensor, k: int = 3) -> dict[str, Tensor]:
-    """Fig. 20: each sample followed by its ``k`` nearest images of ``pool`` (L2)."""
-    _, idx = nearest_neighbours(samples, pool, k=k)
-    return {f"sample {i}": torch.cat([samples[i:i + 1], pool[idx[i]]]) for i in range(len(samples))}
-
-
-def nn_distances(samples: Tensor, test_x: Tensor, pool: Tensor) -> dict:
-    """Median L2 distance to the nearest image of ``pool`` of the samples and of held-out test digits."""
-    d_samples = nearest_neighbours(samples, pool)[0][:, 0]
-    d_test = nearest_neighbours(test_x, pool)[0][:, 0]
-    return {"samples_median": d_samples.median().item(), "test_median": d_test.median().item()}
-
-
 def nn_line(nn_distance: Mapping, pool_size: int) -> str:
     return (f"median L2 distance to the nearest of {pool_size} training digits: buffer samples "
             f"{nn_distance['samples_median']:.2f}, test digits {nn_distance['test_median']:.2f}")
-
-
-def mnist_energy_sets(t, train: ImageData, x_test: Tensor, n: int,
-                      generator: Optional[torch.Generator] = None) -> dict[str, Tensor]:
-    """Fig. 2's four sets: ``n`` training digits, test digits, buffer samples and uniform noise."""
-    return {"train": train.subset(n, generator).continuous(generator), "test": x_test[:n],
-            "samples (buffer)": t.samples[:n], "uniform noise": _rand(n, generator)}
-
-
-@torch.no_grad()
-def image_energies(model: nn.Module, sets: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """E(x) of every image of each set."""
-    return {name: model(x) for name, x in sets.items()}
-
-
-def energy_means(energies: Mapping[str, Tensor]) -> dict[str, float]:
-    return {k: e.mean().item() for k, e in energies.items()}
-
-
-def energy_line(means: Mapping[str, float]) -> str:
-    return "mean energy: " + ", ".join(f"{k} {v:.4f}" for k, v in means.items())
 
 
 def energy_histogram(energies: Mapping[str, Tensor], xlabel: str = "energy E(x)", skip: Sequence[str] = (),
