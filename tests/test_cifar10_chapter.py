@@ -134,7 +134,13 @@ def test_preset_runs_the_standin_at_demo_and_a7_on_cifar10_at_paper():
 def test_gpu_hours_from_a_measured_rate_and_from_flops():
     r = tiny_recipe(width=8, n_iters=100, ensemble=1)
     est = C.gpu_hours(r, iterations_per_second=0.5)
-    assert est == {"hours": pytest.approx(100 / 0.5 / 3600), "basis": "measured", "iterations_per_second": 0.5}
+    assert est == {"hours": pytest.approx(100 / 0.5 / 3600), "wall_hours": pytest.approx(100 / 0.5 / 3600),
+                   "gpus": 1, "basis": "measured", "iterations_per_second": 0.5}
+    on8 = C.gpu_hours(r, iterations_per_second=0.5, gpus=8)     # 8 GPUs each run the recipe's iterations
+    assert on8["hours"] == pytest.approx(8 * est["hours"]) and on8["wall_hours"] == pytest.approx(est["hours"])
+    assert "per GPU on 8 GPUs" in C.gpu_hours_line("tiny", r, on8)
+    with pytest.raises(ValueError, match="gpus must be a positive int"):
+        C.gpu_hours(r, iterations_per_second=0.5, gpus=0)
     assert "measured" in C.gpu_hours_line("tiny", r, est)
     with pytest.raises(ValueError, match="iterations_per_second must be > 0"):
         C.gpu_hours(r, iterations_per_second=0)

@@ -155,7 +155,7 @@ def test_convert_starts_from_the_first_digit_of_each_class():
 
 def test_completions_keep_the_known_top_half():
     x = torch.rand(5, 1, 28, 28, generator=gen(0))
-    rows = M.completions(Quadratic(), x, 3, 4, n_digits=2, generator=gen(1))
+    rows = M.completions(Quadratic(), x, 3, 4, n_images=2, generator=gen(1))
     assert list(rows) == ["test 0", "test 1"]
     r = rows["test 1"]
     assert r.shape == (5, 1, 28, 28) and torch.equal(r[0], x[1])

@@ -118,7 +118,7 @@ def test_classifier_recipe_trains_loads_and_draws_its_subset(tmp_path):
     with torch.no_grad():
         assert not torch.allclose(t.model(x), other.model(x))     # another seed: other weights and subset
     with pytest.raises(ValueError, match="no classifier for data set"):
-        ClassifierRecipe("x", dataset="imagenet32").build()
+        ClassifierRecipe("x", dataset="photo_crops_128").build()
 
 
 def test_load_or_train_all_follows_requires_and_refuses_unknown_names(tmp_path):

@@ -16,7 +16,6 @@ draws random numbers takes the chapter's one ``generator``.
 """
 from __future__ import annotations
 
-import copy
 import os
 from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
@@ -27,16 +26,17 @@ import torch
 from torch import Tensor, nn
 
 from ebmlib.core.classifiers import CIFARClassifier, ClassifierRecipe, accuracy, predict
+from ebmlib.core.cost import flop_count, gpu_hours, gpu_hours_line  # noqa: F401  (the chapter's API)
+from ebmlib.core.ensemble import SnapshotEnergy, SnapshotRecipe, ensemble_chains, evaluation_samples  # noqa: F401
 from ebmlib.core.image_checks import (energy_line, energy_means, energy_sets, image_energies,  # noqa: F401
                                       neighbour_rows, nn_distances)
-from ebmlib.core.image_ebm import ImageEBMRecipe, training_inputs
+from ebmlib.core.image_ebm import training_inputs
+from ebmlib.core.model_quality import (QUALITY_HEADER, class_rows, ensemble_samples, inception_line,  # noqa: F401
+                                      inception_networks, quality_rows, sample_quality)
 from ebmlib.core.images import ImageData
 from ebmlib.core.nets import CIFARResNetEnergy, count_parameters
-from ebmlib.core.quality import (classifier_fid, classifier_inception_score, inception_fid,
-                                 inception_score)
 from ebmlib.core.recipes import load_or_train, load_or_train_all
 from ebmlib.core.restore import changed_fraction, half_mask, restore, salt_and_pepper, sampling_frames
-from ebmlib.core.samplers import PaperLangevin
 from ebmlib.data import DISPLAY_NAMES, load_images
 from ebmlib.notebook.launch import train_in_processes
 from ebmlib.notebook import plotting as P
@@ -71,88 +71,18 @@ def _rand(n: int, generator: Optional[torch.Generator]) -> Tensor:
 # --------------------------------------------------------------------------------------------------------
 # The models: the A.6 ResNets, keeping their last weight snapshots (section 4.1's historical ensemble)
 
-class SnapshotEnergy(nn.Module):
-    """An energy network ``net`` that also holds the weights of up to ``n_keep`` of its training snapshots.
-
-    ``forward`` is ``net``'s: the model is trained, sampled and scored as ``net`` is. The snapshots live in the
-    module's state dict (a buffer of shape (n_keep, P), stored as ``dtype``: float16 halves the shipped files;
-    each weight is then rounded to ~1e-3 relative), so checkpoints, an exact resume and the trainer's rollbacks
-    keep them consistent with the trajectory the weights took. :meth:`members` rebuilds them as networks.
-    """
-
-    def __init__(self, net: nn.Module, n_keep: int, dtype: torch.dtype = torch.float16):
-        super().__init__()
-        self.net = net
-        self.n_classes = getattr(net, "n_classes", None)
-        self.input_shape = getattr(net, "input_shape", ())
-        size = sum(v.numel() for v in net.state_dict().values() if v.is_floating_point())
-        self.register_buffer("snapshots", torch.zeros(n_keep, size, dtype=dtype))
-        self.register_buffer("snapshot_iterations", torch.full((n_keep,), -1, dtype=torch.int64))
-
-    def forward(self, x: Tensor, y: Optional[Tensor] = None) -> Tensor:
-        return self.net(x) if y is None else self.net(x, y)
-
-    def keep(self, slot: int, iteration: int) -> None:
-        """Store the current weights of ``net`` in ``slot``, taken at ``iteration``."""
-        flat = torch.cat([v.detach().reshape(-1).float().cpu() for v in self.net.state_dict().values()
-                          if v.is_floating_point()])
-        self.snapshots[slot] = flat.to(self.snapshots.device, self.snapshots.dtype)
-        self.snapshot_iterations[slot] = iteration
-
-    def member(self, slot: int) -> nn.Module:
-        """A copy of ``net`` (eval mode, float32) with the weights of ``slot``."""
-        if int(self.snapshot_iterations[slot]) < 0:
-            raise ValueError(f"snapshot slot {slot} is empty (the run kept iterations "
-                             f"{self.snapshot_iterations.tolist()})")
-        net = copy.deepcopy(self.net).eval()
-        state, flat, at = net.state_dict(), self.snapshots[slot].float(), 0
-        for k, v in state.items():
-            if v.is_floating_point():
-                state[k] = flat[at: at + v.numel()].view_as(v).to(v.dtype)
-                at += v.numel()
-        net.load_state_dict(state)
-        return net
-
-    def members(self) -> list[nn.Module]:
-        """Every kept snapshot as a network, oldest first."""
-        slots = [i for i in range(len(self.snapshot_iterations)) if int(self.snapshot_iterations[i]) >= 0]
-        return [self.member(i) for i in sorted(slots, key=lambda i: int(self.snapshot_iterations[i]))]
-
-
 @dataclass(frozen=True)
-class CIFAREBMRecipe(ImageEBMRecipe):
+class CIFAREBMRecipe(SnapshotRecipe):
     """An image EBM of 32x32 colour images (A.6's ResNets: conditional ResNet32, Fig. 24a; unconditional
     ResNet32Large, Fig. 24b) on CIFAR-10 or the offline stand-in, keeping the weights of ``ensemble`` snapshots
     ``ensemble_every`` iterations apart, the last at the end of training (the release: 10, 300 apart)."""
 
-    ensemble: int = 10
-    ensemble_every: int = 300
-    ensemble_dtype: str = "float16"
-
-    def ensemble_points(self) -> list[int]:
-        """The iterations whose weights are kept, oldest first."""
-        points = [self.n_iters - k * self.ensemble_every for k in reversed(range(self.ensemble))]
-        if points and points[0] < 1:
-            raise ValueError(f"recipe {self.name!r}: {self.ensemble} snapshots {self.ensemble_every} iterations apart "
-                             f"need at least {(self.ensemble - 1) * self.ensemble_every + 1} iterations, "
-                             f"it has {self.n_iters}")
-        return points
-
-    def build(self) -> nn.Module:
+    def network(self) -> nn.Module:
         if self.dataset not in ("cifar10", "photo_crops"):
             raise ValueError(f"recipe {self.name!r}: 32x32 colour data only ('cifar10' or 'photo_crops'), "
                              f"got {self.dataset!r}")
-        if self.ensemble_dtype not in ("float16", "float32"):
-            raise ValueError(f"ensemble_dtype must be 'float16' or 'float32', got {self.ensemble_dtype!r}")
-        self.ensemble_points()
-        net = CIFARResNetEnergy(width=self.width, layout="resnet32" if self.conditional else "resnet32_large",
-                                n_classes=10 if self.conditional else None)
-        return SnapshotEnergy(net, self.ensemble, getattr(torch, self.ensemble_dtype))
-
-    def after_iteration(self, model: nn.Module, iteration: int) -> None:
-        points = self.ensemble_points()
-        if iteration in points:
-            model.keep(points.index(iteration), iteration)
+        return CIFARResNetEnergy(width=self.width, layout="resnet32" if self.conditional else "resnet32_large",
+                                 n_classes=10 if self.conditional else None)
 
 
 def recipes(models: Mapping, seed: int = 0) -> dict[str, CIFAREBMRecipe]:
@@ -240,72 +170,6 @@ def classifier_line(cfg, train: ImageData, dataset: str, test_accuracy: float) -
 # --------------------------------------------------------------------------------------------------------
 # What the paper-scale run costs
 
-def flop_count(recipe: CIFAREBMRecipe) -> dict:
-    """FLOPs per image of the recipe's network, counted by ``torch.utils.flop_counter.FlopCounterMode`` on one
-    32x32 image (exact for the convolutions and matrix products, which are nearly all of it): a forward pass, a
-    Langevin step (forward + gradient with respect to the image) and a training pass (forward + backward to the
-    parameters), and per training iteration: batch x (K Langevin steps + 2 training passes, data and negative)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    model = recipe.build().net.eval()
-    x = torch.rand(1, *IMAGE_SHAPE)
-    y = torch.zeros(1, dtype=torch.int64) if recipe.conditional else None
-    call = (lambda z: model(z)) if y is None else (lambda z: model(z, y))
-    counts = {}
-    with FlopCounterMode(display=False) as fc, torch.no_grad():
-        call(x)
-    counts["forward"] = fc.get_total_flops()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    xg = x.clone().requires_grad_(True)
-    with FlopCounterMode(display=False) as fc:   # backward() to the image (FlopCounterMode refuses autograd.grad)
-        call(xg).sum().backward()
-    counts["langevin_step"] = fc.get_total_flops()
-    for p in model.parameters():
-        p.requires_grad_(True)
-    with FlopCounterMode(display=False) as fc:
-        call(x).sum().backward()
-    counts["train_pass"] = fc.get_total_flops()
-    c = recipe.config()
-    counts["per_iteration"] = c.batch_size * (c.n_steps * counts["langevin_step"] + 2 * counts["train_pass"])
-    counts["total"] = counts["per_iteration"] * recipe.n_iters
-    return counts
-
-
-def gpu_hours(recipe: CIFAREBMRecipe, iterations_per_second: Optional[float] = None, flops_per_s: float = 495e12,
-              utilisation: float = 0.3) -> dict:
-    """Expected GPU-hours of training ``recipe`` on one GPU.
-
-    ``iterations_per_second``: the rate measured by the engine's benchmark on the GPU at hand (``python -m ebmlib
-    bench resnet``, when it exists); the estimate is then ``n_iters / rate``. Without it, an explicitly labelled
-    **FLOP-based estimate**: :func:`flop_count`'s total over an assumed sustained rate ``flops_per_s x
-    utilisation`` (defaults: an H100 SXM's dense TF32 peak, 495 TFLOP/s, at 30% utilisation; both assumptions,
-    not measurements)."""
-    if iterations_per_second is not None:
-        if not iterations_per_second > 0:
-            raise ValueError(f"iterations_per_second must be > 0, got {iterations_per_second!r}")
-        return {"hours": recipe.n_iters / iterations_per_second / 3600, "basis": "measured",
-                "iterations_per_second": iterations_per_second}
-    if not (flops_per_s > 0 and 0 < utilisation <= 1):
-        raise ValueError(f"need flops_per_s > 0 and utilisation in (0, 1], got {flops_per_s!r}, {utilisation!r}")
-    counts = flop_count(recipe)
-    return {"hours": counts["total"] / (flops_per_s * utilisation) / 3600, "basis": "FLOP estimate",
-            "flops": counts, "flops_per_s": flops_per_s, "utilisation": utilisation}
-
-
-def gpu_hours_line(name: str, recipe: CIFAREBMRecipe, est: Mapping) -> str:
-    """One line of the paper run's cost, saying what it rests on."""
-    c = recipe.config()
-    what = (f"{name}: {recipe.n_iters:,} iterations x batch {c.batch_size} x (K = {c.n_steps} Langevin steps + 2 "
-            f"training passes), width {recipe.width}")
-    if est["basis"] == "measured":
-        return f"{what}: {est['hours']:.1f} GPU-hours at the measured {est['iterations_per_second']:.2f} it/s"
-    f = est["flops"]
-    return (f"{what}: {f['forward'] / 1e9:.2f} GFLOP per forward pass, {f['langevin_step'] / 1e9:.2f} per Langevin "
-            f"step, {f['total'] / 1e18:.2f} EFLOP in all: **{est['hours']:.1f} GPU-hours (FLOP estimate, assuming "
-            f"{est['flops_per_s'] / 1e12:.0f} TFLOP/s at {est['utilisation']:.0%} utilisation; not measured)**")
-
-
 # --------------------------------------------------------------------------------------------------------
 # Sampling: the last weights, the historical ensemble, the release's evaluation sampler
 
@@ -314,45 +178,6 @@ def generate(model: nn.Module, n: int, n_steps: int, y: Optional[Tensor] = None,
     """``n`` chains of ``n_steps`` of A.7's Langevin (or ``sampler``) from uniform noise (or ``x0``)."""
     x0 = _rand(n, generator) if x0 is None else x0
     return restore(model, x0, n_steps, y=y, sampler=sampler, generator=generator)
-
-
-def ensemble_chains(members: Sequence[nn.Module], x0: Tensor, n_turns: int, steps_per_turn: int,
-                    y: Optional[Tensor] = None, sampler=None, generator: Optional[torch.Generator] = None) -> Tensor:
-    """Section 4.1's historical ensemble as the release runs it: the snapshots take turns on the chains, turn
-    ``j`` running ``steps_per_turn`` Langevin steps under ``members[j % len(members)]`` (oldest first)."""
-    if not members:
-        raise ValueError("the ensemble has no members")
-    x = x0
-    for j in range(n_turns):
-        x = restore(members[j % len(members)], x, steps_per_turn, y=y, sampler=sampler, generator=generator)
-    return x
-
-
-def evaluation_samples(members: Sequence[nn.Module], n: int, spec: Mapping, conditional: bool,
-                       generator: Optional[torch.Generator] = None) -> tuple[Tensor, Optional[Tensor]]:
-    """The evaluation sampler of the authors' code release (references.bib ``du2019implicit``; the paper's text does
-    not describe it): chains from uniform noise in batches of
-    ``spec["batch"]``, ``rounds`` rounds of ``steps`` Langevin steps (``step_size``, ``noise_std``, ``grad_clip``:
-    10, 0.005, 0.05), after each round but the last ``settle`` a fraction ``reinit`` of the chains restarts from
-    noise and (conditional models) a fraction ``relabel`` draws a new label. ``members`` take turns by round: one
-    network is the single model, the snapshots are the historical ensemble. Returns (n images, their labels)."""
-    sampler = PaperLangevin(spec["step_size"], spec["noise_std"], spec["grad_clip"])
-    xs, ys = [], []
-    for start in range(0, n, spec["batch"]):
-        m = min(spec["batch"], n - start)
-        x = _rand(m, generator)
-        y = torch.randint(10, (m,), generator=generator) if conditional else None
-        for r in range(spec["rounds"]):
-            x = restore(members[r % len(members)], x, spec["steps"], y=y, sampler=sampler, generator=generator)
-            if r < spec["rounds"] - spec["settle"]:
-                fresh = torch.rand(m, generator=generator) < spec["reinit"]
-                x = torch.where(fresh[:, None, None, None], _rand(m, generator), x)
-                if y is not None:
-                    flip = torch.rand(m, generator=generator) < spec["relabel"]
-                    y = torch.where(flip, torch.randint(10, (m,), generator=generator), y)
-        xs.append(x)
-        ys.append(y)
-    return torch.cat(xs), (torch.cat(ys) if conditional else None)
 
 
 def fig3_samples(quality_samples: Mapping[str, tuple], model: str, n: int) -> dict[str, Tensor]:
@@ -375,26 +200,6 @@ def fig3_figure(panels: Mapping[str, Tensor], nrow: int = 6, title: str = ""):
     return fig
 
 
-def ensemble_samples(quality_samples: Mapping[str, tuple], model: str) -> tuple[Tensor, Optional[Tensor]]:
-    """(images, labels) that :func:`sample_quality` drew from ``model``'s snapshot ensemble (section 4.1)."""
-    for k, v in quality_samples.items():
-        who, how = k.split(": ", 1)
-        if who == model and "ensemble" in how:
-            return v
-    raise KeyError(f"no ensemble samples of model {model!r}; there are {sorted(quality_samples)}")
-
-
-def class_rows(x: Tensor, labels: Tensor, classes: Sequence[str], per_class: int) -> dict[str, Tensor]:
-    """Fig. 5 / 17: the first ``per_class`` samples of each class, one row per class (fewer where a class drew
-    fewer samples)."""
-    rows = {}
-    for c, name in enumerate(classes):
-        picked = x[labels == c][:per_class]
-        if len(picked):
-            rows[name] = picked
-    return rows
-
-
 def class_figure(rows: Mapping[str, Tensor], title: str):
     fig = P.image_rows(rows)
     fig.suptitle(title, fontsize=9, y=1.02)
@@ -403,60 +208,6 @@ def class_figure(rows: Mapping[str, Tensor], title: str):
 
 # --------------------------------------------------------------------------------------------------------
 # Table 1: sample quality
-
-def _scores(clf: nn.Module, real: Tensor, x: Tensor, y: Optional[Tensor], feature: Optional[Mapping]) -> dict:
-    is_mean, is_std = classifier_inception_score(clf, x)
-    entry = {"fid": classifier_fid(clf, real, x), "is": is_mean, "is_std": is_std, "n": int(x.shape[0])}
-    if y is not None:
-        entry["conditional_accuracy"] = accuracy(clf, x, y)
-    if feature is not None:
-        entry["inception_is"], entry["inception_is_std"] = inception_score(x, feature["logits"])
-        entry["inception_fid"] = inception_fid(real, x, feature["pool"])
-    return entry
-
-
-def sample_quality(clf: nn.Module, models: Mapping, train: ImageData, test: ImageData, n: int, spec: Mapping,
-                   generator: Optional[torch.Generator] = None, feature: Optional[Mapping] = None
-                   ) -> tuple[dict, dict]:
-    """Table 1 on ``n`` samples per protocol against ``n`` training images: classifier-space FID and IS (and
-    Inception IS / FID where ``feature`` = {"logits": ..., "pool": ...} networks are given), conditional accuracy.
-
-    Protocols per model: its replay buffer at the end of training; the release's evaluation sampler (``spec``)
-    with the last weights; the same with the 10-snapshot ensemble taking turns. References: held-out test images
-    and uniform noise. Returns (scores by "<model>: <protocol>", the scored images by the same keys)."""
-    real = train.subset(n, generator).continuous(generator)
-    refs = {"test images (reference)": (test.subset(n, generator).continuous(generator), None),
-            "uniform noise (reference)": (_rand(n, generator), None)}
-    scores = {k: _scores(clf, real, x, None, feature) for k, (x, _) in refs.items()}
-    samples = {}
-    for key, t in models.items():
-        cond = t.recipe.conditional
-        sets = {"replay buffer": (t.samples[:n], None)}
-        sets["fresh chains, last weights"] = evaluation_samples([t.model.net], n, spec, cond, generator)
-        sets[f"fresh chains, {len(t.model.members())}-snapshot ensemble"] = evaluation_samples(
-            t.model.members(), n, spec, cond, generator)
-        for how, (x, y) in sets.items():
-            scores[f"{key}: {how}"] = _scores(clf, real, x, y, feature)
-            samples[f"{key}: {how}"] = (x, y)
-    return scores, samples
-
-
-#: the header of :func:`quality_rows`
-QUALITY_HEADER = ["model", "samples", "n", "FID (classifier)", "IS (classifier)", "conditional accuracy",
-                  "Inception IS", "Inception FID"]
-
-
-def quality_rows(quality: Mapping[str, dict]) -> list[list]:
-    rows = []
-    for name, v in quality.items():
-        model, how = (name, "") if name.endswith("(reference)") else name.split(": ", 1)
-        acc = v.get("conditional_accuracy")
-        rows.append([model, how, v["n"], f"{v['fid']:.2f}", f"{v['is']:.2f} ± {v['is_std']:.2f}",
-                     "-" if acc is None else f"{acc:.3f}",
-                     f"{v['inception_is']:.2f}" if "inception_is" in v else "not run",
-                     f"{v['inception_fid']:.2f}" if "inception_fid" in v else "not run"])
-    return rows
-
 
 #: the paper's Table 1 (Fig. 5) rows for CIFAR-10: (row, IS, FID)
 PAPER_TABLE1 = {"uncond_single": ("unconditional EBM (single)", 6.02, 40.58),
@@ -854,20 +605,3 @@ def paper_cost_lines(cost: Mapping) -> str:
     total = sum(est["hours"] for _, est in cost.values())
     return ("\n".join(f"* {line}" for line in lines) + f"\n* both models: **{total:.1f} GPU-hours**; the paper "
             "reports 2 days on 1 GPU for CIFAR-10 (A.7)")
-
-
-def inception_networks(wanted: bool) -> Optional[dict]:
-    """The Inception networks of IS (logits) and FID (pool_3) when the preset asks for them (paper scale), else
-    None; raises :class:`~ebmlib.core.quality.InceptionUnavailable`, with the fix, where they are missing, before
-    anything is trained."""
-    if not wanted:
-        return None
-    from ebmlib.core.quality import inception_feature
-    return {"logits": inception_feature("logits_unbiased"), "pool": inception_feature("2048")}
-
-
-def inception_line(networks: Optional[Mapping]) -> str:
-    if networks is None:
-        return ("Inception IS / FID: off at this scale (the book's machines cannot download the Inception weights); "
-                "the scores below are a classifier's, labelled as such")
-    return "Inception IS / FID: torchmetrics with torch-fidelity's Inception weights (pt_inception-2015-12-05)"

@@ -39,7 +39,8 @@ from ebmlib.core.images import ImageData
 from ebmlib.core.nets import count_parameters
 from ebmlib.core.quality import classifier_fid
 from ebmlib.core.recipes import load_or_train
-from ebmlib.core.restore import changed_fraction, generate, half_mask, restore, salt_and_pepper, sampling_frames
+from ebmlib.core.restore import (changed_fraction, completions, generate, half_mask, restore,  # noqa: F401
+                                 salt_and_pepper, sampling_frames)
 from ebmlib.data import load_images
 from ebmlib.notebook import plotting as P
 from ebmlib.notebook.launch import train_in_processes
@@ -345,20 +346,6 @@ RESTORATION_HEADER = ["start", "before restoration", "after restoration", "accur
 def restoration_rows(metrics: Mapping[str, dict]) -> list[list]:
     return [[name, f"{r['changed_class_before']:.3f}", f"{r['changed_class_after']:.3f}",
              f"{r['accuracy_after']:.3f}"] for name, r in metrics.items()]
-
-
-def completions(model: nn.Module, x_test: Tensor, n_chains: int, n_steps: int, n_digits: int = 4,
-                generator: Optional[torch.Generator] = None) -> dict[str, Tensor]:
-    """Fig. 8: each of the first ``n_digits`` test digits with its bottom half masked, completed by ``n_chains``
-    independent chains with the top half clamped: {"test i": original, masked, completions}."""
-    rows = {}
-    for i in range(n_digits):
-        xi = x_test[i: i + 1].expand(n_chains, -1, -1, -1)
-        m = half_mask(tuple(xi.shape), keep="top")
-        init = torch.where(m, xi, torch.rand(xi.shape, generator=generator))
-        rows[f"test {i}"] = torch.cat([x_test[i: i + 1], torch.where(m, xi, 0.5)[:1],
-                                       restore(model, init, n_steps, mask=m, generator=generator)])
-    return rows
 
 
 # --------------------------------------------------------------------------------------------------------

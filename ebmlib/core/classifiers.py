@@ -115,7 +115,10 @@ def accuracy(model: nn.Module, x: Tensor, labels: Tensor) -> float:
 
 
 #: the classifier network of each image data set (28x28 grey, or 32x32 colour)
-_NETWORKS = {"mnist": MNISTClassifier, "fashion": MNISTClassifier, "cifar10": CIFARClassifier, "svhn": CIFARClassifier}
+_NETWORKS = {"mnist": MNISTClassifier, "fashion": MNISTClassifier, "cifar10": CIFARClassifier, "svhn": CIFARClassifier,
+             "photo_crops": CIFARClassifier, "imagenet32": CIFARClassifier}
+#: classes of each data set whose classifier is not 10-way
+_N_CLASSES = {"imagenet32": 1000}
 
 
 @dataclass(frozen=True)
@@ -139,7 +142,8 @@ class ClassifierRecipe(Recipe):
         if self.dataset not in _NETWORKS:
             raise ValueError(f"recipe {self.name!r}: no classifier for data set {self.dataset!r}; "
                              f"expected one of {sorted(_NETWORKS)}")
-        return _NETWORKS[self.dataset](n_classes=10, **({"width": self.width} if self.width is not None else {}))
+        return _NETWORKS[self.dataset](n_classes=_N_CLASSES.get(self.dataset, 10),
+                                       **({"width": self.width} if self.width is not None else {}))
 
     def fit(self, model: nn.Module, *, device: torch.device, progress: bool, run_dir: Optional[Path],
             data: ImageData) -> Fit:

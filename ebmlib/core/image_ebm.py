@@ -79,19 +79,33 @@ class ImageEBMRecipe(Recipe):
         dict), so checkpoints, exact resume and rollbacks carry it: chapter 04's historical ensemble keeps the
         weights of its last snapshots this way (section 4.1)."""
 
+    def dequantizer(self) -> Callable:
+        """How a batch of uint8 images becomes continuous (A.3's :func:`~ebmlib.core.images.dequantize`; a
+        subclass may choose another of :data:`~ebmlib.core.images.DEQUANTIZERS`)."""
+        return dequantize
+
+    def training_source(self, data) -> object:
+        """What :class:`~ebmlib.core.train.Trainer` draws positives from: the images (and labels, conditional
+        models) of an :class:`ImageData`, or ``data`` itself when it is a callable ``data(n, generator)`` returning
+        uint8 images (and labels), e.g. a stream over files too large to hold (ImageNet)."""
+        if callable(data):
+            return data
+        return (data.images, data.labels) if self.conditional else data.images
+
     def fit(self, model: nn.Module, *, device: torch.device, progress: bool, run_dir: Optional[Path],
             data: ImageData, world: Optional[World] = None) -> Fit:
-        """Algorithm 1 on ``data`` (uint8 images, dequantised per batch as in A.3).
+        """Algorithm 1 on ``data`` (uint8 images, dequantised per batch as in A.3; or a callable source, see
+        :meth:`training_source`).
 
         A snapshot is taken whenever the run passes one of :meth:`snapshot_points` (again after a rollback, so
         every snapshot comes from the trajectory the model was trained on) and saved in the run folder.
         ``world``: the processes training together (every rank calls ``fit``).
         """
         world = world if world is not None else SINGLE
-        source = (data.images, data.labels) if self.conditional else data.images
+        source, transform = self.training_source(data), self.dequantizer()
         points = self.snapshot_points()
         sampler = sampler_for(self.config(), device)   # the fast path on CUDA; PaperLangevin on the CPU
-        trainer = Trainer(model, source, self.config(), transform=dequantize, ckpt_dir=run_dir, device=device,
+        trainer = Trainer(model, source, self.config(), transform=transform, ckpt_dir=run_dir, device=device,
                           world=world, sampler=sampler)
         snapshots: dict[int, Tensor] = {}
         if trainer.resume_if_any():   # an interrupted run continues exactly where it stopped, with its snapshots
@@ -102,7 +116,7 @@ class ImageEBMRecipe(Recipe):
                     warnings.warn(f"run folder {run_dir}: the snapshots of iterations {lost} are lost; starting the "
                                   f"run of recipe {self.name!r} over", stacklevel=2)
                 trainer.close()
-                trainer = Trainer(model, source, self.config(), transform=dequantize, ckpt_dir=run_dir,
+                trainer = Trainer(model, source, self.config(), transform=transform, ckpt_dir=run_dir,
                                   device=device, overwrite=True, world=world, sampler=sampler)
                 snapshots = {}
         elif run_dir is not None:

@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-__all__ = ["ImageData", "dequantize"]
+__all__ = ["ImageData", "dequantize", "dequantize_centred", "DEQUANTIZERS"]
 
 
 @dataclass
@@ -33,6 +33,16 @@ class ImageData:
         return dequantize(self.images, generator)
 
 
+def dequantize_centred(pixels: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
+    """uint8 pixels -> float in [0, 1]: pixel / 255 + U(-1/512, 1/512), clipped to [0, 1], the dequantisation of
+    the authors' ImageNet32 loader (references.bib ``du2019implicit``; A.3's form, :func:`dequantize`, is the one
+    of their CIFAR-10 and MNIST loaders)."""
+    if pixels.dtype != torch.uint8:
+        raise TypeError(f"dequantize_centred expects uint8 pixels, got {pixels.dtype}")
+    u = torch.rand(pixels.shape, generator=generator) - 0.5
+    return (pixels.to(torch.float32) / 255.0 + u / 256.0).clamp_(0.0, 1.0)
+
+
 def dequantize(pixels: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
     """uint8 pixels -> float in [0, 1): (pixel + U(0, 1)) / 256, the paper's continuous MNIST (A.3).
 
@@ -45,3 +55,8 @@ def dequantize(pixels: Tensor, generator: Optional[torch.Generator] = None) -> T
     x = (p + torch.rand(pixels.shape, generator=generator)) / 256.0
     # float32 rounding can carry p + u (u just below 1) up to p + 1: keep x strictly inside its bin
     return torch.minimum(x, torch.nextafter((p + 1.0) / 256.0, torch.zeros(())))
+
+
+#: a recipe's ``dequant`` setting -> its dequantisation: "bin" is A.3's (CIFAR-10, MNIST), "centred" the release's
+#: ImageNet32 loader's
+DEQUANTIZERS = {"bin": dequantize, "centred": dequantize_centred}

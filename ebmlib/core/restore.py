@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from ebmlib.core.samplers import PaperLangevin, Sampler
 from ebmlib.core.train import frozen
 
-__all__ = ["salt_and_pepper", "half_mask", "ClampedEnergy", "restore", "generate", "sampling_frames", "changed_fraction"]
+__all__ = ["completions", "salt_and_pepper", "half_mask", "ClampedEnergy", "restore", "generate", "sampling_frames", "changed_fraction"]
 
 
 def salt_and_pepper(x: Tensor, fraction: float = 0.1, generator: Optional[torch.Generator] = None) -> Tensor:
@@ -109,3 +109,21 @@ def changed_fraction(before: Tensor, after: Tensor) -> float:
     if before.shape != after.shape:
         raise ValueError(f"label vectors differ in shape: {tuple(before.shape)} vs {tuple(after.shape)}")
     return (before != after).float().mean().item()
+
+
+def completions(model: nn.Module, x: Tensor, n_chains: int, n_steps: int, n_images: int = 4,
+                y: Optional[Tensor] = None, sampler: Optional[Sampler] = None, names: Optional[list] = None,
+                generator: Optional[torch.Generator] = None) -> dict[str, Tensor]:
+    """Fig. 8: each of the first ``n_images`` images of ``x`` with its bottom half masked, completed by
+    ``n_chains`` independent chains with the top half clamped (a conditional model: each image's chains under
+    its label ``y``): {name: (2 + n_chains, C, H, W) original, masked, completions}; ``names`` default "test i"."""
+    rows = {}
+    for i in range(n_images):
+        xi = x[i: i + 1].expand(n_chains, -1, -1, -1)
+        m = half_mask(tuple(xi.shape), keep="top")
+        init = torch.where(m, xi, torch.rand(xi.shape, generator=generator))
+        yi = None if y is None else y[i: i + 1].expand(n_chains)
+        name = names[i] if names is not None else f"test {i}"
+        rows[name] = torch.cat([x[i: i + 1], torch.where(m, xi, 0.5)[:1],
+                                restore(model, init, n_steps, y=yi, mask=m, sampler=sampler, generator=generator)])
+    return rows

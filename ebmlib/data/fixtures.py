@@ -137,7 +137,7 @@ def write_all(root: str | os.PathLike, n: int = 64) -> list[str]:
         write_svhn(Path(root) / SVHN_FOLDER, split, n)
     dtd = write_dtd(root, per_class=max(2, n // 6))
     write_imagenet32(root, n_per_batch=max(1, n // 10), n_val=n)
-    in128 = write_imagenet128(root, per_class=2)
+    in128 = write_imagenet128(root, per_class=4)
     return [f"CIFAR-10 {5 * max(1, n // 5)} train + {n} test images", f"SVHN {n} train + {n} test images",
             f"DTD {len(dtd)} images", f"ImageNet32 {10 * max(1, n // 10)} train + {n} val images",
             f"ImageNet128 {len(in128['train'])} train + {len(in128['val'])} val photos", f"under {Path(root).resolve()} (random pixels: for running code, not results)"]

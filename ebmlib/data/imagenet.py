@@ -12,6 +12,10 @@
   pre-resized copy of the tree (then scaling is a no-op). :func:`imagenet128_dataset` is a map-style
   ``torch.utils.data.Dataset`` of uint8 (3, 128, 128) images for a ``DataLoader`` with workers.
 
+For training at paper scale, :func:`imagenet32_memmap` memory-maps the ImageNet32 training set from one array
+file (written once from the batch files) and :func:`imagenet128_source` decodes each minibatch's photos as it is
+drawn; both draw random minibatches from the trainer's generator, so an interrupted run resumes exactly.
+
 Neither can be downloaded by a script (ImageNet needs an account), so a missing file raises
 :class:`~ebmlib.data.mnist.DataMissingError` saying where to get it and where to put it. Pickled batches are
 read by an unpickler that accepts only NumPy arrays, lists and numbers: loading data never executes code.
@@ -33,7 +37,8 @@ from ebmlib.data.mnist import DataMissingError
 from ebmlib.data.root import ENV_VAR, data_root
 
 __all__ = ["IMAGENET32_FOLDER", "IMAGENET_FOLDER", "N_CLASSES", "imagenet32_files", "read_imagenet32_batch",
-           "load_imagenet32", "ImageNet32Stream", "imagenet128_dataset"]
+           "load_imagenet32", "ImageNet32Stream", "imagenet128_dataset", "imagenet32_memmap", "FolderSource",
+           "imagenet128_source", "imagenet128_images"]
 
 IMAGENET32_FOLDER = "imagenet32"
 IMAGENET_FOLDER = "imagenet"
@@ -217,3 +222,88 @@ def imagenet128_dataset(split: str = "train", root: Optional[str | os.PathLike] 
             f"{split} images into one folder per class there (or a copy already resized to {size} pixels); or set "
             f"{ENV_VAR} to a data root that has it.")
     return _FolderImages(folder, size)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Training sources at paper scale: random access without holding the data set in memory
+
+def _memmap_paths(split: str, root) -> tuple[Path, Path]:
+    folder = data_root(root) / IMAGENET32_FOLDER
+    return folder / f"{split}_images.u8", folder / f"{split}_labels.npy"
+
+
+def _write_memmap(split: str, root, images_path: Path, labels_path: Path) -> None:
+    """Append every batch file of ``split`` (one in memory at a time) to a raw uint8 file, then its labels;
+    each written under a temporary name and renamed, so an interrupted conversion leaves nothing half-written."""
+    labels, tmp = [], images_path.with_name(images_path.name + ".partial")
+    with open(tmp, "wb") as out:
+        for path in imagenet32_files(split, root):
+            x, y = read_imagenet32_batch(path)
+            out.write(x.numpy().tobytes())
+            labels.append(y.numpy())
+    tmp_labels = labels_path.with_name(labels_path.name + ".partial.npy")
+    np.save(tmp_labels, np.concatenate(labels))
+    os.replace(tmp_labels, labels_path)
+    os.replace(tmp, images_path)
+
+
+def imagenet32_memmap(split: str = "train", root: Optional[str | os.PathLike] = None) -> ImageData:
+    """ImageNet32 ``split`` as an :class:`ImageData` whose images are memory-mapped from
+    ``<root>/imagenet32/<split>_images.u8`` (written once from the batch files: 3.9 GB for the training set), so a
+    trainer drawing random minibatches reads only the rows it draws and the 1.28 M images are never loaded at
+    once. The map is copy-on-write: nothing the program does changes the file."""
+    images_path, labels_path = _memmap_paths(split, root)
+    if not (images_path.is_file() and labels_path.is_file()):
+        _write_memmap(split, root, images_path, labels_path)
+    labels = np.load(labels_path, allow_pickle=False)
+    n = images_path.stat().st_size // (3 * 32 * 32)
+    if n != len(labels):
+        raise ValueError(f"{images_path} holds {n} images but {labels_path} {len(labels)} labels: delete both "
+                         "and they are written again from the batch files")
+    images = np.memmap(images_path, dtype=np.uint8, mode="c", shape=(n, 3, 32, 32))
+    return ImageData(torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)),
+                     [str(k) for k in range(N_CLASSES)])
+
+
+class FolderSource:
+    """Minibatches drawn at random (with replacement, by the caller's generator) from an image-folder data set,
+    each photo decoded when it is drawn, ``threads`` at a time: the training source of ImageNet128, which does not
+    fit in memory (1.28 M x 49 kB). ``source(n, generator)`` -> (uint8 (n, 3, size, size), int64 labels), the
+    callable :class:`~ebmlib.core.train.Trainer` draws positives from; the draw depends only on the generator, so
+    a resumed run draws the same minibatches."""
+
+    def __init__(self, dataset: torch.utils.data.Dataset, threads: int = 8):
+        if not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a positive int, got {threads!r}")
+        self.dataset, self.threads = dataset, threads
+        self.classes = getattr(dataset, "classes", None)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __call__(self, n: int, generator: Optional[torch.Generator] = None) -> tuple[Tensor, Tensor]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        idx = torch.randint(len(self.dataset), (n,), generator=generator).tolist()
+        with ThreadPoolExecutor(self.threads) as pool:     # PIL decodes outside the GIL
+            items = list(pool.map(self.dataset.__getitem__, idx))
+        return torch.stack([x for x, _ in items]), torch.stack([y for _, y in items])
+
+
+def imagenet128_source(split: str = "train", root: Optional[str | os.PathLike] = None, size: int = 128,
+                       threads: int = 8) -> FolderSource:
+    """ImageNet ``split`` at ``size`` pixels as a :class:`FolderSource` (see :func:`imagenet128_dataset`)."""
+    return FolderSource(imagenet128_dataset(split, root, size), threads)
+
+
+def imagenet128_images(split: str = "val", n: Optional[int] = None, seed: int = 0,
+                       root: Optional[str | os.PathLike] = None, size: int = 128) -> ImageData:
+    """``n`` photos of ImageNet ``split`` drawn without replacement (all when None or more than there are) as an
+    :class:`ImageData` of uint8 (n, 3, size, size): the held-out and reference images the chapter scores against."""
+    source = imagenet128_source(split, root, size)
+    total = len(source)
+    if n is not None and (not isinstance(n, int) or n < 1):
+        raise ValueError(f"n must be None or a positive int, got {n!r}")
+    order = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[: n or total].tolist()
+    items = [source.dataset[i] for i in order]
+    return ImageData(torch.stack([x for x, _ in items]), torch.stack([y for _, y in items]), list(source.classes))

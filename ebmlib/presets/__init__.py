@@ -40,6 +40,7 @@ CHAPTERS = {
     "09_boltzmann": "boltzmann",
     "10_denoising": "denoising",
     "11_jem": "jem",
+    "12_imagenet": "imagenet",
 }
 
 
