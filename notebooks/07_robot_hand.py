@@ -145,7 +145,22 @@ ch.table(*D.frechet_table(evs), caption=f"Average Frechet distance over steps 1 
 ch.show(D.verdicts(D.run_averages(evs), ev.floor_average, ev.n))
 
 # %% [markdown]
-# ## 4. Why not multi-step MSE
+# ## 4. What the action decides
+#
+# Why would a deterministic regressor match or beat the EBM once it is given the action? Because a position
+# target decides much of where the hand goes next. A ridge regression from $s_t$, or from $s_t$ and $a_t$, to
+# the next displacement $z$, fitted on the training transitions and scored on half A's (held-out $R^2$: the share
+# of the variance explained), measures how much of the next state the inputs determine, per part of the state.
+
+# %%
+r2 = D.action_determinism(hd.train, hd.half_a, hd.norm)
+ch.metrics["action_determinism_r2"] = r2
+ch.table(*D.determinism_table(r2), caption="Held-out $R^2$ of a linear map to the next "
+         "displacement (normalised units):")
+ch.show(D.determinism_sentence(r2, one_step))
+
+# %% [markdown]
+# ## 5. Why not multi-step MSE
 #
 # The first training run's roll-outs scored by mean squared error against each trajectory's own true states
 # (half A, normalised units). Section 5.1's point: once the roll-out has drifted, MSE rewards staying at the mean, so a hand that never
@@ -163,7 +178,7 @@ ch.show(D.mse_sentence(mse["mse_average"], mse["mse_gap"], mse["motion_per_step"
                        ev.averages(), ev.floor_average))
 
 # %% [markdown]
-# ## 5. Diverse futures from one start state (Fig. 13)
+# ## 6. Diverse futures from one start state (Fig. 13)
 #
 # One start state of half A, rolled out by the unconditional models of the first training run: the true trajectory, the FC's roll-out and two
 # EBM roll-outs that differ only in their Langevin noise. Frames are rendered top-down with MuJoCo offscreen (EGL),
@@ -180,7 +195,7 @@ plt.show()
 ch.show(D.gap_sentence(ch.metrics["fig13_sample_gap"], cfg.horizon))
 
 # %% [markdown]
-# ## 6. Summary
+# ## 7. Summary
 
 # %%
 path = ch.save()

@@ -176,6 +176,21 @@ minutes = ch.elapsed()[0] / 60
 tables = ch.metrics["zero_shot"]
 ch.show("\n\n".join(X.verdict(task, t, cfg.n_test) for task, t in tables.items())
         + "\n\n" + X.fig16_summary(tables, cfg.n_test, minutes, ch.scale))
+
+# %% [markdown]
+# **Over training seeds.** One training run of each zero-shot model is one draw: the same recipes trained again
+# with other seeds (other initial weights, data and chain noise) land elsewhere. The zero-shot models are trained
+# again for each seed below (seed 0 is the run above), and every seed is scored on the same latent rows and the
+# same sampling noise, so the seeds differ only in training (those rows are drawn afresh, not the table's above,
+# so seed 0's counts here are a second sample of the same models).
+
+# %%
+by_seed = X.zero_shot_seeds(cfg, cfg.zs_seeds, models, ch.seed, ch.out_dir,
+                            lambda: ch.rng(5), ch.rng, progress=False, device=ch.device)
+ch.metrics["zero_shot_seeds"] = by_seed
+ch.table(*X.seeds_table(by_seed, cfg.n_test), caption="Single-sprite images with both "
+         f"latents right, of {cfg.n_test} per seed:")
+ch.show(X.seeds_sentence(X.seeds_verdict(by_seed, cfg.n_test)))
 metrics_path = ch.save()
 
 # %% [markdown]

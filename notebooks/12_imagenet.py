@@ -191,8 +191,9 @@ plt.show()
 # ## 8. Diverse completions (Fig. 8)
 #
 # Training and test images with their bottom half replaced by noise; the top half is clamped and the 32-pixel
-# model, conditioned on the image's class, samples the rest with several independent chains. Each row: the
-# image, the masked input, then the completions. Diversity is measured as the RMS pixel distance between two
+# model, conditioned on the image's class, samples the rest with several independent chains of A.7's sampler
+# (longer than in training: chains from noise need more steps than chains from the buffer). Each row: the image,
+# the masked input, then the completions #1, #2, ... Diversity is measured as the RMS pixel distance between two
 # completions of the same half, beside the distance to the true half and between two uniform-noise starts.
 
 # %%
@@ -200,7 +201,7 @@ d32 = models[m32].recipe.dataset
 sets = {s: I.completion_inputs(I.load_split(d32, s), cfg.complete_n, gen)
         for s in ("train", "test")}
 done = I.completion_rows(models[m32].model, sets, cfg.complete_k, cfg.complete_steps, gen)
-cols = ["image", "masked"] + [f"completion {j}" for j in range(cfg.complete_k)]
+cols = ["image", "masked"] + [f"#{j + 1}" for j in range(cfg.complete_k)]
 for split, rows in done.items():
     P.image_rows(rows, col_labels=cols)
     plt.show()

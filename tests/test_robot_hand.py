@@ -215,3 +215,33 @@ def test_train_models_and_evaluate(tmp_path):
     assert set(one) == {"no change (z = 0)"} | {f"{k} {s}" for k, s in D.MODEL_NAMES}
     _, mse_rows, mse = D.mse_table(ev, hd.norm)
     assert len(mse_rows) == 6 and mse["motion_per_step"]["truth"] > 0
+
+
+def test_action_determinism_reads_how_much_the_action_decides():
+    """Next states that are a linear function of the action: R^2 from (s, a) is 1, from s alone about 0; with the
+    action ignored by the dynamics (pure noise steps) both are about 0."""
+    g = np.random.default_rng(0)
+    mix = g.normal(size=(D.ACTION_DIM, D.STATE_DIM))
+
+    def make(n, driven):
+        a = g.uniform(-1, 1, (n, 6, D.ACTION_DIM)).astype(np.float32)
+        s = np.zeros((n, 7, D.STATE_DIM), np.float32)
+        s[:, 0] = g.normal(size=(n, D.STATE_DIM))
+        for t in range(6):
+            step = a[:, t] @ mix if driven else g.normal(size=(n, D.STATE_DIM))
+            s[:, t + 1] = s[:, t] + 0.01 * step
+        return {"states": s, "actions": a}
+    train, test = make(400, True), make(200, True)
+    norm = D.Normaliser.fit(torch.as_tensor(train["states"]))
+    r2 = D.action_determinism(train, test, norm, ridge=0.0)
+    assert r2["from s_t and a_t"]["whole state"] > 0.999 and abs(r2["from s_t"]["whole state"]) < 0.05
+    assert set(r2["from s_t"]) == set(D.STATE_PARTS) | {"whole state"}
+    noise_tr, noise_te = make(400, False), make(200, False)
+    r2n = D.action_determinism(noise_tr, noise_te, D.Normaliser.fit(torch.as_tensor(noise_tr["states"])))
+    assert abs(r2n["from s_t and a_t"]["whole state"]) < 0.05
+    header, rows = D.determinism_table(r2)
+    assert header[0] == "part of the state" and len(rows) == 4
+    text = D.determinism_sentence(r2, {"FC conditional": 0.1, "EBM conditional": 0.2})
+    assert "100.0%" in text and "is 0.200, **2.00 times** the FC's 0.100" in text
+    with pytest.raises(ValueError, match="ridge must be >= 0"):
+        D.action_determinism(train, test, norm, ridge=-1)

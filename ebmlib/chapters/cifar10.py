@@ -30,7 +30,7 @@ from ebmlib.core.cost import flop_count, gpu_hours, gpu_hours_line  # noqa: F401
 from ebmlib.core.ensemble import SnapshotEnergy, SnapshotRecipe, ensemble_chains, evaluation_samples  # noqa: F401
 from ebmlib.core.image_checks import (energy_line, energy_means, energy_sets, image_energies,  # noqa: F401
                                       neighbour_rows, nn_distances)
-from ebmlib.core.image_ebm import training_inputs
+from ebmlib.core.image_ebm import image_recipes, training_inputs
 from ebmlib.core.model_quality import (QUALITY_HEADER, class_rows, ensemble_samples, inception_line,  # noqa: F401
                                       inception_networks, quality_rows, sample_quality)
 from ebmlib.core.images import ImageData
@@ -88,12 +88,7 @@ class CIFAREBMRecipe(SnapshotRecipe):
 def recipes(models: Mapping, seed: int = 0) -> dict[str, CIFAREBMRecipe]:
     """The preset's ``models`` (name -> recipe fields) as recipes; a nonzero ``seed`` goes into every
     recipe's ``train`` (a run at another seed never loads the shipped seed-0 checkpoints)."""
-    out = {}
-    for name, spec in models.items():
-        spec = dict(spec)
-        spec["train"] = dict(spec.get("train", {}), **({"seed": seed} if seed else {}))
-        out[name] = CIFAREBMRecipe(name=name, **spec)
-    return out
+    return image_recipes(models, seed, CIFAREBMRecipe)
 
 
 def train_models(cfg, seed: int = 0, only=None, **options) -> dict:

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from ebmlib.core.classifiers import ClassifierRecipe, accuracy
 from ebmlib.core.cost import gpu_hours, gpu_hours_line, network_flops
 from ebmlib.core.ensemble import SnapshotRecipe
-from ebmlib.core.image_ebm import training_inputs
+from ebmlib.core.image_ebm import image_recipes, training_inputs
 from ebmlib.core.images import DEQUANTIZERS, ImageData
 from ebmlib.core.model_quality import Resized, class_rows, ensemble_samples, quality_rows, sample_quality
 from ebmlib.core.nets import CIFARResNetEnergy, count_parameters, imagenet128_energy, imagenet32_energy
@@ -88,12 +88,7 @@ class ImageNetEBMRecipe(SnapshotRecipe):
 def recipes(models: Mapping, seed: int = 0) -> dict[str, ImageNetEBMRecipe]:
     """The preset's ``models`` (name -> recipe fields) as recipes; a nonzero ``seed`` goes into every recipe's
     ``train`` (a run at another seed never loads the shipped seed-0 checkpoints)."""
-    out = {}
-    for name, spec in models.items():
-        spec = dict(spec)
-        spec["train"] = dict(spec.get("train", {}), **({"seed": seed} if seed else {}))
-        out[name] = ImageNetEBMRecipe(name=name, **spec)
-    return out
+    return image_recipes(models, seed, ImageNetEBMRecipe)
 
 
 def training_data(dataset: str):
@@ -297,7 +292,7 @@ def sample_rows(samples: Mapping, model: str, classes: Sequence[str], per_class:
 def class_figure(rows: Mapping[str, Tensor], title: str):
     if not rows:
         raise ValueError(f"no images to show for {title!r}")
-    size = 0.55 if next(iter(rows.values())).shape[-1] <= 32 else 1.1
+    size = 0.55 if next(iter(rows.values())).shape[-1] <= 32 else 0.8
     fig = P.image_rows(rows, size=size)
     fig.suptitle(title, fontsize=9, y=1.02)
     return fig
@@ -328,6 +323,8 @@ def table1_rows(quality: Mapping[str, Mapping], model_info: Mapping) -> list[lis
                 ours, by = (f"{v['inception_is']:.2f}", f"{v['inception_fid']:.2f}"), f"Inception, {data_name(dataset)}"
             else:
                 ours, by = (f"{v['is']:.2f}", f"{v['fid']:.2f}"), f"a classifier of the {data_name(dataset)}"
+                if size == 128:
+                    by = "the 32x32 classifier on samples area-averaged to 32x32"
             rows.append([label, model, key.split(": ", 1)[1], *ours, by, f"{p_is:.2f}", f"{p_fid:.2f}"])
     return rows
 
@@ -449,7 +446,7 @@ def summary_rows(metrics: Mapping, imagenet: Optional[Mapping] = None) -> list[l
         rows += [
             [f"{label}: last weights, IS / FID (classifier space)", col(lambda q, m: _score(_single(q, m), False)),
              "not comparable", ref(lambda q, m: _score(_single(q, m), False))],
-            [f"{label}: {size}x{size} ensemble, IS / FID (classifier space)",
+            [f"{label}: snapshot ensemble, IS / FID (classifier space)",
              col(lambda q, m: _score(_ensemble(q, m), False)), "not comparable",
              ref(lambda q, m: _score(_ensemble(q, m), False))],
             [f"{label}: Inception IS / FID", col(lambda q, m: _score(_single(q, m), True)),

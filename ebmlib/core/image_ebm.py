@@ -169,14 +169,14 @@ def _newest(trainer: Trainer, n: int) -> Tensor:
     return trainer.newest(n)
 
 
-def image_recipes(models: dict, seed: int = 0) -> dict[str, ImageEBMRecipe]:
-    """Recipes from a preset's ``models`` mapping (name -> fields). A nonzero ``seed`` is written into every
-    recipe's ``train`` (so a run at another seed never loads the shipped seed-0 checkpoints)."""
+def image_recipes(models: dict, seed: int = 0, kind: type = ImageEBMRecipe) -> dict[str, ImageEBMRecipe]:
+    """Recipes of class ``kind`` from a preset's ``models`` mapping (name -> fields). A nonzero ``seed`` is written
+    into every recipe's ``train`` (so a run at another seed never loads the shipped seed-0 checkpoints)."""
     out = {}
     for name, spec in models.items():
         spec = dict(spec)
         spec["train"] = dict(spec.get("train", {}), **({"seed": seed} if seed else {}))
-        out[name] = ImageEBMRecipe(name=name, **spec)
+        out[name] = kind(name=name, **spec)
     return out
 
 

@@ -40,6 +40,7 @@ DEMO = dict(
     judge=dict(resolution=32, width=16, data="full+upright", n_iters=6000, train=dict(batch=128, lr=2e-3)),
     judge_floor=0.95,   # the judge must read each latent right on this fraction of real images of every set
     sample_steps=60, n_joint=16, n_test=100, n_show=8, n_judge_eval=1000, position_tol=0.1,
+    zs_seeds=(0, 1, 2),     # Fig. 16 over training seeds (0: the models above; others train the zero-shot models)
 )
 
 _SMOKE_TRAIN = dict(batch_size=8, n_steps=2, step_size=100.0, lr=1e-3, checkpoint_every=1)
@@ -63,7 +64,7 @@ SMOKE = dict(
         "zs_sum_shape_position": dict(_SMOKE_FT, parts=("zs_shape_D3", "zs_position_D2"), data="D2+D3"),
     },
     judge=dict(resolution=32, width=2, data="full+upright", n_iters=5, train=dict(batch=16, lr=2e-3)),
-    sample_steps=3, n_joint=4, n_test=8, n_show=4, n_judge_eval=32,
+    sample_steps=3, n_joint=4, n_test=8, n_show=4, n_judge_eval=32, zs_seeds=(0, 1),
 )
 
 # the release's dSprites settings: 64x64, 20 Langevin steps of size 500, lr 1e-4, batch 128
@@ -99,7 +100,7 @@ PAPER_SHRUNK = {
     **{f"finetune.{m}.{k}": v for m in PAPER["finetune"] for k, v in dict(width=2, n_iters=2).items()},
     **{f"finetune.{m}.train": dict(_PAPER_FT["train"], batch_size=4, n_steps=2) for m in PAPER["finetune"]},
     "judge.width": 2, "judge.n_iters": 2, "judge.train": dict(batch=8),
-    "sample_steps": 2, "n_joint": 2, "n_test": 4, "n_show": 2, "n_judge_eval": 16,
+    "sample_steps": 2, "n_joint": 2, "n_test": 4, "n_show": 2, "n_judge_eval": 16, "zs_seeds": (0, 1),
 }
 
 # the paper branch trains on one process per visible GPU (torchrun; ebmlib.notebook.launch), as the paper's larger

@@ -41,7 +41,7 @@ DEMO = dict(
     eval={"photo32_cond": _DEMO_EVAL, "photo128_cond": dict(_DEMO_EVAL, rounds=6, step_size=100.0, batch=50)},
     inception=False,                        # Inception IS / FID (needs torch-fidelity + weights)
     show_classes=10, per_class=8,           # Fig. 4 / 18: rows of classes
-    complete_n=6, complete_k=4, complete_steps=60,   # Fig. 8: images, completions per image, Langevin steps
+    complete_n=6, complete_k=4, complete_steps=300,  # Fig. 8: images, completions per image, A.7 Langevin steps
     # the paper runs' cost: a measured rate (iterations per second of one GPU, from the engine's benchmark; None:
     # not measured, the book's machines have no GPU), else a FLOP estimate at an assumed sustained rate (an H100
     # SXM's dense TF32 peak, 495 TFLOP/s, at 30% utilisation: assumptions, labelled as such)
