@@ -137,6 +137,9 @@ def train_models(chapter: str, scale: str, out: Path, only: list[str] | None = N
     if not hasattr(module, "train_models"):
         raise SystemExit(f"error: chapter {chapter} has no trained models")
     cfg = preset(chapter, scale, overrides)
+    if scale == "paper" and world.is_main and hasattr(module, "paper_cost"):   # say what the run costs first
+        print("[ebmlib] what the paper-scale models cost:\n" + module.paper_cost_lines(module.paper_cost(cfg)),
+              flush=True)
     start = time.perf_counter()
     progress = os.environ.get("TQDM_DISABLE", "") in ("", "0")
     trained = module.train_models(cfg, out_dir=out, only=only, seed=seed, shipped_dir=None, progress=progress,

@@ -170,3 +170,14 @@ def test_reproduce_keeps_figures_when_mplbackend_is_agg(tmp_path, monkeypatch):
     outputs = nbformat.read(tmp_path / "out" / "01_tiny.ipynb", as_version=4).cells[-1].outputs
     assert any("image/png" in o.get("data", {}) for o in outputs)
     assert __import__("os").environ["MPLBACKEND"] == "Agg"       # restored for the caller
+
+
+def test_train_at_paper_scale_says_the_runs_cost_before_it_starts(tmp_path, monkeypatch, capsys):
+    from ebmlib.chapters import imagenet
+
+    started = []
+    monkeypatch.setattr(imagenet, "train_models", lambda cfg, **kw: started.append(capsys.readouterr().out) or {})
+    cli.train_models("12", "paper", tmp_path)
+    assert "GPU-hours" in started[0] and "imagenet32_cond" in started[0] and "32 GPUs" in started[0]
+    cli.train_models("12", "smoke", tmp_path)
+    assert "GPU-hours" not in started[1]
