@@ -160,6 +160,16 @@ P.plot_training({f"{t['finetuned']} (KL fine-tuning)": models[t["finetuned"]].hi
                  for t in X.TASKS.values()}, smooth=5)
 plt.show()
 
+# %% [markdown]
+# **The experts on their own data.** Before the sums: does each zero-shot expert produce its own latent on latent
+# rows of its own training set, sampled exactly as the sums will be?
+
+# %%
+check = X.expert_check(models, cfg, ch.rng(6), ch.rng)
+ch.metrics["expert_check"] = check
+ch.table(*X.expert_table(check), caption=f"{cfg.n_test} samples per expert, read by the judge:")
+ch.show(X.expert_sentence(check, cfg.judge_floor))
+
 # %%
 zs = {task: X.zero_shot(task, models, cfg, gen, ch.rng) for task in X.TASKS}
 ch.metrics["zero_shot"] = {task: r["table"] for task, r in zs.items()}

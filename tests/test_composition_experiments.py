@@ -161,3 +161,28 @@ def test_the_chapter_package_exposes_train_models(tmp_path):
     assert composition.train_models is Z.train_models
     paths = train_models("08", "smoke", tmp_path, only=["dsprites_judge"])
     assert [p.name for p in paths] == ["dsprites_judge.pt"] and paths[0].is_file()
+
+
+def test_expert_sentence_names_the_experts_below_the_floor():
+    from ebmlib.chapters.composition import experiments as XX
+    check = {"zs_size_D1": dict(all=0.9, all_one_sprite=0.96, chance=0.17, latents=["scale"], data="D1"),
+             "zs_shape_D3": dict(all=0.5, all_one_sprite=0.4, chance=0.33, latents=["shape"], data="D3")}
+    text = XX.expert_sentence(check, 0.95)
+    assert "zs_shape_D3 (40%)" in text and "zs_size_D1" not in text
+    assert XX.expert_sentence({"a": check["zs_size_D1"]}, 0.95).startswith("Every expert")
+    header, rows = XX.expert_table(check)
+    assert rows[1] == ["zs_shape_D3", "D3", "shape", "50%", "40%", "33%"] and len(header) == 6
+
+
+def test_seeds_table_and_verdict_count_the_seeds():
+    from ebmlib.chapters.composition import experiments as XX
+
+    def table(base, s, kl):
+        return {"joint baseline": {"all_one_sprite": base}, "sum": {"all_one_sprite": s},
+                "sum + KL": {"all_one_sprite": kl}}
+    by_seed = {0: {t: table(0.0, 0.10, 0.02) for t in XX.TASKS}, 1: {t: table(0.0, 0.01, 0.0) for t in XX.TASKS}}
+    v = XX.seeds_verdict(by_seed, 100)
+    assert all(x == {"seeds": 2, "sum_beats_baseline": 1, "kl_raises": 0, "kl_lowers": 1} for x in v.values())
+    header, rows = XX.seeds_table(by_seed, 100)
+    assert header[-1] == "mean ± sd" and rows[1][2:] == [10, 1, "5.5 ± 6.4"]
+    assert "1 of 2" in XX.seeds_sentence(v)

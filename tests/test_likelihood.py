@@ -358,3 +358,21 @@ def test_paper_rows_claim_only_what_uncrossed_bounds_support():
     assert row["note"].endswith("overlap") and "upper bound 2226 only" in row["ours"], row
     missing = likelihood_record([], [bounds_row(380.9, 482.0)], ok)
     assert "bounds cross at every T" in lk.paper_rows(missing)[0]["ours"]
+
+
+def test_useful_runs_need_ess_a_near_meeting_gap_and_bracketing():
+    from ebmlib.chapters import likelihood as LL
+
+    def row(k, ess_f, ess_r, lower, upper, exact=0.0):
+        return dict(n_temps=k, n_chains=100, ess_forward=ess_f, ess_reverse=ess_r, lower=lower, upper=upper,
+                    exact=exact, gap=upper - lower, lower_se=0.05, upper_se=0.05, seconds=1.0)
+    rows = {"a": [row(10, 2, 2, -5, 5), row(100, 30, 9, -0.2, 0.2), row(1000, 40, 35, -0.3, 0.4)],
+            "b": [row(10, 50, 50, -3, 3)],                       # enough ESS, bounds too far apart
+            "c": [row(10, 50, 50, 0.5, 0.9)]}                    # close, but the lower side is above the truth
+    found = LL.useful_runs(rows)
+    assert found["a"]["n_temps"] == 1000 and found["b"] is None and found["c"] is None
+    text = LL.useful_sentence(rows, {"m": [dict(seconds=2.0, n_temps=10, n_chains=4)]})
+    assert "Reached by a at K = 1,000" in text and "not within the sweep by b" in text
+    rows["digit_box_fitted"] = [row(1000, 40, 35, -0.3, 0.4)]
+    text = LL.useful_sentence(rows, {"m": [dict(seconds=2.0, n_temps=10, n_chains=4)]})
+    assert "1.4 CPU-hours per model" in text              # 50 ms x 1000 temperatures x 100 chains

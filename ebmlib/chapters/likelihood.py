@@ -57,7 +57,8 @@ __all__ = [
     "PAPER_22", "PAPER_23", "MAIN_MODELS", "MIN_ESS", "N_SE", "MARKOV_NATS",
     "train_models", "ExactProblem", "mixture_problem", "gaussian_problem", "digit_box_problem", "bidirectional",
     "convergence", "exact_problems", "run_exact", "measured_se", "format_estimate", "bracketing",
-    "EXACT_HEADER", "exact_table", "exact_figure", "exact_sentence",
+    "EXACT_HEADER", "exact_table", "exact_figure", "exact_sentence", "USEFUL_ESS_FRACTION", "USEFUL_GAP_NATS",
+    "useful_runs", "useful_sentence",
     "Digits", "evaluation_digits", "frozen_energy", "fitted_base", "base_reference", "base_sentence",
     "model_lines", "image_bounds", "crossing_tolerance", "bounds_cross", "bounds_status", "choose_temperature",
     "temperature_curve", "temperature_curves", "curves_figure", "temperature_sentence",
@@ -84,6 +85,11 @@ N_SE = 4.0
 #: the one-sided tolerance that needs no standard error: Z_hat is unbiased, so log Z_hat exceeds log Z by more
 #: than t nats with probability at most e^-t (Markov's inequality); t = log 100 makes that at most 1%
 MARKOV_NATS = math.log(100.0)
+#: the target of a *useful* run: an effective sample size of at least this fraction of the chains in both
+#: directions (a tenth: the estimate then rests on many chains, not on a handful)
+USEFUL_ESS_FRACTION = 0.1
+#: and bounds that nearly meet: the reverse (upper) and forward (lower) estimates within this many nats
+USEFUL_GAP_NATS = 1.0
 
 EnergyFn = Callable[[Tensor], Tensor]
 
@@ -345,6 +351,51 @@ def exact_sentence(exact_rows: Mapping[str, Sequence[dict]], dims: Sequence[int]
         f"nats (gap {fit['gap']:.2f}). The paper's released code anneals from a uniform base; from it, a short "
         f"AIS run on 784 dimensions reports a partition function far too small, i.e. a log-likelihood far too "
         f"high.")
+
+
+def useful_runs(exact_rows: Mapping[str, Sequence[dict]], fraction: float = USEFUL_ESS_FRACTION,
+                gap: float = USEFUL_GAP_NATS) -> dict[str, Optional[dict]]:
+    """Per problem, the first schedule of :func:`run_exact` that is *useful*: an ESS of at least ``fraction`` of
+    the chains in both directions, bounds within ``gap`` nats of each other, and both sides bracketing the exact
+    answer (:func:`_side`); None when no schedule of the sweep is."""
+    out = {}
+    for key, rows in exact_rows.items():
+        out[key] = None
+        for r in rows:
+            enough = min(r["ess_forward"], r["ess_reverse"]) >= fraction * r["n_chains"]
+            low, _ = _side(r["lower"], r["exact"], r["lower_se"], r["ess_forward"], below=True)
+            up, _ = _side(r["upper"], r["exact"], r["upper_se"], r["ess_reverse"], below=False)
+            if enough and abs(r["gap"]) <= gap and low and up:
+                out[key] = r
+                break
+    return out
+
+
+def useful_sentence(exact_rows: Mapping[str, Sequence[dict]], bounds: Mapping[str, Sequence[dict]],
+                    fraction: float = USEFUL_ESS_FRACTION, gap: float = USEFUL_GAP_NATS) -> str:
+    """Which exact problems reach a useful run (:func:`useful_runs`) and at what K, and what the image EBMs' bounds
+    would cost at the K the 784-D digit-shaped problem needed: their measured seconds per temperature and chain,
+    scaled to that K and to as many chains as reached the target there."""
+    found = useful_runs(exact_rows, fraction, gap)
+    ok = [f"{k} at K = {r['n_temps']:,} (ESS {r['ess_forward']:.0f} / {r['ess_reverse']:.0f} of {r['n_chains']}, "
+          f"gap {r['gap']:.2f})" for k, r in found.items() if r is not None]
+    missed = [f"{k} (largest K {exact_rows[k][-1]['n_temps']:,}: ESS {exact_rows[k][-1]['ess_forward']:.0f} / "
+              f"{exact_rows[k][-1]['ess_reverse']:.0f})" for k, r in found.items() if r is None]
+    text = (f"**A useful run**, the target here: an ESS of at least {fraction:.0%} of the chains both ways, bounds "
+            f"within {gap:g} nat of each other and on their sides of the truth. Reached by {', '.join(ok) or 'none'}"
+            + (f"; not within the sweep by {', '.join(missed)}" if missed else "") + ".")
+    digit = found.get("digit_box_fitted")
+    timed = [r for rows in bounds.values() for r in rows if r.get("seconds")]
+    if digit is None or not timed:
+        return text
+    per = max(r["seconds"] / (r["n_temps"] * r["n_chains"]) for r in timed)     # seconds per temperature-chain
+    hours = per * digit["n_temps"] * digit["n_chains"] / 3600
+    return text + (f" The trained image EBMs anneal over the same 784 dimensions from the same fitted base; at the "
+                   f"digit-shaped problem's useful K = {digit['n_temps']:,} with its {digit['n_chains']} chains, "
+                   f"their bounds would take about **{hours:.1f} CPU-hours per model** (their measured "
+                   f"{per * 1e3:.1f} ms per temperature and chain); the runs below use far fewer, so their ESS stays "
+                   f"near 1 and their bounds are read with the one-sided check only. An EBM's energy is rougher "
+                   f"than the box's, so that K is a floor, not a promise.")
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -725,7 +776,7 @@ def replay_vs_pcd_bullet(bounds: Mapping[str, Sequence[dict]], pcd_iters: int) -
     rep, pcd = _comparable(rep_rows, pcd_rows)
     if rep is None:
         return f"* **Replay vs PCD.** This run makes no comparison: {why}. {paper}"
-    head = (f"* **Replay vs PCD.** " + (f"At the largest K, {why}. " if why else "")
+    head = ("* **Replay vs PCD.** " + (f"At the largest K, {why}. " if why else "")
             + f"With K = {rep['n_temps']}" + (", where both models' bounds are ordered" if why else "")
             + f", the replay-buffer model's bounds are [{rep['lower']:.1f}, {rep['upper']:.1f}] nats and the PCD "
             f"model's [{pcd['lower']:.1f}, {pcd['upper']:.1f}]: ")
@@ -831,12 +882,13 @@ def temperature_bullet(curves: Mapping[str, dict]) -> str:
 
 def summary(bounds: Mapping[str, Sequence[dict]], sens: Mapping[str, dict], curves: Mapping[str, dict],
             exact_rows: Mapping[str, Sequence[dict]], base_mean: float, trained: Mapping, cfg) -> str:
-    """Section 6: the five bullets above, each from this run's numbers."""
+    """Section 6: the six bullets above, each from this run's numbers."""
     crossed = [k for k, rs in bounds.items() if rs and bounds_cross(rs[-1])]
     crossed += [k for k, r in sens.items() if r["temperature"] is not None and bounds_cross(r)]
     return "\n".join([
         replay_vs_pcd_bullet(bounds, trained["mnist_uncond_pcd"].recipe.n_iters),
         trust_bullet(bounds, exact_rows, cfg.exact_dims, crossed),
+        "* " + useful_sentence(exact_rows, bounds),
         base_bullet(base_mean), sensitivity_bullet(sens, cfg.sens_temps), temperature_bullet(curves)])
 
 

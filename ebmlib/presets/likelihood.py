@@ -22,7 +22,7 @@ DEMO = dict(
         "sens_step_100": dict(_DEMO_SENS, train=dict(_DEMO_TRAIN, init="replay", alpha=1.0, step_size=100.0)),
         "sens_step_1000": dict(_DEMO_SENS, train=dict(_DEMO_TRAIN, init="replay", alpha=1.0, step_size=1000.0)),
     },
-    exact_dims=(2, 50, 784), exact_temps=(10, 30, 100, 300, 1000), exact_chains=256,   # exact log Z problems
+    exact_dims=(2, 50, 784), exact_temps=(10, 30, 100, 300, 1000, 3000), exact_chains=256,   # exact log Z problems
     # AIS cost: one HMC transition (5 leapfrog steps) per temperature, ~6 energy+gradient evaluations per chain
     # and temperature, ~0.6 ms each for the width-16 CNN at one thread (0.35 ms at width 8)
     t_grid=(3e-7, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3), t_chains=8, t_temps=100,   # choosing T
