@@ -167,7 +167,8 @@ plt.show()
 # %%
 check = X.expert_check(models, cfg, ch.rng(6), ch.rng)
 ch.metrics["expert_check"] = check
-ch.table(*X.expert_table(check), caption=f"{cfg.n_test} samples per expert, read by the judge:")
+ch.table(*X.expert_table(check),
+         caption=f"{cfg.n_test} samples per expert, read by the judge:")
 ch.show(X.expert_sentence(check, cfg.judge_floor))
 
 # %%
