@@ -53,14 +53,14 @@ print(ch.describe())
 # %% [markdown]
 # ## 1. What scale changes
 #
-# Going from CIFAR-10 to ImageNet the paper changes three things: **capacity** (a network 17 times wider in
-# parameters at 32 pixels, because 1000 classes share it), **image size** (at 128 pixels every Langevin step
+# Going from CIFAR-10 to ImageNet the paper changes three things: **capacity** (at 32 pixels a network with
+# many times the parameters of CIFAR-10's, because 1000 classes share it), **image size** (at 128 pixels every Langevin step
 # costs more, so the release takes fewer steps, $K = 50$, with a larger step, 100) and **workers** (32 GPUs, each
 # with a small batch and its own replay buffer of 10,000 samples, exchanging nothing but the gradient, which is
 # all-reduced once per iteration). The table counts, per recipe, the parameters, the FLOPs of one Langevin step
 # of one image, one GPU's FLOPs per iteration (batch times $K$ steps plus two training passes) and the bytes of
-# float32 gradient all-reduced per iteration. The last ratio is why data parallelism scales here: each byte sent
-# pays for tens of thousands of FLOPs of sampling.
+# float32 gradient all-reduced per iteration. The FLOPs per byte are why data parallelism scales here: each byte
+# sent pays for a great deal of sampling.
 
 # %%
 ch.table(I.SCALE_HEADER, I.scale_rows(),
