@@ -261,3 +261,32 @@ def test_the_committed_demo_record_renders_on_the_results_page():
     rows = R.collect_rows()
     assert any(r["chapter"] == "12_imagenet" for r in rows.get("Fig. 4", []))
     assert np.isfinite(float(rows["Fig. 4"][0]["ours"].split("; ")[1].split("%")[0]))
+
+
+def _convert(root, done):
+    from ebmlib.data.imagenet import imagenet32_memmap as convert
+    done.put(len(convert("train", root)))
+
+
+def test_ranks_arriving_together_convert_once_the_others_wait(tmp_path):
+    """While one process holds the conversion lock, another that needs the memmap waits for it instead of
+    writing its own copy; once released, it reads the finished file."""
+    import fcntl
+    import multiprocessing as mp
+    write_imagenet32(tmp_path, n_per_batch=3, n_val=4)
+    lock = tmp_path / "imagenet32" / ".train_memmap.lock"
+    ctx = mp.get_context("spawn")
+    done = ctx.Queue()
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    child = ctx.Process(target=_convert, args=(tmp_path, done))
+    child.start()
+    try:
+        child.join(timeout=4)
+        assert child.is_alive()                                   # blocked on the lock
+        assert not (tmp_path / "imagenet32" / "train_images.u8").exists()
+    finally:
+        os.close(fd)                                              # release: the child converts and finishes
+    child.join(timeout=60)
+    assert child.exitcode == 0 and done.get(timeout=5) == 30
+    assert not list((tmp_path / "imagenet32").glob("*.partial*"))

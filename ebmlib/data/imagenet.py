@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -232,16 +233,34 @@ def _memmap_paths(split: str, root) -> tuple[Path, Path]:
     return folder / f"{split}_images.u8", folder / f"{split}_labels.npy"
 
 
+@contextmanager
+def _exclusive(path: Path):
+    """Hold an exclusive lock on ``path`` while the block runs, waiting for it: under torchrun every rank reaches
+    the conversion at once, and only one may write while the others wait for its result."""
+    try:
+        import fcntl
+    except ImportError:          # pragma: no cover - no flock: the per-process temporary names still keep it safe
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def _write_memmap(split: str, root, images_path: Path, labels_path: Path) -> None:
     """Append every batch file of ``split`` (one in memory at a time) to a raw uint8 file, then its labels;
-    each written under a temporary name and renamed, so an interrupted conversion leaves nothing half-written."""
-    labels, tmp = [], images_path.with_name(images_path.name + ".partial")
+    each written under a temporary name of this process and renamed, so an interrupted conversion leaves nothing
+    half-written under the final names."""
+    labels, tmp = [], images_path.with_name(f"{images_path.name}.{os.getpid()}.partial")
     with open(tmp, "wb") as out:
         for path in imagenet32_files(split, root):
             x, y = read_imagenet32_batch(path)
             out.write(x.numpy().tobytes())
             labels.append(y.numpy())
-    tmp_labels = labels_path.with_name(labels_path.name + ".partial.npy")
+    tmp_labels = labels_path.with_name(f"{labels_path.name}.{os.getpid()}.partial.npy")
     np.save(tmp_labels, np.concatenate(labels))
     os.replace(tmp_labels, labels_path)
     os.replace(tmp, images_path)
@@ -251,10 +270,14 @@ def imagenet32_memmap(split: str = "train", root: Optional[str | os.PathLike] = 
     """ImageNet32 ``split`` as an :class:`ImageData` whose images are memory-mapped from
     ``<root>/imagenet32/<split>_images.u8`` (written once from the batch files: 3.9 GB for the training set), so a
     trainer drawing random minibatches reads only the rows it draws and the 1.28 M images are never loaded at
-    once. The map is copy-on-write: nothing the program does changes the file."""
+    once. The map is copy-on-write: nothing the program does changes the file. Processes that arrive together
+    (the ranks of a torchrun) convert once: one writes under a lock while the others wait for it."""
     images_path, labels_path = _memmap_paths(split, root)
     if not (images_path.is_file() and labels_path.is_file()):
-        _write_memmap(split, root, images_path, labels_path)
+        imagenet32_files(split, root)                    # missing data: the message that says where to get it
+        with _exclusive(images_path.with_name(f".{split}_memmap.lock")):
+            if not (images_path.is_file() and labels_path.is_file()):    # another rank may have written it
+                _write_memmap(split, root, images_path, labels_path)
     labels = np.load(labels_path, allow_pickle=False)
     n = images_path.stat().st_size // (3 * 32 * 32)
     if n != len(labels):
@@ -305,5 +328,7 @@ def imagenet128_images(split: str = "val", n: Optional[int] = None, seed: int = 
     if n is not None and (not isinstance(n, int) or n < 1):
         raise ValueError(f"n must be None or a positive int, got {n!r}")
     order = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[: n or total].tolist()
-    items = [source.dataset[i] for i in order]
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(source.threads) as pool:           # 50,000 JPEG decodes at paper scale
+        items = list(pool.map(source.dataset.__getitem__, order))
     return ImageData(torch.stack([x for x, _ in items]), torch.stack([y for _, y in items]), list(source.classes))
