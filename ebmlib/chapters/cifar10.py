@@ -32,7 +32,7 @@ from ebmlib.core.image_checks import (energy_line, energy_means, energy_sets, im
                                       neighbour_rows, nn_distances)
 from ebmlib.core.image_ebm import image_recipes, training_inputs
 from ebmlib.core.model_quality import (QUALITY_HEADER, class_rows, ensemble_samples, inception_line,  # noqa: F401
-                                      inception_networks, quality_rows, sample_quality)
+                                      inception_networks, quality_rows, sample_quality, score_text)
 from ebmlib.core.images import ImageData
 from ebmlib.core.nets import CIFARResNetEnergy, count_parameters
 from ebmlib.core.recipes import load_or_train, load_or_train_all
@@ -418,13 +418,6 @@ def _headline(m: Mapping) -> dict:
     return out
 
 
-def _score(v: Mapping, inception: bool) -> str:
-    if inception:
-        return (f"IS {v['inception_is']:.2f} / FID {v['inception_fid']:.2f}" if "inception_is" in v
-                else "Inception not run")
-    return f"IS {v['is']:.2f} / FID {v['fid']:.2f}"
-
-
 def summary_rows(metrics: Mapping, cifar: Optional[Mapping] = None) -> list[list]:
     """The summary: this run's numbers (classifier space on the stand-in; Inception on CIFAR-10 where it ran),
     the paper's, and a committed CIFAR-10 run's (``cifar``: its record, or None: "not run here" + command)."""
@@ -438,15 +431,15 @@ def summary_rows(metrics: Mapping, cifar: Optional[Mapping] = None) -> list[list
     rows = [
         ["classifier test accuracy (the measuring stick)", f"{h['classifier']:.4f}", "-",
          col(lambda r: f"{r['classifier']:.4f}")],
-        ["uncond., replay buffer: IS / FID (classifier space)", _score(h["buffer"], False), "qualitative (Fig. 3d)",
-         col(lambda r: _score(r["buffer"], False))],
+        ["uncond., replay buffer: IS / FID (classifier space)", score_text(h["buffer"], False), "qualitative (Fig. 3d)",
+         col(lambda r: score_text(r["buffer"], False))],
     ]
     for kind, (label, p_is, p_fid) in PAPER_TABLE1.items():
         if kind in h:
-            rows.append([f"{label}: IS / FID (classifier space)", _score(h[kind], False), "not comparable",
-                         col(lambda r, k=kind: _score(r[k], False))])
-            rows.append([f"{label}: Inception IS / FID", _score(h[kind], True) if on_cifar else "not run (stand-in)",
-                         f"IS {p_is:.2f} / FID {p_fid:.2f}", col(lambda r, k=kind: _score(r[k], True))])
+            rows.append([f"{label}: IS / FID (classifier space)", score_text(h[kind], False), "not comparable",
+                         col(lambda r, k=kind: score_text(r[k], False))])
+            rows.append([f"{label}: Inception IS / FID", score_text(h[kind], True) if on_cifar else "not run (stand-in)",
+                         f"IS {p_is:.2f} / FID {p_fid:.2f}", col(lambda r, k=kind: score_text(r[k], True))])
     if "cond_single" in h:
         rows.append(["conditional samples classified as their class", f"{h['cond_single']['conditional_accuracy']:.3f}",
                      "-", col(lambda r: f"{r['cond_single']['conditional_accuracy']:.3f}")])
@@ -507,11 +500,11 @@ def _run_rows(record: Mapping) -> list[dict]:
                                           f"{h['uncond_ensemble']['fid']:.2f}"),
                      verdict="shown (qualitative)", note=note, data=data))
     if on_cifar:
-        ours = "; ".join(f"{PAPER_TABLE1[k][0]} {_score(h[k], True)}" for k in PAPER_TABLE1 if k in h)
+        ours = "; ".join(f"{PAPER_TABLE1[k][0]} {score_text(h[k], True)}" for k in PAPER_TABLE1 if k in h)
         rows.append(dict(item="Fig. 5 / Table 1", ours=ours, verdict=_verdict_table1(m),
                          note=f"{m['quality'][_table1_keys(m['quality'])['uncond_single']]['n']} samples", data=data))
     else:
-        ours = "; ".join(f"{PAPER_TABLE1[k][0]} {_score(h[k], False)}" for k in PAPER_TABLE1 if k in h)
+        ours = "; ".join(f"{PAPER_TABLE1[k][0]} {score_text(h[k], False)}" for k in PAPER_TABLE1 if k in h)
         rows.append(dict(item="Fig. 5 / Table 1", ours=ours, verdict="not run here",
                          note="the stand-in's classifier-space IS / FID, not comparable with the paper's", data=data))
     sp, ip, gt = (m["restoration"][k] for k in ("salt and pepper (0.1)", "bottom half masked", "ground-truth init"))

@@ -28,7 +28,8 @@ from ebmlib.core.cost import gpu_hours, gpu_hours_line, network_flops
 from ebmlib.core.ensemble import SnapshotRecipe
 from ebmlib.core.image_ebm import image_recipes, training_inputs
 from ebmlib.core.images import DEQUANTIZERS, ImageData
-from ebmlib.core.model_quality import Resized, class_rows, ensemble_samples, quality_rows, sample_quality
+from ebmlib.core.model_quality import (Resized, class_rows, ensemble_samples, quality_rows, sample_quality,
+                                      score_text)
 from ebmlib.core.nets import CIFARResNetEnergy, count_parameters, imagenet128_energy, imagenet32_energy
 from ebmlib.core.recipes import load_or_train, load_or_train_all
 from ebmlib.core.restore import completions
@@ -421,13 +422,6 @@ def _by_size(metrics: Mapping) -> dict[int, str]:
     return {_image_size(metrics["models"], k): k for k in metrics["models"]}
 
 
-def _score(v: Mapping, inception: bool) -> str:
-    if inception:
-        return (f"IS {v['inception_is']:.2f} / FID {v['inception_fid']:.2f}" if "inception_is" in v
-                else "Inception not run")
-    return f"IS {v['is']:.2f} / FID {v['fid']:.2f}"
-
-
 def summary_rows(metrics: Mapping, imagenet: Optional[Mapping] = None) -> list[list]:
     """This run's numbers, the paper's, and a committed ImageNet run's (``imagenet``: its record, or None: "not run
     here" with the command below the table)."""
@@ -444,13 +438,13 @@ def summary_rows(metrics: Mapping, imagenet: Optional[Mapping] = None) -> list[l
         def ref(fn, m=theirs):
             return fn(other["quality"][m], m) if m else missing
         rows += [
-            [f"{label}: last weights, IS / FID (classifier space)", col(lambda q, m: _score(_single(q, m), False)),
-             "not comparable", ref(lambda q, m: _score(_single(q, m), False))],
+            [f"{label}: last weights, IS / FID (classifier space)", col(lambda q, m: score_text(_single(q, m), False)),
+             "not comparable", ref(lambda q, m: score_text(_single(q, m), False))],
             [f"{label}: snapshot ensemble, IS / FID (classifier space)",
-             col(lambda q, m: _score(_ensemble(q, m), False)), "not comparable",
-             ref(lambda q, m: _score(_ensemble(q, m), False))],
-            [f"{label}: Inception IS / FID", col(lambda q, m: _score(_single(q, m), True)),
-             f"IS {p_is:.2f} / FID {p_fid:.2f}", ref(lambda q, m: _score(_single(q, m), True))],
+             col(lambda q, m: score_text(_ensemble(q, m), False)), "not comparable",
+             ref(lambda q, m: score_text(_ensemble(q, m), False))],
+            [f"{label}: Inception IS / FID", col(lambda q, m: score_text(_single(q, m), True)),
+             f"IS {p_is:.2f} / FID {p_fid:.2f}", ref(lambda q, m: score_text(_single(q, m), True))],
             [f"{label}: samples classified as their class (ensemble)",
              col(lambda q, m: f"{_ensemble(q, m)['conditional_accuracy']:.3f}"), "-",
              ref(lambda q, m: f"{_ensemble(q, m)['conditional_accuracy']:.3f}")],
@@ -495,7 +489,7 @@ def _run_rows(record: Mapping) -> list[dict]:
                                           "classified as their class"),
                          verdict="shown (qualitative)", note=note, data=data))
         verdict = _verdict_table1(_single(q, model), p_is, p_fid) if on_imagenet else "not run here"
-        rows.append(dict(item="Fig. 5 / Table 1", ours=f"{label}: {_score(_single(q, model), on_imagenet)}",
+        rows.append(dict(item="Fig. 5 / Table 1", ours=f"{label}: {score_text(_single(q, model), on_imagenet)}",
                          verdict=verdict, note=note or f"{_single(q, model)['n']} samples", data=data))
         if size == 32:
             s = m["completions"]["test"]

@@ -23,7 +23,7 @@ from ebmlib.core.images import ImageData
 from ebmlib.core.quality import classifier_fid, classifier_inception_score, inception_fid, inception_score
 
 __all__ = ["Resized", "sample_scores", "sample_quality", "QUALITY_HEADER", "quality_rows", "ensemble_samples",
-           "class_rows", "inception_networks", "inception_line"]
+           "class_rows", "inception_networks", "inception_line", "score_text"]
 
 
 class Resized(nn.Module):
@@ -144,3 +144,11 @@ def inception_line(networks: Optional[Mapping]) -> str:
         return ("Inception IS / FID: off at this scale (the book's machines cannot download the Inception weights); "
                 "the scores below are a classifier's, labelled as such")
     return "Inception IS / FID: torchmetrics with torch-fidelity's Inception weights (pt_inception-2015-12-05)"
+
+
+def score_text(v: Mapping, inception: bool) -> str:
+    """"IS a / FID b" of one scored sample set: Inception's (or "Inception not run") or the classifier's."""
+    if inception:
+        return (f"IS {v['inception_is']:.2f} / FID {v['inception_fid']:.2f}" if "inception_is" in v
+                else "Inception not run")
+    return f"IS {v['is']:.2f} / FID {v['fid']:.2f}"
