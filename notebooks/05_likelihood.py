@@ -32,7 +32,7 @@
 # *cross*), and two bounds that meet on runs whose weights rest on one chain are weak evidence of the value.
 
 # %% tags=["install"]
-# On Colab or Binder: install the book's package (and this chapter's extras) if missing.
+# On Colab or Binder: pip install the book's package (and this chapter's extras) if missing.
 import importlib.util, os, subprocess, sys  # noqa: E401
 if importlib.util.find_spec("ebmlib") is None:
     repo = "git+https://github.com/ebm-book/ebm-book"
@@ -175,6 +175,16 @@ ch.table(L.BOUNDS_HEADER, L.bounds_table(bounds), caption=f"{cfg.n_test} test di
          f"(one RAISE chain each), {cfg.bound_chains} AIS chains:")
 
 # %% [markdown]
+# **At a useful schedule?** Section 1 found the number of intermediate distributions at which AIS on the 784-D
+# digit-shaped problem, from this same fitted base, reaches a useful effective sample size. The same schedule on
+# the two trained models, with more AIS chains (its own random stream, so the runs above and below are not moved):
+
+# %%
+probe = L.useful_probe(models, curves, digits.test, base, cfg, ch.rng(7))
+ch.metrics["useful_probe"] = probe
+ch.show(L.probe_sentence(probe))
+
+# %% [markdown]
 # ## 5. Sensitivity to the L2 coefficient and the step size (Fig. 23)
 #
 # Five models, each changing one setting of a base recipe: the L2 coefficient $\alpha$ of the energy regulariser
@@ -197,7 +207,8 @@ plt.show()
 # ## 6. What the numbers say
 
 # %%
-ch.show(L.summary(bounds, sens, curves, exact_rows, base_mean, trained, cfg))
+ch.show(L.summary(bounds, sens, curves, exact_rows, base_mean, trained, cfg,
+                  probe=probe))
 
 # %%
 path = ch.save()

@@ -371,8 +371,22 @@ def test_useful_runs_need_ess_a_near_meeting_gap_and_bracketing():
             "c": [row(10, 50, 50, 0.5, 0.9)]}                    # close, but the lower side is above the truth
     found = LL.useful_runs(rows)
     assert found["a"]["n_temps"] == 1000 and found["b"] is None and found["c"] is None
-    text = LL.useful_sentence(rows, {"m": [dict(seconds=2.0, n_temps=10, n_chains=4)]})
+    text = LL.useful_sentence(rows, {"m": [dict(seconds=2.0, n_temps=10, n_chains=4, n_test=2)]})
     assert "Reached by a at K = 1,000" in text and "not within the sweep by b" in text
     rows["digit_box_fitted"] = [row(1000, 40, 35, -0.3, 0.4)]
-    text = LL.useful_sentence(rows, {"m": [dict(seconds=2.0, n_temps=10, n_chains=4)]})
-    assert "1.4 CPU-hours per model" in text              # 50 ms x 1000 temperatures x 100 chains
+    text = LL.useful_sentence(rows, {"m": [dict(seconds=1.0, n_temps=5, n_chains=4, n_test=2),
+                                           dict(seconds=2.0, n_temps=10, n_chains=4, n_test=2)]})
+    assert "about **57 CPU-minutes per model**" in text    # the longest run: 2 s / (10 x (4 + 2)) x 1000 x 102 / 60
+
+
+def test_probe_sentence_says_whether_the_ess_target_is_met():
+    from ebmlib.chapters import likelihood as LL
+
+    def row(ess, lower, upper):
+        return dict(temperature=1e-5, n_temps=3000, n_chains=64, n_test=16, upper=upper, lower=lower,
+                    gap=upper - lower, lower_se=5.0, log_z=0.0, log_z_se=0.1, ess=ess, acceptance=0.7, seconds=120.0)
+    text = LL.probe_sentence({"a": row(10.0, 100.0, 200.0), "b": row(1.0, 300.0, 100.0), "c": None})
+    assert text.startswith("At K = 3,000")
+    assert "a: AIS ESS **10.0 of 64** chains (useful: the target is 6.4)" in text and "do not cross" in text
+    assert "b: AIS ESS **1.0 of 64** chains (not useful" in text and "that cross" in text
+    assert "c: no temperature, not run" in text

@@ -58,7 +58,7 @@ __all__ = [
     "train_models", "ExactProblem", "mixture_problem", "gaussian_problem", "digit_box_problem", "bidirectional",
     "convergence", "exact_problems", "run_exact", "measured_se", "format_estimate", "bracketing",
     "EXACT_HEADER", "exact_table", "exact_figure", "exact_sentence", "USEFUL_ESS_FRACTION", "USEFUL_GAP_NATS",
-    "useful_runs", "useful_sentence",
+    "useful_runs", "useful_sentence", "useful_probe", "probe_sentence",
     "Digits", "evaluation_digits", "frozen_energy", "fitted_base", "base_reference", "base_sentence",
     "model_lines", "image_bounds", "crossing_tolerance", "bounds_cross", "bounds_status", "choose_temperature",
     "temperature_curve", "temperature_curves", "curves_figure", "temperature_sentence",
@@ -388,14 +388,17 @@ def useful_sentence(exact_rows: Mapping[str, Sequence[dict]], bounds: Mapping[st
     timed = [r for rows in bounds.values() for r in rows if r.get("seconds")]
     if digit is None or not timed:
         return text
-    per = max(r["seconds"] / (r["n_temps"] * r["n_chains"]) for r in timed)     # seconds per temperature-chain
-    hours = per * digit["n_temps"] * digit["n_chains"] / 3600
+    # the rate of the longest image run (its fixed costs, the pilot tuning, weigh least): AIS and RAISE chains
+    longest = max(timed, key=lambda r: r["n_temps"])
+    per = longest["seconds"] / (longest["n_temps"] * (longest["n_chains"] + longest["n_test"]))
+    minutes = per * digit["n_temps"] * (digit["n_chains"] + longest["n_test"]) / 60
     return text + (f" The trained image EBMs anneal over the same 784 dimensions from the same fitted base; at the "
-                   f"digit-shaped problem's useful K = {digit['n_temps']:,} with its {digit['n_chains']} chains, "
-                   f"their bounds would take about **{hours:.1f} CPU-hours per model** (their measured "
-                   f"{per * 1e3:.1f} ms per temperature and chain); the runs below use far fewer, so their ESS stays "
-                   f"near 1 and their bounds are read with the one-sided check only. An EBM's energy is rougher "
-                   f"than the box's, so that K is a floor, not a promise.")
+                   f"digit-shaped problem's useful K = {digit['n_temps']:,} with its {digit['n_chains']} AIS chains, "
+                   f"their bounds would take about **{minutes:.0f} CPU-minutes per model** (their measured "
+                   f"{per * 1e3:.2f} ms per temperature and chain). The runs of Fig. 22 and 23 use far fewer, so "
+                   f"their ESS stays near 1 and their bounds are read with the one-sided check only; section 4's "
+                   f"probe ran the two main models at that K, and an EBM's energy is rougher than the box's, so that "
+                   f"K is a floor, not a promise.")
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -632,6 +635,33 @@ def fig22_bounds(models: Mapping[str, nn.Module], curves: Mapping[str, dict], te
         if t is None and log:
             log(f"{key}: no temperature with uncrossed bounds, no bounds computed")
     return bounds
+
+
+def useful_probe(models: Mapping[str, nn.Module], curves: Mapping[str, dict], test_x: Tensor, base, cfg,
+                 generator: Optional[torch.Generator] = None) -> dict[str, Optional[dict]]:
+    """Fig. 22's models at the schedule that made the 784-D digit-shaped problem useful (``cfg.probe_temps``
+    intermediate distributions) with ``cfg.probe_chains`` AIS chains, at each model's chosen T: does a trained EBM
+    reach a useful ESS (:data:`USEFUL_ESS_FRACTION` of the chains) there too? None for a model without a T."""
+    return {key: (image_bounds(model, test_x, base, curves[key]["best"], n_temps=cfg.probe_temps,
+                               n_chains=cfg.probe_chains, generator=generator, **cfg.ais_settings)
+                  if curves[key]["best"] is not None else None) for key, model in models.items()}
+
+
+def probe_sentence(probe: Mapping[str, Optional[dict]], fraction: float = USEFUL_ESS_FRACTION) -> str:
+    """What :func:`useful_probe` found, model by model."""
+    parts = []
+    for key, r in probe.items():
+        if r is None:
+            parts.append(f"{key}: no temperature, not run")
+            continue
+        reached = r["ess"] >= fraction * r["n_chains"]
+        state = "cross" if bounds_cross(r) else "do not cross"
+        parts.append(f"{key}: AIS ESS **{r['ess']:.1f} of {r['n_chains']}** chains "
+                     f"({'useful' if reached else 'not useful'}: the target is {fraction * r['n_chains']:.1f}), "
+                     f"bounds [{r['lower']:.0f}, {r['upper']:.0f}] that {state}, {r['seconds'] / 60:.1f} min")
+    k = next((r["n_temps"] for r in probe.values() if r is not None), None)
+    return (f"At K = {k:,}, the schedule that made the 784-D digit-shaped problem useful: " if k else "") + \
+        "; ".join(parts) + "."
 
 
 def bounds_figure(bounds: Mapping[str, Sequence[dict]], base_mean: float):
@@ -881,14 +911,16 @@ def temperature_bullet(curves: Mapping[str, dict]) -> str:
 
 
 def summary(bounds: Mapping[str, Sequence[dict]], sens: Mapping[str, dict], curves: Mapping[str, dict],
-            exact_rows: Mapping[str, Sequence[dict]], base_mean: float, trained: Mapping, cfg) -> str:
-    """Section 6: the six bullets above, each from this run's numbers."""
+            exact_rows: Mapping[str, Sequence[dict]], base_mean: float, trained: Mapping, cfg,
+            probe: Optional[Mapping[str, Optional[dict]]] = None) -> str:
+    """Section 6: the six bullets above, each from this run's numbers (the useful-run bullet with section 4's
+    probe, :func:`useful_probe`, where it ran)."""
     crossed = [k for k, rs in bounds.items() if rs and bounds_cross(rs[-1])]
     crossed += [k for k, r in sens.items() if r["temperature"] is not None and bounds_cross(r)]
     return "\n".join([
         replay_vs_pcd_bullet(bounds, trained["mnist_uncond_pcd"].recipe.n_iters),
         trust_bullet(bounds, exact_rows, cfg.exact_dims, crossed),
-        "* " + useful_sentence(exact_rows, bounds),
+        "* " + useful_sentence(exact_rows, bounds) + (" " + probe_sentence(probe) if probe else ""),
         base_bullet(base_mean), sensitivity_bullet(sens, cfg.sens_temps), temperature_bullet(curves)])
 
 
