@@ -40,7 +40,7 @@
 # sampling defence (1,000 images, 20 PGD steps, 7 epsilons, both norms) add roughly an hour.
 
 # %% tags=["install"]
-# On Colab or Binder: pip install the book's package (and this chapter's extras) if missing.
+# Colab / Binder: pip install the book's package (and this chapter's extras) if missing.
 import importlib.util, os, subprocess, sys  # noqa: E401
 if importlib.util.find_spec("ebmlib") is None:
     repo = "git+https://github.com/ebm-book/ebm-book"

@@ -28,7 +28,7 @@
 # `ebmlib.data.dsprites` (the exact latent grid, rendered on demand).
 
 # %% tags=["install"]
-# On Colab or Binder: pip install the book's package (and this chapter's extras) if missing.
+# Colab / Binder: pip install the book's package (and this chapter's extras) if missing.
 import importlib.util, os, subprocess, sys  # noqa: E401
 if importlib.util.find_spec("ebmlib") is None:
     repo = "git+https://github.com/ebm-book/ebm-book"
