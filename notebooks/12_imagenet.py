@@ -146,7 +146,7 @@ print(I.classifier_line(cfg, ch.metrics["classifier_test_accuracy"]))
 # taking turns** round by round. Held-out test images and uniform noise bracket the scores.
 
 # %%
-quality, samples = I.score_models(clf, models, cfg, gen, feature=inception)
+quality, samples = I.score_models(clf, models, cfg, gen, feature=inception, tests=data)
 ch.metrics["quality"] = quality
 ch.table(QUALITY_HEADER, I.quality_table(quality),
          caption="IS and FID in the feature space of the classifier above (FID lower is "

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from ebmlib.core.classifiers import CIFARClassifier, ClassifierRecipe, accuracy, predict
-from ebmlib.core.cost import flop_count, gpu_hours, gpu_hours_line  # noqa: F401  (the chapter's API)
+from ebmlib.core.cost import flop_count, gpu_hours, gpu_hours_line, model_costs  # noqa: F401  (the chapter's API)
 from ebmlib.core.ensemble import SnapshotEnergy, SnapshotRecipe, ensemble_chains, evaluation_samples  # noqa: F401
 from ebmlib.core.image_checks import (energy_line, energy_means, energy_sets, image_energies,  # noqa: F401
                                       neighbour_rows, nn_distances)
@@ -580,12 +580,7 @@ def paper_cost(cfg) -> dict:
     from ebmlib.presets import preset
 
     paper = preset("04_cifar10", "paper")
-    rate = cfg.measured_rate
-    out = {}
-    for name, recipe in recipes(paper.models).items():
-        r = rate.get(name) if isinstance(rate, Mapping) else rate
-        out[name] = (recipe, gpu_hours(recipe, r, cfg.flops_per_s, cfg.utilisation))
-    return out
+    return model_costs(recipes(paper.models), cfg.measured_rate, cfg.flops_per_s, cfg.utilisation)
 
 
 def paper_cost_lines(cost: Mapping) -> str:

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from ebmlib.core.classifiers import ClassifierRecipe, accuracy
-from ebmlib.core.cost import gpu_hours, gpu_hours_line, network_flops
+from ebmlib.core.cost import gpu_hours_line, model_costs, network_flops
 from ebmlib.core.ensemble import SnapshotRecipe
 from ebmlib.core.image_ebm import image_recipes, training_inputs
 from ebmlib.core.images import DEQUANTIZERS, ImageData
@@ -234,11 +234,8 @@ def paper_cost(cfg) -> dict:
     {name: (recipe, estimate)}."""
     from ebmlib.presets import preset
 
-    paper, rate, out = preset("12_imagenet", "paper"), cfg.measured_rate, {}
-    for name, recipe in recipes(paper.models).items():
-        r = rate.get(name) if isinstance(rate, Mapping) else rate
-        out[name] = (recipe, gpu_hours(recipe, r, cfg.flops_per_s, cfg.utilisation, gpus=cfg.paper_gpus))
-    return out
+    paper = preset("12_imagenet", "paper")
+    return model_costs(recipes(paper.models), cfg.measured_rate, cfg.flops_per_s, cfg.utilisation, gpus=cfg.paper_gpus)
 
 
 def paper_cost_lines(cost: Mapping) -> str:
@@ -254,21 +251,25 @@ def paper_cost_lines(cost: Mapping) -> str:
 # --------------------------------------------------------------------------------------------------------
 # Samples and Table 1
 
-def _eval_data(recipe: ImageNetEBMRecipe, n: int, generator: Optional[torch.Generator]) -> tuple:
+def _eval_data(recipe: ImageNetEBMRecipe, n: int, generator: Optional[torch.Generator],
+               test: Optional[ImageData] = None) -> tuple:
     seed = int(torch.randint(2 ** 31, (1,), generator=generator))
-    return load_split(recipe.dataset, "train", n, seed), load_split(recipe.dataset, "test", n, seed)
+    test = test if test is not None else load_split(recipe.dataset, "test", n, seed)
+    return load_split(recipe.dataset, "train", n, seed), test
 
 
 def score_models(clf: nn.Module, models: Mapping, cfg, generator: Optional[torch.Generator] = None,
-                 feature: Optional[Mapping] = None) -> tuple[dict, dict]:
+                 feature: Optional[Mapping] = None, tests: Optional[Mapping[str, ImageData]] = None
+                 ) -> tuple[dict, dict]:
     """Table 1's protocol (:func:`~ebmlib.core.model_quality.sample_quality`, chapter 04's) for each model on its
     own data: ``cfg.n_quality[name]`` samples of its replay buffer, of fresh chains of the release's evaluation
     sampler (``cfg.eval[name]``) under the last weights and under the snapshot ensemble, against as many
-    training images, with test images and noise as references. Returns ({model: scores}, {model: samples})."""
+    training images, with test images and noise as references; ``tests`` (model -> the test split the page has
+    already read with :func:`load_split`) saves reading it again. Returns ({model: scores}, {model: samples})."""
     quality, samples = {}, {}
     for name, t in models.items():
         n = cfg.n_quality[name]
-        train, test = _eval_data(t.recipe, n, generator)
+        train, test = _eval_data(t.recipe, n, generator, None if tests is None else tests[name])
         quality[name], samples[name] = sample_quality(scorer(clf, t.recipe), {name: t}, train, test, n,
                                                       cfg.eval[name], generator, feature=feature)
     return quality, samples

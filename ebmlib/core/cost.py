@@ -10,7 +10,7 @@ from typing import Mapping, Optional
 
 import torch
 
-__all__ = ["network_flops", "flop_count", "gpu_hours", "gpu_hours_line"]
+__all__ = ["network_flops", "flop_count", "gpu_hours", "model_costs", "gpu_hours_line"]
 
 
 def network_flops(model, conditional: bool) -> dict:
@@ -79,6 +79,13 @@ def gpu_hours(recipe, iterations_per_second: Optional[float] = None, flops_per_s
     hours = gpus * counts["total"] / (flops_per_s * utilisation) / 3600
     return {"hours": hours, "wall_hours": hours / gpus, "gpus": gpus, "basis": "FLOP estimate", "flops": counts,
             "flops_per_s": flops_per_s, "utilisation": utilisation}
+
+
+def model_costs(recipes: Mapping, rate, flops_per_s: float, utilisation: float, gpus: int = 1) -> dict:
+    """:func:`gpu_hours` of every recipe (name -> recipe): ``rate`` is a measured iterations-per-second per model
+    name (a mapping), one number for all, or None (the FLOP estimate). Returns {name: (recipe, estimate)}."""
+    return {name: (recipe, gpu_hours(recipe, rate.get(name) if isinstance(rate, Mapping) else rate, flops_per_s,
+                                     utilisation, gpus=gpus)) for name, recipe in recipes.items()}
 
 
 def gpu_hours_line(name: str, recipe, est: Mapping) -> str:
