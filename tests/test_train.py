@@ -225,7 +225,8 @@ BAD_VALUES = {
     "batch_size": [0, 2.5, True], "n_steps": [-1, 1.0], "step_size": [0.0, -1.0, math.inf, math.nan, "0.1"],
     "noise_std": [-0.1, math.nan], "grad_clip": [0.0, -1.0, math.inf], "data_range": [(1.0, 0.0), (0.0,), (0.0, math.inf)],
     "clamp_chains": [1, "yes"], "init": ["pcd", None], "buffer_capacity": [0, 10.0], "replay_fraction": [1.5, -0.1],
-    "alpha": [-1.0, math.nan], "lr": [0.0, math.inf, None], "betas": [(0.9,), (1.0, 0.999), (0.0, -0.1)],
+    "alpha": [-1.0, math.nan], "lr": [0.0, math.inf, None], "lr_decay_start": [-1, 2.5], "lr_decay_end": [0, "9"],
+    "lr_decay_to": [0.0, 1.5, math.nan], "betas": [(0.9,), (1.0, 0.999), (0.0, -0.1)],
     "adam_clip_std": [0.0, math.nan], "adam_clip_floor": [-0.1], "checkpoint_every": [0, 1.5],
     "max_abs_energy": [0.0, -1.0, math.nan], "max_rollbacks": [-1, 2.0], "rollback_lr_factor": [0.0, 1.5],
     "seed": [1.5, 2 ** 64, "0"], "autocast_dtype": ["int8", torch.bfloat16], "channels_last": [0, None],
@@ -266,3 +267,35 @@ def test_conditional_training_runs_on_labelled_tensors():
     trainer = Trainer(MLPEnergy(hidden=16, depth=2, n_classes=2), (x, y), TrainConfig(**TOY))
     history = trainer.train(3, progress=False)
     assert len(history) == 3 and all(math.isfinite(h["loss"]) for h in history)
+
+
+def test_lr_decay_factor_and_the_rate_adam_steps_with(tmp_path):
+    """The late decay: 1 until lr_decay_start, linear to lr_decay_to at lr_decay_end, constant after; the
+    optimizer steps with it (and resumes with it: the factor is a function of the iteration)."""
+    from ebmlib.core.train import lr_factor
+    c = TrainConfig(**{**TOY, "lr_decay_start": 2, "lr_decay_end": 6, "lr_decay_to": 0.2})
+    assert [lr_factor(c, i) for i in (1, 2, 4, 6, 9)] == pytest.approx([1.0, 1.0, 0.6, 0.2, 0.2])
+    assert lr_factor(TrainConfig(**TOY), 10 ** 6) == 1.0
+    t = make_trainer(lr_decay_start=2, lr_decay_end=6, lr_decay_to=0.2)
+    rates = []
+    for _ in range(7):
+        t.train(1, progress=False)
+        rates.append(t.optimizer.param_groups[0]["lr"])
+    assert rates == pytest.approx([TOY["lr"] * f for f in (1.0, 1.0, 0.8, 0.6, 0.4, 0.2, 0.2)])
+    straight = make_trainer(lr_decay_start=2, lr_decay_end=6)
+    straight.train(6, progress=False)
+    first = make_trainer(lr_decay_start=2, lr_decay_end=6, ckpt_dir=tmp_path)
+    first.train(5, progress=False)
+    first.close()
+    resumed = make_trainer(seed=99, lr_decay_start=2, lr_decay_end=6, ckpt_dir=tmp_path).resume()
+    resumed.train(2, progress=False)
+    for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("bad, match", [(dict(lr_decay_start=5), "both None"),
+                                        (dict(lr_decay_start=5, lr_decay_end=5), "lr_decay_end=5"),
+                                        (dict(lr_decay_start=1, lr_decay_end=3, lr_decay_to=0.0), "lr_decay_to")])
+def test_lr_decay_refuses_bad_settings(bad, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**{**TOY, **bad})

@@ -56,7 +56,7 @@ from ebmlib.core.checkpoint import (CheckpointError, FolderLock, atomic_write, c
 from ebmlib.core.distributed import SINGLE, World, allreduce_each, rank_seed
 from ebmlib.core.samplers import NonFiniteEnergy, PaperLangevin, Sampler, frozen  # frozen: re-exported
 
-__all__ = ["TrainConfig", "config_from", "Trainer", "KLTrainer", "TrainingDiverged", "RunExists", "WorldSizeMismatch", "ebm_loss",
+__all__ = ["TrainConfig", "config_from", "lr_factor", "Trainer", "KLTrainer", "TrainingDiverged", "RunExists", "WorldSizeMismatch", "ebm_loss",
            "kl_last_step", "clip_grad_by_adam_moments", "frozen", "RUN_FILES", "RANK_KEYS", "describe_run"]
 
 INIT_MODES = ("replay", "noise", "persistent")
@@ -98,6 +98,9 @@ _RULES: dict[str, tuple[Callable, str]] = {
     "replay_fraction": (lambda v: _finite(v) and 0 <= v <= 1, "a number in [0, 1]"),
     "alpha": (lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
     "lr": (lambda v: _finite(v) and v > 0, "a finite number > 0"),
+    "lr_decay_start": (lambda v: v is None or (_int(v) and v >= 0), "None or an int >= 0 (an iteration)"),
+    "lr_decay_end": (lambda v: v is None or (_int(v) and v >= 1), "None or an int >= 1 (an iteration)"),
+    "lr_decay_to": (lambda v: _finite(v) and 0 < v <= 1, "a number in (0, 1]"),
     "betas": (lambda v: _pair(v, lambda b: _finite(b) and 0 <= b < 1), "a pair of numbers in [0, 1)"),
     "adam_clip_std": (lambda v: v is None or (_finite(v) and v > 0), "None or a finite number > 0"),
     "adam_clip_floor": (lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
@@ -129,6 +132,9 @@ class TrainConfig:
     replay_fraction: float = 0.95
     alpha: float = 1.0               # L2 energy coefficient (section 3.3)
     lr: float = 1e-4
+    lr_decay_start: Optional[int] = None   # from this iteration the lr falls linearly ...
+    lr_decay_end: Optional[int] = None     # ... to lr_decay_to x lr at this one, and stays there
+    lr_decay_to: float = 0.1
     betas: tuple[float, float] = (0.0, 0.999)
     adam_clip_std: Optional[float] = 3.0   # clip grads beyond 3 std of Adam's 2nd moment (A.7)
     adam_clip_floor: float = 0.1
@@ -150,6 +156,11 @@ class TrainConfig:
                 good = False
             if not good:
                 bad.append(f"{name}={value!r} (expected {expected})")
+        if (self.lr_decay_start is None) != (self.lr_decay_end is None):
+            bad.append(f"lr_decay_start={self.lr_decay_start!r}, lr_decay_end={self.lr_decay_end!r} (expected both "
+                       "None, or both set)")
+        elif self.lr_decay_start is not None and not self.lr_decay_end > self.lr_decay_start:
+            bad.append(f"lr_decay_end={self.lr_decay_end!r} (expected > lr_decay_start={self.lr_decay_start!r})")
         if bad:
             raise ValueError("invalid TrainConfig: " + "; ".join(bad))
         self.data_range = tuple(float(v) for v in self.data_range)
@@ -158,6 +169,19 @@ class TrainConfig:
     def make_sampler(self) -> Sampler:
         dtype = getattr(torch, self.autocast_dtype) if self.autocast_dtype else None
         return PaperLangevin(self.step_size, self.noise_std, self.grad_clip, autocast_dtype=dtype)
+
+
+def lr_factor(config: TrainConfig, iteration: int) -> float:
+    """The multiplier of ``config.lr`` at training ``iteration`` (counted from 1): 1 until ``lr_decay_start``,
+    then linear to ``lr_decay_to`` at ``lr_decay_end``, constant after; 1 throughout without a decay. A late decay
+    lets the model settle where its samples are good instead of stopping wherever the lr-1e-3 oscillation of
+    the energy happens to be (chapter 03, section 5)."""
+    start, end = config.lr_decay_start, config.lr_decay_end
+    if start is None or iteration <= start:
+        return 1.0
+    if iteration >= end:
+        return config.lr_decay_to
+    return 1.0 - (1.0 - config.lr_decay_to) * (iteration - start) / (end - start)
 
 
 def config_from(recipe_name: str, fields: Mapping) -> "TrainConfig":
@@ -511,6 +535,8 @@ class Trainer:
             loss = loss + term
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        for g in self.optimizer.param_groups:
+            g["lr"] = self.config.lr * self.lr_scale * lr_factor(self.config, self.iteration + 1)
         if self.config.adam_clip_std is not None:
             clip_grad_by_adam_moments(self.optimizer, self.config.adam_clip_std, self.config.adam_clip_floor)
         self.optimizer.step()
