@@ -274,13 +274,16 @@ def test_budget_recipe_keeps_weight_snapshots_and_scores_each():
     t = load_or_train(r, data=fake_images(40), out_dir=None, progress=False)
     assert isinstance(t.model, SnapshotEnergy) and isinstance(t.model.net, MNISTConvEnergy)
     assert t.model.snapshot_iterations.tolist() == [2, 4]
-    rows = M.along_training(FirstPixel(), t, 20, 1, gen(0))
+    rows = M.along_training(FirstPixel(), t, 20, 1, 2, gen(0))
     assert [row["iteration"] for row in rows] == [2, 4]
-    assert all(0 <= row["lowest_class"] <= row["accuracy"] <= 1 for row in rows)
-    pick, judged = M.choose_snapshot(FirstPixel(), t, 20, 1, gen(0))
+    assert all(0 <= row[f"{h}_lowest"] <= row[f"{h}_accuracy"] <= 1 for row in rows for h in ("buffer", "noise"))
+    pick, judged = M.choose_snapshot(FirstPixel(), t, 20, 1, 2, gen(0))
     assert judged == rows and pick.iteration in (2, 4) and pick.samples is t.samples
-    best = max(rows, key=lambda row: (row["lowest_class"] >= 0.8, row["accuracy"]))
+    best = max(rows, key=lambda row: (min(row["buffer_lowest"], row["noise_lowest"]) >= 0.8,
+                                      min(row["buffer_accuracy"], row["noise_accuracy"])))
     assert pick.iteration == best["iteration"]
+    fig = M.along_training_figure({"b": rows}, 1, 2, {"b": pick.iteration})
+    assert len(fig.axes) == 2
     assert M.recipe_line(t) == "4 it., lr 0.0001, seed 0"
     assert M.recipe_line(pick) == f"4 it., lr 0.0001, seed 0, snapshot of it. {pick.iteration}"
     scored = M.budget_scored("before", {"b": t}, {"b": pick})
@@ -288,14 +291,18 @@ def test_budget_recipe_keeps_weight_snapshots_and_scores_each():
 
 
 def test_choose_snapshot_prefers_no_collapsed_class_over_accuracy(monkeypatch):
-    rows = [{"iteration": 1, "accuracy": 0.95, "lowest_class": 0.5},
-            {"iteration": 2, "accuracy": 0.90, "lowest_class": 0.85},
-            {"iteration": 3, "accuracy": 0.80, "lowest_class": 0.82}]
+    def row(it, b, bl, z, zl):
+        return {"iteration": it, "buffer_accuracy": b, "buffer_lowest": bl, "noise_accuracy": z, "noise_lowest": zl}
+
+    rows = [row(1, 0.99, 0.5, 0.99, 0.9),      # best accuracies, but a collapsed class from the buffer
+            row(2, 0.90, 0.85, 0.99, 0.9),     # no collapse; the worse protocol 0.90
+            row(3, 0.93, 0.82, 0.94, 0.85),    # no collapse; the worse protocol 0.93: the pick
+            row(4, 0.99, 0.95, 0.80, 0.79)]    # a collapsed class from noise
     monkeypatch.setattr(M, "along_training", lambda *a, **k: rows)
-    t = SimpleNamespace(model=SimpleNamespace(members=lambda: ["m1", "m2", "m3"]), samples="buf", recipe=None,
-                        seconds=1.0)
-    pick, _ = M.choose_snapshot(None, t, 10, 1)
-    assert pick.iteration == 2 and pick.model == "m2"
+    t = SimpleNamespace(model=SimpleNamespace(members=lambda: ["m1", "m2", "m3", "m4"]), samples="buf",
+                        recipe=None, seconds=1.0)
+    pick, _ = M.choose_snapshot(None, t, 10, 1, 1)
+    assert pick.iteration == 3 and pick.model == "m3"
 
 
 def test_budget_recipes_shift_every_seed_by_the_chapters():
@@ -333,6 +340,17 @@ def test_seed_rows_and_budget_sentence():
     rows = M.seed_rows(q, ["s0", "s1", "s2"])
     assert rows[0] == ["buffer: accuracy", "0.953", "0.900", "0.990"]
     assert rows[2][0] == "noise: accuracy" and rows[2][2:] == ["0.800", "0.950"]
-    text = M.budget_sentence(q, ["s0", "s1", "s2"], ["l0"], "before", 0.2)
+    text = M.budget_sentence(q, ["s0", "s1", "s2"], ["l0"], "before", "l0", 0.2)
     assert "**2 of 3 training seeds**" in text and "buffer 0.900-0.990" in text and "in 0 of 1" in text
-    assert "buffer 0.850, noise 0.610" in text and "12 minutes" in text
+    assert "`before`: buffer 0.850, noise 0.610" in text and "`l0`: buffer 0.800, noise 0.700" in text
+    assert "12 minutes" in text
+
+
+def test_energy_gap_and_gap_rows():
+    history = [{"iteration": i, "e_pos": -0.01 * i, "e_neg": 0.01 * i} for i in range(1, 21)]
+    history.insert(5, {"iteration": 5, "event": "rollback"})
+    assert M.energy_gap(history, slice(0, 2)) == pytest.approx(0.03)      # iterations 1, 2: gaps 0.02, 0.04
+    t = SimpleNamespace(history=history)
+    assert M.gap_rows({"m": t}) == [["m", 20, "0.030", "0.390"]]
+    with pytest.raises(ValueError, match="no iterations"):
+        M.energy_gap([{"event": "rollback"}], slice(0, 1))

@@ -10,19 +10,21 @@ written out whole; SMOKE and PAPER name only the keys they change (each replaces
 _DEMO = dict(width=16, n_iters=1200, snapshot_every=100, keep_buffer=1000)
 _DEMO_TRAIN = dict(batch_size=64, n_steps=20, lr=1e-3, channels_last=True, checkpoint_every=100)
 
-# Section 9: the conditional replay recipe trained 2.5x as long, keeping ten weight snapshots over training (the
-# snapshot to sample is chosen by a second classifier); three training seeds
+# Section 9: the conditional replay recipe with twice the Langevin steps (K = 40) trained 2.5x as long, keeping ten
+# weight snapshots over training (the snapshot to sample is chosen by a second classifier), at three training seeds;
+# the control ("mnist_cond_long"): the same run at section 2's K = 20
 _BUDGET = dict(_DEMO, dataset="mnist", conditional=True, n_iters=3000, snapshot_every=300, ensemble=10,
                ensemble_every=300, ensemble_dtype="float32")
 
 
-def _budget(base: dict, train: dict) -> dict:
-    """One recipe at training seeds 0, 1 and 2."""
-    return {"mnist_cond_long": dict(base, train=train), "mnist_cond_long_s1": dict(base, train=dict(train, seed=1)),
-            "mnist_cond_long_s2": dict(base, train=dict(train, seed=2))}
+def _budget(base: dict, train: dict, control_steps: int) -> dict:
+    """One recipe at training seeds 0, 1 and 2, and the control: seed 0 with ``control_steps`` Langevin steps."""
+    return {"mnist_cond_k40": dict(base, train=train), "mnist_cond_k40_s1": dict(base, train=dict(train, seed=1)),
+            "mnist_cond_k40_s2": dict(base, train=dict(train, seed=2)),
+            "mnist_cond_long": dict(base, train=dict(train, n_steps=control_steps))}
 
 
-BUDGET_DEMO = _budget(_BUDGET, dict(_DEMO_TRAIN, init="replay"))
+BUDGET_DEMO = _budget(_BUDGET, dict(_DEMO_TRAIN, init="replay", n_steps=40), control_steps=20)
 
 DEMO = dict(
     threads=1, device="cpu",
@@ -38,7 +40,7 @@ DEMO = dict(
     noise_chains=8, noise_steps=200, noise_frames=(0, 5, 10, 20, 40, 80, 120, 200),   # Fig. 21
     per_class=8, nn_train=60000, hist_n=1000,               # Fig. 17, Fig. 20, Fig. 2
     restore_n=500, restore_steps=40, convert_n=10, completions=6,   # Fig. 6, 7, 8
-    budget_models=BUDGET_DEMO, budget_n=1000, budget_track_n=200,   # section 9
+    budget_models=BUDGET_DEMO, budget_control="mnist_cond_long", budget_n=1000, budget_track_n=200,   # section 9
 )
 
 _SMOKE = dict(width=4, n_iters=6, snapshot_every=3, keep_buffer=64)
@@ -56,7 +58,7 @@ SMOKE = dict(
     noise_chains=4, noise_steps=20, noise_frames=(0, 5, 10, 20), per_class=2, nn_train=2000,
     hist_n=200, restore_n=32, restore_steps=10, convert_n=4, completions=3,
     budget_models=_budget(dict(_SMOKE, dataset="mnist", conditional=True, ensemble=2, ensemble_every=3),
-                          dict(_SMOKE_TRAIN, init="replay")),
+                          dict(_SMOKE_TRAIN, init="replay"), control_steps=3),
     budget_n=40, budget_track_n=20,
 )
 
@@ -78,7 +80,7 @@ PAPER = dict(
     hist_n=10000, restore_n=10000, restore_steps=60, completions=8,
     # section 9 at the paper's size: A.7's recipe with ten weight snapshots
     budget_models=_budget(dict(_PAPER, dataset="mnist", conditional=True, ensemble=10, ensemble_every=1000),
-                          dict(_PAPER_TRAIN, init="replay")),
+                          dict(_PAPER_TRAIN, init="replay"), control_steps=20),
     budget_n=10000, budget_track_n=1000,
 )
 
