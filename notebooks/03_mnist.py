@@ -286,15 +286,15 @@ ch.show(M.fashion_sentence(ch.metrics["fashion_model_mnist_below_fashion_test"])
 # %% [markdown]
 # ## 9. A recipe whose conditional samples come out right, within one CPU-hour
 #
-# Section 5's conditional replay model was trained at a constant learning rate of $10^{-3}$ with $K = 20$
-# Langevin steps per negative and stopped at iteration 1,200. The recipe here is the same network, rate and
-# sampler with **twice the steps ($K = 40$)**, trained 2.5 times as long (3,000 iterations), keeping the weights
-# of ten snapshots over training. A **second classifier** (another seed, the *judge*) reads 200 samples of every
-# snapshot, from the run's buffer and from noise, and the snapshot it reads best is the model (no class below 80%
-# first, then the worse of the two accuracies); the chapter's own classifier then scores fresh samples of the
-# chosen snapshot, and of the last weights of the same run. The recipe is trained at three seeds; the **control** is the same 3,000-iteration run
-# at section 2's $K = 20$. The targets: at least 95% of the samples read as the requested digit from the buffer
-# and 90% from noise, with no class below 80%.
+# Section 5's conditional replay model was trained at a constant learning rate of $10^{-3}$ with $K = 20$ Langevin
+# steps per negative and stopped at iteration 1,200. The recipe here is the same network, rate and sampler with
+# **twice the steps ($K = 40$)**, trained 2.5 times as long (3,000 iterations), keeping the weights of ten snapshots
+# over training. A **second classifier** (another seed, the *judge*) reads samples of every snapshot
+# (`budget_track_n` of them, 100 at demo scale), from the run's buffer and from noise, and the snapshot it reads
+# best is the model (no class below 80% first, then the worse of the two accuracies); the chapter's own classifier
+# then scores fresh samples of the chosen snapshot, and of the last weights of the same run. The recipe is trained
+# at three seeds; the **control** is the same 3,000-iteration run at section 2's $K = 20$. The targets: at least 95%
+# of the samples read as the requested digit from the buffer and 90% from noise, with no class below 80%.
 
 # %%
 budget = M.train_models(cfg, ch.seed, only=list(cfg.budget_models), out_dir=ch.out_dir,

@@ -40,7 +40,7 @@ DEMO = dict(
     noise_chains=8, noise_steps=200, noise_frames=(0, 5, 10, 20, 40, 80, 120, 200),   # Fig. 21
     per_class=8, nn_train=60000, hist_n=1000,               # Fig. 17, Fig. 20, Fig. 2
     restore_n=500, restore_steps=40, convert_n=10, completions=6,   # Fig. 6, 7, 8
-    budget_models=BUDGET_DEMO, budget_control="mnist_cond_long", budget_n=1000, budget_track_n=200,   # section 9
+    budget_models=BUDGET_DEMO, budget_control="mnist_cond_long", budget_n=1000, budget_track_n=100,   # section 9
 )
 
 _SMOKE = dict(width=4, n_iters=6, snapshot_every=3, keep_buffer=64)
