@@ -354,7 +354,8 @@ ch.show(M.budget_sentence(bq, seeds, [f"{k}: last" for k in runs], "mnist_cond_r
 
 # %% [markdown]
 # **Before and after.** One row per class, chains from noise: section 2's model and the first seed's chosen
-# snapshot.
+# snapshot. Reading as the right digit is not the same as looking like the data: compare the FID columns of the
+# table above, from the buffer and from noise, for how far fresh chains still are from typical digits.
 
 # %%
 first = seeds[0]

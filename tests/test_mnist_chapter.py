@@ -354,3 +354,13 @@ def test_energy_gap_and_gap_rows():
     assert M.gap_rows({"m": t}) == [["m", 20, "0.030", "0.390"]]
     with pytest.raises(ValueError, match="no iterations"):
         M.energy_gap([{"event": "rollback"}], slice(0, 1))
+
+
+def test_budget_rows_put_each_number_under_its_header():
+    t = fake_trained("m", conditional=True)
+    q = {"m": {"buffer": dict(budget_entry()["buffer"], fid=12.34), "noise": dict(budget_entry()["noise"], fid=456.7)}}
+    (row,) = M.budget_rows({"m": t}, q)
+    assert len(row) == len(M.BUDGET_HEADER)
+    cell = dict(zip(M.BUDGET_HEADER, row))
+    assert cell["buffer: accuracy"] == "0.970" and cell["buffer: FID"] == "12.3" and cell["noise: FID"] == "456.7"
+    assert cell["noise: lowest class"] == "0.85" and cell["train minutes (1 thread)"] == "1.5"
