@@ -284,8 +284,8 @@ def test_budget_recipe_keeps_weight_snapshots_and_scores_each():
     assert pick.iteration == best["iteration"]
     fig = M.along_training_figure({"b": rows}, 1, 2, {"b": pick.iteration})
     assert len(fig.axes) == 2
-    assert M.recipe_line(t) == "4 it., lr 0.0001, seed 0"
-    assert M.recipe_line(pick) == f"4 it., lr 0.0001, seed 0, snapshot of it. {pick.iteration}"
+    assert M.recipe_line(t) == "4 it., K 1, lr 0.0001, seed 0"
+    assert M.recipe_line(pick) == f"4 it., K 1, lr 0.0001, seed 0, snapshot of it. {pick.iteration}"
     scored = M.budget_scored("before", {"b": t}, {"b": pick})
     assert list(scored) == ["mnist_cond_replay", "b: last", "b: chosen"] and scored["b: chosen"] is pick
 

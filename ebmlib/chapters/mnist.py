@@ -567,10 +567,11 @@ def noise_panels(models: Mapping, per_class: int, noise_steps: int,
 
 
 def recipe_line(t) -> str:
-    """A model's settings in one cell: iterations, lr, seed, and the snapshot sampled when it is one."""
+    """A model's settings in one cell: iterations, Langevin steps K, lr, seed, and the snapshot sampled when it is
+    one."""
     c = t.recipe.config()
     at = f", snapshot of it. {t.iteration}" if isinstance(t, ChosenSnapshot) else ""
-    return f"{t.recipe.n_iters} it., lr {c.lr:g}, seed {c.seed}{at}"
+    return f"{t.recipe.n_iters} it., K {c.n_steps}, lr {c.lr:g}, seed {c.seed}{at}"
 
 
 #: the header of :func:`budget_rows`
