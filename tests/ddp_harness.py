@@ -93,7 +93,10 @@ def run(fn, size: int, *args, timeout: float = 60.0, grace: float = 5.0) -> Outc
                 if dead or late or time.monotonic() > deadline:
                     for p in procs:
                         if p.is_alive():
-                            os.kill(p.pid, signal.SIGKILL)
+                            try:
+                                os.kill(p.pid, signal.SIGKILL)
+                            except ProcessLookupError:   # it ended (and was reaped) since is_alive() looked
+                                pass
                     if time.monotonic() > deadline:
                         raise TimeoutError(f"the {size} ranks did not finish within {timeout} s")
                 time.sleep(0.02)
