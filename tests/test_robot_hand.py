@@ -17,11 +17,13 @@ def _walk(n=40, length=6, seed=0, drift=0.0):
     return walk(n, length, seed, drift)
 
 
-def _hand_data(n=40, length=6, seed=0) -> D.HandData:
+def _hand_data(n=48, length=6, seed=0) -> D.HandData:
     data = _walk(n, length, seed)
-    train, test = hand.split(data, test_fraction=0.5, seed=0)
+    train, test = hand.split(data, test_fraction=5 / 12, seed=0)
+    train, val = hand.split(train, test_fraction=2 / 7, seed=2)
     a, b = D.split_halves(test, seed=1)
-    return D.HandData(data, train, test, a, b, D.Normaliser.fit(train["states"]), "synthetic", 0.0)
+    va, vb = D.split_halves(val, seed=3)
+    return D.HandData(data, train, test, a, b, D.Normaliser.fit(train["states"]), "synthetic", 0.0, va, vb)
 
 
 def _cfg(**overrides):
@@ -245,3 +247,66 @@ def test_action_determinism_reads_how_much_the_action_decides():
     assert "100.0%" in text and "is 0.200, **2.00 times** the FC's 0.100" in text
     with pytest.raises(ValueError, match="ridge must be >= 0"):
         D.action_determinism(train, test, norm, ridge=-1)
+
+
+# ---------------------------------------------------------------------------------------------------- tuning
+def test_prepare_data_holds_a_validation_split_out_of_training(monkeypatch):
+    monkeypatch.setattr(D, "load_or_generate", lambda *a, **k: (_walk(n=60), "synthetic"))
+    cfg = _cfg(n_traj=60, test_fraction=0.1, val_fraction=10 / 54)   # 6 test, 10 validation, 44 train
+    hd = D.prepare_data(cfg)
+    ids = {k: set(np.asarray(part["index"]).tolist()) for k, part in
+           dict(train=hd.train, a=hd.half_a, b=hd.half_b, va=hd.val_a, vb=hd.val_b).items()}
+    assert sum(map(len, ids.values())) == 60 and len(set().union(*ids.values())) == 60   # disjoint, all used
+    assert len(ids["a"]) == 3 and len(ids["va"]) == len(ids["vb"]) == 5 and len(ids["train"]) == 44
+    np.testing.assert_allclose(hd.norm.mean.numpy(), hd.train["states"].reshape(-1, D.STATE_DIM).mean(0),
+                               rtol=1e-4, atol=1e-5)            # the normaliser never sees held-out data
+    assert D._n_val(hd) == 10
+    assert D.prepare_data(_cfg(n_traj=60, test_fraction=0.1, val_fraction=0.0)).val_a is None
+    with pytest.raises(ValueError, match="val_fraction"):
+        D.prepare_data(_cfg(val_fraction=1.0))
+    with pytest.raises(ValueError, match="no validation split"):
+        D.prepare_data(_cfg(n_traj=60, test_fraction=0.1, val_fraction=0.0)).halves("validation")
+
+
+def test_tuning_grid_and_the_recipes_it_makes():
+    cfg = _cfg(tune={"EBM": {"n_iters": (3, 5), "step_size": (2.0, 4.0)}, "FC": {"lr": (1e-3,)}})
+    grid = D.tuning_grid(cfg)
+    assert grid["EBM"] == [{"n_iters": 3, "step_size": 2.0}, {"n_iters": 3, "step_size": 4.0},
+                           {"n_iters": 5, "step_size": 2.0}, {"n_iters": 5, "step_size": 4.0}]
+    assert grid["FC"] == [{"lr": 1e-3}] and D.tuning_grid(_cfg(tune={}))["EBM"] == [{}]
+    assert D.candidate_label(grid["EBM"][1]) == "3 it., step 4" and D.candidate_label({}) == "preset"
+    data = _walk(n=10)
+    cands = D.tuning_recipes(cfg, data)
+    assert len(cands) == 8 and all(key[0] == "EBM" for key, _, _ in cands.values())   # one FC candidate: no tuning
+    test_seeds = {r.seed for r in D.recipes(cfg, data).values()}
+    assert {r.seed for _, _, r in cands.values()} == {D.TUNING_SEED} and D.TUNING_SEED not in test_seeds
+    _, c, r = cands["hand_ebm_cond_tune_it5_step4"]
+    assert r.n_iters == 5 and r.sampling["step_size"] == 4.0 and r.conditional
+    chosen = D.recipes(cfg, data, chosen={("EBM", "conditional"): c, ("FC", "unconditional"): {"n_iters": 7}})
+    assert chosen["hand_ebm_cond_s1"].sampling["step_size"] == 4.0 and chosen["hand_ebm_cond"].n_iters == 5
+    assert chosen["hand_ebm_uncond"].sampling == dict(cfg.sampling) and chosen["hand_fc_uncond"].n_iters == 7
+    for bad, match in (({"GAN": {}}, "kinds"), ({"FC": {"step_size": (1.0,)}}, "can vary"),
+                       ({"EBM": {"lr": ()}}, "non-empty")):
+        with pytest.raises(ValueError, match=match):
+            D.tuning_grid(_cfg(tune=bad))
+
+
+def test_tune_chooses_the_lowest_validation_score_and_never_reads_the_test_split(tmp_path):
+    hd = _hand_data()
+    poisoned = {k: (np.full_like(v, np.nan) if k in ("states", "actions") else v) for k, v in hd.half_a.items()}
+    hd.half_a = hd.half_b = poisoned                       # any use of the test halves would give NaN
+    cfg = _cfg(tune={"EBM": {"step_size": (0.5, 20.0)}, "FC": {"n_iters": (1, 40)}})
+    tuning = D.tune(cfg, 0, hd, out_dir=tmp_path, shipped_dir=None, progress=False)
+    for key, scores in tuning.scores.items():
+        assert len(scores) == 2 and all(np.isfinite(d) for _, d in scores)
+        assert tuning.chosen[key] == min(scores, key=lambda cd: cd[1])[0]
+    assert tuning.n == 4 and np.isfinite(tuning.floor) and tuning.floor > 0
+    again = D.tune(cfg, 0, hd, out_dir=tmp_path, shipped_dir=None, progress=False)    # loaded: the same choice
+    assert again.scores == tuning.scores
+    header, rows = D.tuning_table(tuning)
+    assert len(rows) == 8 and sum(r[-1] == "chosen" for r in rows) == 4
+    assert "validation split" in D.tuning_sentence(tuning) and tuning.metrics()["n_per_validation_half"] == 4
+    _, settings = D.settings_table(cfg, tuning)
+    assert [r[0] for r in settings] == [f"{k} {s}" for s, _ in D.SETTINGS for k in D.KINDS]
+    assert "nothing to choose" in D.tuning_sentence(D.tune(_cfg(tune={}), 0, hd, out_dir=tmp_path,
+                                                           shipped_dir=None, progress=False))

@@ -40,10 +40,17 @@ not the spread between training runs, so every model is trained ``train_seeds`` 
 :func:`verdict` calls one kind better only when every run of it is lower than every run of the other by more
 than the floor. :func:`mse_curve` is the multi-step MSE the paper found insufficient (paired with half A's own
 true states).
+
+**Settings chosen on a validation split.** :func:`prepare_data` holds ``val_fraction`` of the training
+trajectories out and halves them as it halves the test set; :func:`tune` trains every candidate of the preset's
+grid (:func:`tuning_grid`) once, with :data:`TUNING_SEED`, scores it on the validation halves as the test halves
+score the final models, and keeps the lowest per model; :func:`train_models` then trains the chosen settings
+``train_seeds`` times with the test runs' own seeds. The test split is read by the evaluation alone.
 """
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import subprocess
 import sys
@@ -73,6 +80,8 @@ __all__ = [
     "DynamicsRecipe", "HandData", "Evaluation",
     "transition_tensors", "rollout", "frechet_curve", "mse_curve", "frechet_floor", "split_halves",
     "load_or_generate", "prepare_data", "data_fingerprint", "data_description", "recipes", "train_models",
+    "TUNABLE", "TUNING_SEED", "Tuning", "tuning_grid", "candidate_label", "tuning_recipes", "tune",
+    "tuning_table", "tuning_sentence",
     "model_name", "models_by_key", "model_runs", "one_step_errors", "evaluate", "evaluate_runs", "run_averages",
     "average", "motion_per_step", "paired_mse_gap",
     "fig13_rollouts", "sample_gap", "gap_sentence", "verdict", "verdicts", "mse_sentence", "summary",
@@ -537,22 +546,48 @@ class HandData:
     norm: Normaliser
     how: str
     seconds: float
+    val_a: Optional[Dict[str, Any]] = None    # the validation halves: settings are chosen on these, never on
+    val_b: Optional[Dict[str, Any]] = None    # the test halves (:func:`tune`)
 
     @property
     def n_half(self) -> int:
         return len(self.half_a["states"])
 
+    def halves(self, on: str = "test") -> tuple[Dict[str, Any], Dict[str, Any]]:
+        """The two halves a roll-out is started from and scored against: ``"test"`` or ``"validation"``."""
+        if on == "test":
+            return self.half_a, self.half_b
+        if on != "validation":
+            raise ValueError(f"on must be 'test' or 'validation', got {on!r}")
+        if self.val_a is None:
+            raise ValueError("this data has no validation split: prepare it with a preset that has "
+                             "val_fraction > 0 (prepare_data)")
+        return self.val_a, self.val_b
+
+
+def _fraction(cfg, key: str) -> float:
+    value = cfg.get(key, 0.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ValueError(f"{key} must be a fraction in [0, 1), got {value!r}")
+    return float(value)
+
 
 def prepare_data(cfg, root: Optional[str | os.PathLike] = None, progress: bool = False) -> HandData:
     """Load (or simulate and cache) ``cfg.n_traj`` trajectories, split them ``1 - cfg.test_fraction`` /
-    ``cfg.test_fraction`` (section 5: 90/10), halve the test set and fit the normaliser on the training set."""
+    ``cfg.test_fraction`` (section 5: 90/10), halve the test set, hold ``cfg.val_fraction`` of the training
+    trajectories out as the validation split (halved too; :func:`tune` chooses settings on it) and fit the
+    normaliser on the rest, the trajectories the models are trained on (``train``)."""
     start = time.time()
     data, how = load_or_generate(cfg.n_traj, seed=cfg.data_seed, length=cfg.length, workers=cfg.workers,
                                  root=root, progress=progress)
     train, test = hand.split(data, test_fraction=cfg.test_fraction, seed=0)
     half_a, half_b = split_halves(test, seed=1)
+    val_a = val_b = None
+    if _fraction(cfg, "val_fraction") > 0:
+        train, val = hand.split(train, test_fraction=cfg.val_fraction, seed=2)
+        val_a, val_b = split_halves(val, seed=3)
     return HandData(data, train, test, half_a, half_b, Normaliser.fit(train["states"]), how,
-                    time.time() - start)
+                    time.time() - start, val_a, val_b)
 
 
 def data_fingerprint(data: Dict[str, Any]) -> str:
@@ -568,6 +603,7 @@ def data_description(cfg, train: Dict[str, Any]) -> dict:
     """What a recipe records of its training data: source, sizes, seeds, split and the arrays' fingerprint."""
     return {"source": "ebmlib.data.hand", "n_traj": int(cfg.n_traj), "length": int(cfg.length),
             "data_seed": int(cfg.data_seed), "test_fraction": float(cfg.test_fraction), "split_seed": 0,
+            "val_fraction": _fraction(cfg, "val_fraction"),
             "n_train": int(len(train["states"])), "mujoco_version": str(train.get("mujoco_version", "?")),
             "sha1": data_fingerprint(train)}
 
@@ -589,40 +625,165 @@ def _n_runs(cfg) -> int:
     return n
 
 
-def recipes(cfg, train: Dict[str, Any], seed: int = 0) -> dict[str, DynamicsRecipe]:
+#: what :func:`tune` may vary per kind of model (``step_size``: the Langevin step of training and prediction)
+TUNABLE = {"EBM": ("n_iters", "lr", "step_size"), "FC": ("n_iters", "lr")}
+#: the training seed of every candidate of :func:`tune` (run seed 0): none of the test runs' seeds (1, 2, ...),
+#: so the runs scored on the test split are fresh draws, not the ones that won the choice
+TUNING_SEED = 1000
+
+
+def tuning_grid(cfg) -> dict[str, list[dict]]:
+    """The candidates :func:`tune` chooses among, per kind: every combination of ``cfg.tune[kind]``'s values
+    (``{"EBM": {"n_iters": (2500, 7500), "step_size": (5.0, 10.0)}, ...}``), in order; a kind the preset does not
+    name has one candidate, the preset's own settings (``{}``)."""
+    grid = cfg.get("tune", {})
+    if not isinstance(grid, Mapping) or set(grid) - set(KINDS):
+        raise ValueError(f"tune must map kinds {list(KINDS)} to their grids, got {grid!r}")
+    out = {}
+    for kind in KINDS:
+        axes = dict(grid.get(kind, {}))
+        bad = sorted(set(axes) - set(TUNABLE[kind]))
+        if bad:
+            raise ValueError(f"tune[{kind!r}] names {bad}; a {kind} can vary {list(TUNABLE[kind])}")
+        for key, values in axes.items():
+            if not isinstance(values, (list, tuple)) or not values:
+                raise ValueError(f"tune[{kind!r}][{key!r}] must be a non-empty list of values, got {values!r}")
+        out[kind] = [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())]
+    return out
+
+
+def candidate_label(candidate: Mapping[str, Any]) -> str:
+    """``{"n_iters": 2500, "step_size": 5.0}`` -> ``"2500 it., step 5"``; ``{}`` -> ``"preset"``."""
+    words = {"n_iters": "{:g} it.", "lr": "lr {:g}", "step_size": "step {:g}"}
+    return ", ".join(words[k].format(v) for k, v in candidate.items()) or "preset"
+
+
+def _candidate_suffix(candidate: Mapping[str, Any]) -> str:
+    short = {"n_iters": "it", "lr": "lr", "step_size": "step"}
+    return "_".join(f"{short[k]}{v:g}" for k, v in candidate.items())
+
+
+def _recipe(cfg, kind: str, setting: str, name: str, candidate: Mapping[str, Any], **common) -> DynamicsRecipe:
+    """One recipe of ``kind`` and ``setting`` with the preset's settings, ``candidate``'s replacing them."""
+    conditional = dict(SETTINGS)[setting]
+    if kind == "FC":
+        return DynamicsRecipe(name=name, kind="fc", conditional=conditional,
+                              n_iters=int(candidate.get("n_iters", cfg.fc_iters)),
+                              lr=float(candidate.get("lr", cfg.fc_lr)), **common)
+    sampling = dict(cfg.sampling)
+    if "step_size" in candidate:
+        sampling["step_size"] = float(candidate["step_size"])
+    return DynamicsRecipe(name=name, kind="ebm", conditional=conditional,
+                          n_iters=int(candidate.get("n_iters", cfg.ebm_iters)),
+                          lr=float(candidate.get("lr", cfg.ebm_lr)), sampling=sampling, **common)
+
+
+def recipes(cfg, train: Dict[str, Any], seed: int = 0,
+            chosen: Optional[Mapping[tuple, Mapping[str, Any]]] = None) -> dict[str, DynamicsRecipe]:
     """The preset's recipes, fitted on ``train``: EBM and FC, unconditional and action-conditional, each trained
     ``cfg.train_seeds`` times with different seeds (run ``k`` of run seed 0 uses seed ``k + 1``; run seed ``s``
-    shifts every seed by ``1_000_003 s``)."""
+    shifts every seed by ``1_000_003 s``). ``chosen``: (kind, setting) -> the settings :func:`tune` chose for
+    that model (none: the preset's)."""
     desc = data_description(cfg, train)
+    chosen = chosen or {}
     out = {}
     for run in range(_n_runs(cfg)):
         common = dict(batch_size=cfg.batch_size, hidden=cfg.hidden, seed=int(seed) * 1_000_003 + 1 + run,
                       data=desc)
-        for setting, conditional in SETTINGS:
-            name = model_name("EBM", setting, run)
-            out[name] = DynamicsRecipe(name=name, kind="ebm", conditional=conditional, n_iters=cfg.ebm_iters,
-                                       lr=cfg.ebm_lr, sampling=dict(cfg.sampling), **common)
-            name = model_name("FC", setting, run)
-            out[name] = DynamicsRecipe(name=name, kind="fc", conditional=conditional, n_iters=cfg.fc_iters,
-                                       lr=cfg.fc_lr, **common)
+        for setting, _ in SETTINGS:
+            for kind in KINDS:
+                name = model_name(kind, setting, run)
+                out[name] = _recipe(cfg, kind, setting, name, chosen.get((kind, setting), {}), **common)
     return out
 
 
-def train_models(cfg, seed: int = 0, only=None, hand_data: Optional[HandData] = None, **options) -> dict:
-    """The preset's dynamics models (:func:`recipes`), each loaded from its checkpoint or trained on the training split
-    (``hand_data``, else :func:`prepare_data` of ``cfg``); ``options``: ``out_dir``, ``shipped_dir``,
-    ``device``, ``progress``, ``log``, ``world``. Returns name -> :class:`~ebmlib.core.recipes.Trained`. When the
-    preset asks for several processes the models train under torchrun first
-    (:func:`ebmlib.notebook.launch.train_in_processes`), after this process simulated and cached the trajectories
-    (on several processes rank 0 does, then the others read its cache: one simulation, one writer)."""
+def tuning_recipes(cfg, train: Dict[str, Any], seed: int = 0) -> dict[str, tuple[tuple, dict, DynamicsRecipe]]:
+    """name -> ((kind, setting), candidate, recipe) for every candidate of :func:`tuning_grid`, trained once
+    with :data:`TUNING_SEED`; a kind with one candidate has nothing to choose and trains none."""
+    common = dict(batch_size=cfg.batch_size, hidden=cfg.hidden, seed=int(seed) * 1_000_003 + TUNING_SEED,
+                  data=data_description(cfg, train))
+    out = {}
+    for kind, candidates in tuning_grid(cfg).items():
+        if len(candidates) < 2:
+            continue
+        for setting, _ in SETTINGS:
+            for c in candidates:
+                name = f"{MODEL_NAMES[(kind, setting)]}_tune_{_candidate_suffix(c)}"
+                out[name] = ((kind, setting), c, _recipe(cfg, kind, setting, name, c, **common))
+    return out
+
+
+@dataclass
+class Tuning:
+    """:func:`tune`'s result: every candidate's average Frechet distance on the validation halves, the choice
+    per model (the lowest) and the validation floor (truth against truth at that size)."""
+
+    scores: dict          # (kind, setting) -> [(candidate, validation distance), ...]
+    chosen: dict          # (kind, setting) -> candidate ({} where there was nothing to choose)
+    floor: float
+    n: int                # trajectories per validation half
+    seconds: float        # training and scoring of the candidates
+
+    def metrics(self) -> dict:
+        key = lambda k: f"{k[0]} {k[1]}"   # noqa: E731
+        return {"chosen": {key(k): c for k, c in self.chosen.items()},
+                "validation_frechet": {key(k): [[candidate_label(c), d] for c, d in v]
+                                       for k, v in self.scores.items()},
+                "validation_floor": self.floor, "n_per_validation_half": self.n, "seconds": self.seconds}
+
+
+def _validation_score(model: DynamicsModel, hd: HandData, horizon: int, generator: torch.Generator) -> float:
+    val_a, val_b = hd.halves("validation")
+    horizon = min(horizon, np.asarray(val_a["states"]).shape[1] - 1)
+    truth_a = torch.as_tensor(val_a["states"][:, : horizon + 1])
+    roll = rollout(model, truth_a[:, 0], horizon, torch.as_tensor(val_a["actions"]) if model.conditional
+                   else None, generator)
+    return average(frechet_curve(roll, val_b["states"][:, : horizon + 1], hd.norm))
+
+
+def tune(cfg, seed: int = 0, hand_data: Optional[HandData] = None, **options) -> Tuning:
+    """Choose each model's settings on the validation split, never the test split: every candidate of
+    :func:`tuning_recipes` is trained (or loaded) on the training trajectories, rolled out ``cfg.horizon`` steps
+    from validation half A and scored by its average Frechet distance against half B; the lowest wins.
+    ``options`` as :func:`train_models`'. The roll-outs draw from a generator of their own, seeded by ``seed``, so
+    a notebook and the command line choose alike."""
+    start = time.time()
+    hd = hand_data if hand_data is not None else prepare_data(cfg, progress=options.get("progress", True))
+    cands = tuning_recipes(cfg, hd.train, seed)
+    trained = load_or_train_all({n: r for n, (_, _, r) in cands.items()},
+                                lambda recipe, done: {"data": hd.train, "norm": hd.norm}, **options)
+    gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + TUNING_SEED)
+    scores = {key: [] for key in MODEL_NAMES}
+    for name, (key, c, _) in cands.items():
+        scores[key].append((c, _validation_score(trained[name].model, hd, cfg.horizon, gen)))
+    chosen = {key: (min(v, key=lambda cd: cd[1])[0] if v else {}) for key, v in scores.items()}
+    floor, n = float("nan"), 0
+    if cands:
+        val_a, val_b = hd.halves("validation")
+        h = min(cfg.horizon, np.asarray(val_a["states"]).shape[1] - 1)
+        floor, n = average(frechet_floor(val_a["states"][:, : h + 1], val_b["states"][:, : h + 1], hd.norm)), \
+            len(val_a["states"])
+    return Tuning(scores, chosen, floor, n, time.time() - start)
+
+
+def train_models(cfg, seed: int = 0, only=None, hand_data: Optional[HandData] = None,
+                 tuning: Optional[Tuning] = None, **options) -> dict:
+    """The preset's dynamics models (:func:`recipes` with the settings ``tuning`` chose; none given: :func:`tune`
+    chooses them first), each loaded from its checkpoint or trained on the training split (``hand_data``, else
+    :func:`prepare_data` of ``cfg``); ``options``: ``out_dir``, ``shipped_dir``, ``device``, ``progress``,
+    ``log``, ``world``. Returns name -> :class:`~ebmlib.core.recipes.Trained`. When the preset asks for several
+    processes the models train under torchrun first (:func:`ebmlib.notebook.launch.train_in_processes`), after
+    this process simulated and cached the trajectories (on several processes rank 0 does, then the others read
+    its cache: one simulation, one writer)."""
     world = options.get("world")
     progress = options.get("progress", True) and (world is None or world.is_main)
     if hand_data is None and world is not None and world.distributed:
         world.on_main(lambda: prepare_data(cfg, progress=progress))
     hd = hand_data if hand_data is not None else prepare_data(cfg, progress=progress)
     train_in_processes(cfg, seed, only, **options)
-    return load_or_train_all(recipes(cfg, hd.train, seed), lambda recipe, done: {"data": hd.train, "norm": hd.norm},
-                             only=only, **options)
+    tuning = tuning if tuning is not None else tune(cfg, seed, hd, **options)
+    return load_or_train_all(recipes(cfg, hd.train, seed, tuning.chosen),
+                             lambda recipe, done: {"data": hd.train, "norm": hd.norm}, only=only, **options)
 
 
 def models_by_key(trained: Mapping[str, Trained], run: int = 0) -> dict[tuple[str, str], DynamicsModel]:
@@ -843,7 +1004,8 @@ def summary(cfg, hd: HandData, evs: Sequence[Evaluation], seconds: float) -> str
     ours = "; ".join(f"{s} EBM {_spread(avg[('EBM', s)])} [{PAPER_FRECHET[('EBM', s)]}], FC "
                      f"{_spread(avg[('FC', s)])} [{PAPER_FRECHET[('FC', s)]}]" for s, _ in SETTINGS)
     return (f"**Scale `{cfg.scale}`**: {cfg.n_traj} trajectories of {cfg.length} steps "
-            f"({len(hd.train['states'])} train, {len(hd.test['states'])} test, halved into {ev.n} start states "
+            f"({len(hd.train['states'])} train, {_n_val(hd)} validation, {len(hd.test['states'])} test, halved "
+            f"into {ev.n} start states "
             f"and {ev.n} true trajectories), {len(evs)} training run(s) per model, roll-outs of {ev.horizon} "
             f"steps; whole notebook {seconds:.0f} s.\n\n"
             f"Average Frechet distance (normalised units), ours [paper]: {ours}. Two disjoint halves of the true "
@@ -852,29 +1014,65 @@ def summary(cfg, hd: HandData, evs: Sequence[Evaluation], seconds: float) -> str
 
 
 # ---------------------------------------------------------------------------------------------------- tables
+def _n_val(hd: HandData) -> int:
+    return 0 if hd.val_a is None else len(hd.val_a["states"]) + len(hd.val_b["states"])
+
+
 def data_metrics(cfg, hd: HandData) -> dict:
     n_train = len(hd.train["states"])
-    return {"n_traj": cfg.n_traj, "length": cfg.length, "n_train": n_train, "n_test": len(hd.test["states"]),
-            "n_half": hd.n_half, "train_transitions": int(n_train * cfg.length),
+    return {"n_traj": cfg.n_traj, "length": cfg.length, "n_train": n_train, "n_validation": _n_val(hd),
+            "n_test": len(hd.test["states"]), "n_half": hd.n_half, "train_transitions": int(n_train * cfg.length),
             "in_hand_fraction": hand.in_hand_fraction(hd.data), "mujoco_version": hd.data["mujoco_version"],
             "fingerprint": data_fingerprint(hd.train), "how": hd.how.split()[0], "seconds": hd.seconds}
 
 
 def data_table(cfg, hd: HandData) -> tuple[list, list]:
     m = data_metrics(cfg, hd)
-    header = ["trajectories", "steps each", "train / test", "test halves (starts / truth)",
+    header = ["trajectories", "steps each", "train / validation / test", "test halves (starts / truth)",
               "train transitions", "cube in hand throughout", "paper"]
-    return header, [[cfg.n_traj, cfg.length, f"{m['n_train']} / {m['n_test']}", f"{m['n_half']} / {m['n_half']}",
-                     m["train_transitions"], f"{m['in_hand_fraction']:.1%}", "200,000 x 100, 90/10 split"]]
+    return header, [[cfg.n_traj, cfg.length, f"{m['n_train']} / {m['n_validation']} / {m['n_test']}",
+                     f"{m['n_half']} / {m['n_half']}", m["train_transitions"], f"{m['in_hand_fraction']:.1%}",
+                     "200,000 x 100, 90/10 split"]]
 
 
-def settings_table(cfg) -> tuple[list, list]:
-    s, runs = SamplingConfig(**cfg.sampling), _n_runs(cfg)
-    header = ["", "iterations", "batch", "learning rate", "Langevin steps", "step size", "noise std",
+def settings_table(cfg, tuning: Optional[Tuning] = None) -> tuple[list, list]:
+    """The settings each model is trained with: the preset's, with what ``tuning`` chose in their place."""
+    chosen, runs = (tuning.chosen if tuning is not None else {}), _n_runs(cfg)
+    header = ["model", "iterations", "batch", "learning rate", "Langevin steps", "step size", "noise std",
               "gradient clip", "chain start std", "training runs"]
-    return header, [["EBM", cfg.ebm_iters, cfg.batch_size, cfg.ebm_lr, s.n_steps, s.step_size, s.noise_std,
-                     s.grad_clip, s.init_std, runs],
-                    ["FC", cfg.fc_iters, cfg.batch_size, cfg.fc_lr, "-", "-", "-", "-", "-", runs]]
+    rows = []
+    for setting, _ in SETTINGS:
+        for kind in KINDS:
+            r = _recipe(cfg, kind, setting, "settings", chosen.get((kind, setting), {}))
+            s = r.sampling_config()
+            sampler = [s.n_steps, s.step_size, s.noise_std, s.grad_clip, s.init_std] if s else ["-"] * 5
+            rows.append([f"{kind} {setting}", r.n_iters, r.batch_size, r.lr, *sampler, runs])
+    return header, rows
+
+
+def tuning_table(tuning: Tuning) -> tuple[list, list]:
+    """One row per candidate: its model, settings, average Frechet distance on the validation halves, and
+    whether it was chosen."""
+    rows = [[f"{k} {s}", candidate_label(c), d, "chosen" if c == tuning.chosen[(k, s)] else ""]
+            for (k, s), v in tuning.scores.items() for c, d in v]
+    return ["model", "candidate", "validation Frechet (average)", ""], rows
+
+
+def tuning_sentence(tuning: Tuning) -> str:
+    """Which settings won per model, by how much over the runner-up, against the validation floor."""
+    if not any(tuning.scores.values()):
+        return "The preset names one setting per model, so there is nothing to choose on the validation split."
+    parts = []
+    for (k, s), v in tuning.scores.items():
+        if len(v) < 2:
+            continue
+        best, second = sorted(v, key=lambda cd: cd[1])[:2]
+        parts.append(f"{k} {s}: {candidate_label(best[0])} ({best[1]:.2f}; next {candidate_label(second[0])}, "
+                     f"{second[1]:.2f})")
+    return (f"Chosen on the validation split ({tuning.n} start states against {tuning.n} other true "
+            f"trajectories, whose floor is {tuning.floor:.2f}): " + "; ".join(parts) + f". Training and scoring "
+            f"the candidates took {tuning.seconds:.0f} s. The test split below is used for nothing but the "
+            "scores, and the runs it scores are trained with other seeds than the candidates.")
 
 
 def origin_table(trained: Mapping[str, Trained]) -> tuple[list, list]:
@@ -1170,8 +1368,9 @@ def paper_rows(record: Mapping) -> list[dict]:
         won.append(min(f) - max(e) > floor)
         parts.append(f"{setting} EBM {_spread(e)} vs FC {_spread(f)}")
     verdict_12 = "reproduced" if all(won) else "partly reproduced" if any(won) else "not reproduced"
+    chosen = ", settings chosen on a validation split" if m.get("tuning", {}).get("seconds") else ""
     data = (f"scripted-policy MuJoCo hand, {m['data']['n_train']} training trajectories, {n} roll-outs "
-            f"({m['training_runs']} training runs)")
+            f"({m['training_runs']} training runs{chosen})")
     note = "normalised units; a difference counts only beyond the truth-against-truth floor"
     r2 = m.get("action_determinism_r2")
     if r2 is not None:
