@@ -107,8 +107,8 @@ plt.show()
 # %%
 tuning = D.tune(cfg, ch.seed, hd, out_dir=ch.out_dir, device=ch.device, progress=False)
 ch.metrics["tuning"] = tuning.metrics()
-ch.table(*D.tuning_table(tuning), caption="Average Frechet distance of each candidate on the "
-         "validation halves:")
+ch.table(*D.tuning_table(tuning),
+         caption="Average Frechet distance of each candidate on the validation halves:")
 ch.show(D.tuning_sentence(tuning))
 
 # %% [markdown]
