@@ -20,7 +20,7 @@ DEMO = dict(
     ebm_iters=2500, fc_iters=3000, batch_size=128, ebm_lr=1e-3, fc_lr=1e-3,           # training
     hidden=128,                                                                        # 3 x 128 (5.1)
     train_seeds=3,                              # training runs per model: their spread enters the verdicts
-    tune=dict(EBM=dict(n_iters=(2500, 7500), step_size=(5.0, 10.0, 20.0)),           # chosen on validation
+    tune=dict(EBM=dict(n_iters=(2500, 5000), step_size=(5.0, 10.0, 20.0)),           # chosen on validation
               FC=dict(n_iters=(3000, 12000), lr=(3e-4, 1e-3, 3e-3))),
     sampling=dict(n_steps=10, step_size=10.0, noise_std=0.005, grad_clip=0.05, init_std=1.0),
     frame_times=(0, 20, 40, 60, 80, 100), frame_size=(160, 120),                       # Fig. 13
