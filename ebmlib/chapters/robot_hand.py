@@ -749,6 +749,7 @@ def tune(cfg, seed: int = 0, hand_data: Optional[HandData] = None, **options) ->
     a notebook and the command line choose alike."""
     start = time.time()
     hd = hand_data if hand_data is not None else prepare_data(cfg, progress=options.get("progress", True))
+    train_in_processes(cfg, seed, None, **options)   # several processes: every model, candidates and final, there
     cands = tuning_recipes(cfg, hd.train, seed)
     trained = load_or_train_all({n: r for n, (_, _, r) in cands.items()},
                                 lambda recipe, done: {"data": hd.train, "norm": hd.norm}, **options)
@@ -772,16 +773,16 @@ def train_models(cfg, seed: int = 0, only=None, hand_data: Optional[HandData] = 
     chooses them first), each loaded from its checkpoint or trained on the training split (``hand_data``, else
     :func:`prepare_data` of ``cfg``); ``options``: ``out_dir``, ``shipped_dir``, ``device``, ``progress``,
     ``log``, ``world``. Returns name -> :class:`~ebmlib.core.recipes.Trained`. When the preset asks for several
-    processes the models train under torchrun first (:func:`ebmlib.notebook.launch.train_in_processes`), after
-    this process simulated and cached the trajectories (on several processes rank 0 does, then the others read
-    its cache: one simulation, one writer)."""
+    processes every model (candidates and final) trains under torchrun first, launched by :func:`tune`
+    (:func:`ebmlib.notebook.launch.train_in_processes`), after this process simulated and cached the
+    trajectories (on several processes rank 0 does, then the others read its cache: one simulation, one
+    writer)."""
     world = options.get("world")
     progress = options.get("progress", True) and (world is None or world.is_main)
     if hand_data is None and world is not None and world.distributed:
         world.on_main(lambda: prepare_data(cfg, progress=progress))
     hd = hand_data if hand_data is not None else prepare_data(cfg, progress=progress)
-    train_in_processes(cfg, seed, only, **options)
-    tuning = tuning if tuning is not None else tune(cfg, seed, hd, **options)
+    tuning = tuning if tuning is not None else tune(cfg, seed, hd, **options)   # launches the processes, if any
     return load_or_train_all(recipes(cfg, hd.train, seed, tuning.chosen),
                              lambda recipe, done: {"data": hd.train, "norm": hd.norm}, only=only, **options)
 
