@@ -6,6 +6,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 
 from ebmlib import cli
 from ebmlib import presets as scales
@@ -181,3 +182,10 @@ def test_train_at_paper_scale_says_the_runs_cost_before_it_starts(tmp_path, monk
     assert "GPU-hours" in started[0] and "imagenet32_cond" in started[0] and "32 GPUs" in started[0]
     cli.train_models("12", "smoke", tmp_path)
     assert "GPU-hours" not in started[1]
+
+
+def test_metrics_record_the_cpu_capability_their_numbers_depend_on(tmp_path):
+    from ebmlib.notebook.results import load_metrics, save_metrics
+    record = load_metrics(save_metrics(tmp_path, "01_tiny", "smoke", {"x": 1.0}))
+    assert record["cpu_capability"] == torch.backends.cpu.get_cpu_capability() != ""
+    assert record["metrics"] == {"x": 1.0} and not list(tmp_path.glob("*.tmp"))

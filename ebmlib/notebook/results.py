@@ -57,6 +57,9 @@ def save_metrics(out_dir: str | os.PathLike, chapter: str, scale: str, metrics: 
         "torch": torch.__version__,
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "machine": platform.machine(),
+        # floating-point results on CPU depend on the vector instructions torch picks (a rerun on a machine with
+        # another capability can differ in the last bits, and a training run drifts from there)
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "commit": source_commit(),
         "metrics": _plain(metrics),
     }
