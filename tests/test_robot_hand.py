@@ -27,7 +27,7 @@ def _hand_data(n=48, length=6, seed=0) -> D.HandData:
 
 
 def _cfg(**overrides):
-    base = {"length": 6, "ebm_iters": 3, "fc_iters": 3, "batch_size": 16}
+    base = {"length": 6, "horizon": 6, "ebm_iters": 3, "fc_iters": 3, "batch_size": 16}
     return preset("07_robot_hand", "smoke", dict(base, **overrides))
 
 

@@ -732,15 +732,6 @@ class Tuning:
                 "validation_floor": self.floor, "n_per_validation_half": self.n, "seconds": self.seconds}
 
 
-def _validation_score(model: DynamicsModel, hd: HandData, horizon: int, generator: torch.Generator) -> float:
-    val_a, val_b = hd.halves("validation")
-    horizon = min(horizon, np.asarray(val_a["states"]).shape[1] - 1)
-    truth_a = torch.as_tensor(val_a["states"][:, : horizon + 1])
-    roll = rollout(model, truth_a[:, 0], horizon, torch.as_tensor(val_a["actions"]) if model.conditional
-                   else None, generator)
-    return average(frechet_curve(roll, val_b["states"][:, : horizon + 1], hd.norm))
-
-
 def tune(cfg, seed: int = 0, hand_data: Optional[HandData] = None, **options) -> Tuning:
     """Choose each model's settings on the validation split, never the test split: every candidate of
     :func:`tuning_recipes` is trained (or loaded) on the training trajectories, rolled out ``cfg.horizon`` steps
@@ -754,16 +745,12 @@ def tune(cfg, seed: int = 0, hand_data: Optional[HandData] = None, **options) ->
     trained = load_or_train_all({n: r for n, (_, _, r) in cands.items()},
                                 lambda recipe, done: {"data": hd.train, "norm": hd.norm}, **options)
     gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + TUNING_SEED)
-    scores = {key: [] for key in MODEL_NAMES}
+    scores, floor, n = {key: [] for key in MODEL_NAMES}, float("nan"), 0
     for name, (key, c, _) in cands.items():
-        scores[key].append((c, _validation_score(trained[name].model, hd, cfg.horizon, gen)))
+        ev = evaluate({key: trained[name].model}, hd, cfg.horizon, gen, on="validation")
+        scores[key].append((c, ev.averages()[key]))
+        floor, n = ev.floor_average, ev.n
     chosen = {key: (min(v, key=lambda cd: cd[1])[0] if v else {}) for key, v in scores.items()}
-    floor, n = float("nan"), 0
-    if cands:
-        val_a, val_b = hd.halves("validation")
-        h = min(cfg.horizon, np.asarray(val_a["states"]).shape[1] - 1)
-        floor, n = average(frechet_floor(val_a["states"][:, : h + 1], val_b["states"][:, : h + 1], hd.norm)), \
-            len(val_a["states"])
     return Tuning(scores, chosen, floor, n, time.time() - start)
 
 
@@ -852,17 +839,18 @@ class Evaluation:
 
 
 def evaluate(models: Mapping[tuple, DynamicsModel], hd: HandData, horizon: int,
-             generator: Optional[torch.Generator] = None, progress: bool = False) -> Evaluation:
+             generator: Optional[torch.Generator] = None, progress: bool = False, on: str = "test") -> Evaluation:
     """Roll every model out for ``horizon`` steps from half A (with half A's actions when conditional) and
     compute the Frechet curves against half B, the floor (half A's truth against half B's) and the no-motion
-    baseline."""
-    length = np.asarray(hd.half_a["states"]).shape[1] - 1
+    baseline; ``on``: the test halves or the validation halves (:meth:`HandData.halves`)."""
+    half_a, half_b = hd.halves(on)
+    length = np.asarray(half_a["states"]).shape[1] - 1
     if not isinstance(horizon, int) or not 1 <= horizon <= length:
         raise ValueError(f"horizon must be an int in [1, {length}] (the trajectories' length), got {horizon!r}")
     start = time.time()
-    truth_a = torch.as_tensor(hd.half_a["states"][:, : horizon + 1])
-    truth_b = torch.as_tensor(hd.half_b["states"][:, : horizon + 1])
-    s0, actions = truth_a[:, 0], torch.as_tensor(hd.half_a["actions"])
+    truth_a = torch.as_tensor(half_a["states"][:, : horizon + 1])
+    truth_b = torch.as_tensor(half_b["states"][:, : horizon + 1])
+    s0, actions = truth_a[:, 0], torch.as_tensor(half_a["actions"])
     rollouts = {key: rollout(m, s0, horizon, actions if m.conditional else None, generator, progress)
                 for key, m in models.items()}
     still = truth_a[:, :1].expand_as(truth_a)
