@@ -286,8 +286,9 @@ ch.show(M.fashion_sentence(ch.metrics["fashion_model_mnist_below_fashion_test"])
 # %% [markdown]
 # ## 9. A recipe whose conditional samples come out right, within one CPU-hour
 #
-# Section 5's conditional replay model was trained at a constant learning rate of $10^{-3}$ with $K = 20$ Langevin
-# steps per negative and stopped at iteration 1,200. The recipe here is the same network, rate and sampler with
+# Section 2's conditional replay model (scored in section 5) was trained at a constant learning rate of
+# $10^{-3}$ with $K = 20$ Langevin steps per negative and stopped at iteration 1,200. The recipe here is the same
+# network, rate and sampler with
 # **twice the steps ($K = 40$)**, trained 2.5 times as long (3,000 iterations), keeping the weights of ten snapshots
 # over training. A **second classifier** (another seed, the *judge*) reads samples of every snapshot
 # (`budget_track_n` of them, 100 at demo scale), from the run's buffer and from noise, and the snapshot it reads
