@@ -8,6 +8,7 @@ import torch
 from ebmlib.chapters import composition
 from ebmlib.chapters.composition import experiments as X
 from ebmlib.chapters.composition import judge as J
+from ebmlib.chapters.composition import latents as L
 from ebmlib.chapters.composition import zeroshot as Z
 from ebmlib.presets import preset
 
@@ -186,3 +187,74 @@ def test_seeds_table_and_verdict_count_the_seeds():
     header, rows = XX.seeds_table(by_seed, 100)
     assert header[-1] == "mean ± sd" and rows[1][2:] == [10, 1, "5.5 ± 6.4"]
     assert "1 of 2" in XX.seeds_sentence(v)
+
+
+def test_expert_sentence_sets_the_replay_expert_beside_the_noise_one():
+    row = dict(all=0.3, chance=0.04, latents=["position"], data="D2")
+    check = {"zs_position_D2": dict(row, all_one_sprite=1.0), X.REPLAY_EXPERT: dict(row, all_one_sprite=0.05)}
+    text = X.expert_sentence(check, 0.95)
+    assert text.startswith("Every expert")                     # the contrast is not one of the chapter's experts
+    assert "right on 5% of single-sprite images against 100%" in text
+
+
+def test_expert_check_samples_the_replay_expert_on_the_position_experts_rows(tiny):
+    """Same rows, start and chain noise: the same network under both names gives the same images and scores."""
+    cfg, models = tiny
+    clones = dict(models, **{X.REPLAY_EXPERT: models["zs_position_D2"]})
+    scores, images = X.expert_check(clones, cfg, gen(0), lambda k: gen(k))
+    assert list(scores) == ["zs_size_D1", "zs_position_D2", X.REPLAY_EXPERT, "zs_shape_D3"]
+    assert scores["zs_position_D2"] == scores[X.REPLAY_EXPERT]
+    assert torch.equal(images["zs_position_D2"], images[X.REPLAY_EXPERT])
+    assert list(images) == ["ground truth (D2 rows)", "zs_position_D2", X.REPLAY_EXPERT]
+    assert images["ground truth (D2 rows)"].shape == (cfg.n_show, 1, 32, 32)
+    without = {k: v for k, v in models.items() if k != X.REPLAY_EXPERT}
+    assert X.REPLAY_EXPERT not in X.expert_check(without, cfg, gen(0), lambda k: gen(k))[0]
+
+
+def test_the_demo_trains_its_zero_shot_models_on_the_chains_it_samples_with():
+    """Every demo zero-shot model is trained from uniform noise, the start the chapter samples every generator
+    from; the replay contrast and the Fig. 15 experts keep the release's buffer (the paper preset is the release's
+    recipe throughout)."""
+    demo, paper = preset("08_composition", "demo"), preset("08_composition", "paper")
+    inits = {name: spec["train"].get("init", "replay") for name, spec in demo.experts.items()}
+    assert {inits[n] for n in X.ZS_MODELS} == {"noise"}
+    assert {inits[n] for n in (*X.FIG15_EXPERTS, X.REPLAY_EXPERT)} == {"replay"}
+    assert all(spec["train"].get("init", "replay") == "noise" for spec in demo.finetune.values())
+    assert {spec["train"].get("init", "replay") for spec in paper.experts.values()} == {"replay"}
+    for task in X.TASKS.values():      # a baseline gets as many iterations as the two experts of its sum
+        assert demo.experts[task["baseline"]]["n_iters"] == sum(demo.experts[e]["n_iters"] for e in task["experts"])
+
+
+# --- the shipped demo models ---------------------------------------------------------------------------------------------
+
+def test_every_demo_model_of_every_seed_is_shipped():
+    """Seed 0's models in checkpoints/, the other seeds' zero-shot models in checkpoints/seed_<s>/, each made by
+    exactly the recipe the demo preset gives it, with its whole history."""
+    from ebmlib.core.recipes import SHIPPED_DIR, load_trained
+    cfg = preset("08_composition", "demo")
+    for seed in cfg.zs_seeds:
+        rs = Z.recipes(cfg, seed)
+        names = list(rs) if seed == 0 else X.SEED_MODELS
+        folder = SHIPPED_DIR if seed == 0 else SHIPPED_DIR / f"seed_{seed}"
+        for name in names:
+            t = load_trained(rs[name], (folder,))
+            assert t is not None, f"no checkpoint of {name} (seed {seed}) made by its demo recipe in {folder}"
+            assert len(t.history) == getattr(rs[name], "n_iters", len(t.history)), (name, seed)
+
+
+def test_the_shipped_position_expert_places_one_sprite_where_asked():
+    """The D2 position expert trained from noise puts a single sprite at the requested position on nearly every
+    row (judged by the shipped judge); the same expert trained with the release's replay buffer does not."""
+    from ebmlib.core.recipes import SHIPPED_DIR, load_trained
+    cfg = preset("08_composition", "demo", {"n_test": 40})
+    rs = Z.recipes(cfg)
+    models = {n: load_trained(rs[n], (SHIPPED_DIR,)) for n in ("zs_position_D2", X.REPLAY_EXPERT, "dsprites_judge")}
+    judge, tol = models["dsprites_judge"].model, cfg.position_tol
+    y = L.latent_set("D2").sample(cfg.n_test, gen(21))
+    gt = L.render_images(y, cfg.judge["resolution"])
+    right = {}
+    for name in ("zs_position_D2", X.REPLAY_EXPERT):
+        x = Z.sample_joint(Z.LatentProduct([models[name].model]), y, cfg.sample_steps, x0=torch.rand(
+            gt.shape, generator=gen(22)), generator=gen(23), **X.sampler(cfg))
+        right[name] = X.score_row(judge, x, y, ("position",), tol, gt)["all_one_sprite"]
+    assert right["zs_position_D2"] >= 0.9 and right[X.REPLAY_EXPERT] <= 0.5, right

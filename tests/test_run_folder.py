@@ -301,7 +301,7 @@ def test_an_upgrade_that_does_not_read_back_equal_restores_the_v1_file(tmp_path,
 
 def test_every_shipped_checkpoint_is_v2_and_verifies():
     from ebmlib.core.recipes import SHIPPED_DIR
-    files = sorted(SHIPPED_DIR.glob("*.pt"))
+    files = sorted(SHIPPED_DIR.rglob("*.pt"))    # the seed_<s>/ folders too
     assert files
     for path in files:
         assert C.load_checkpoint(path)["format"] == C.FORMAT, path

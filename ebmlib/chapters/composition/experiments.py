@@ -24,13 +24,14 @@ from ebmlib.chapters.composition.judge import (SCALES, SCORED, chance_scores, ju
                                                sprite_count)
 from ebmlib.chapters.composition.latents import latent_set, render_images
 from ebmlib.chapters.composition.zeroshot import LatentProduct, sample_joint, train_models
+from ebmlib.core.recipes import SHIPPED_DIR
 
 __all__ = ["paper_rows", "FIG15_EXPERTS", "ZS_MODELS", "TASKS", "UPRIGHT_SETS", "sampler", "setup_sentence", "chance_on",
            "judge_table", "upright_square_confusion", "confusion_table", "judge_verdict", "fig15", "paired_rows",
            "fig15_sentence", "zero_shot", "score_row", "zero_shot_table", "zero_shot_caption",
            "p_value", "compare", "verdict", "fig16_summary", "SEED_MODELS", "zero_shot_seeds", "SEED_ROWS",
-           "seeds_table", "seeds_verdict", "seeds_sentence", "EXPERT_SETS", "expert_check", "expert_table",
-           "expert_sentence"]
+           "seeds_table", "seeds_verdict", "seeds_sentence", "EXPERT_SETS", "REPLAY_EXPERT", "expert_check",
+           "expert_table", "expert_sentence"]
 
 #: Fig. 15's experts, one latent each, all trained on the whole of dSprites
 FIG15_EXPERTS = ("ds_scale", "ds_position", "ds_rotation", "ds_shape")
@@ -58,18 +59,25 @@ def sampler(cfg) -> dict:
     return dict(step_size=first["train"]["step_size"], noise_std=0.005, grad_clip=0.01)
 
 
+def _recipe_words(spec: Mapping) -> str:
+    t = spec["train"]
+    chains = {"replay": "a replay buffer", "noise": "short-run chains from uniform noise",
+              "persistent": "persistent chains"}[t.get("init", "replay")]
+    return (f"Algorithm 1 with {chains}, batch {t['batch_size']}, {t['n_steps']} Langevin steps of size "
+            f"{t['step_size']:g}, {spec['n_iters']:,} iterations")
+
+
 def setup_sentence(cfg, models: Mapping) -> str:
     """What this run's models are: resolution, network size, Algorithm 1's settings, iterations."""
-    ex = next(iter(cfg.experts.values()))
+    fig15, zs = cfg.experts["ds_scale"], cfg.experts["zs_size_D1"]
     n_params = sum(p.numel() for p in models["ds_scale"].model.parameters())
-    res, t = cfg.judge["resolution"], ex["train"]
+    res = cfg.judge["resolution"]
     return (f"Images: dSprites at {res}x{res} (64x64 average-pooled, grey edges kept in [0, 1]). Energies: CNNs "
-            f"of width {ex['width']} ({n_params:,} parameters each), Algorithm 1 with a replay buffer, batch "
-            f"{t['batch_size']}, {t['n_steps']} Langevin steps of size {t['step_size']:g} (gradient clipped to "
-            f"0.01, noise 0.005), {cfg.experts['ds_scale']['n_iters']} iterations for each Fig. 15 expert and "
-            f"{cfg.experts['zs_size_D1']['n_iters']} for each zero-shot expert. Generation: {cfg.sample_steps} "
-            f"rounds of sequential Langevin from uniform noise. The paper's release: 64x64, ~0.95M-parameter "
-            f"nets, 20 steps of size 500 (the `paper` preset).")
+            f"of width {fig15['width']} ({n_params:,} parameters each; gradient clipped to 0.01, noise 0.005). "
+            f"Each Fig. 15 expert: {_recipe_words(fig15)}. Each zero-shot expert: {_recipe_words(zs)} (a joint "
+            f"baseline {cfg.experts['zs_joint_size_position']['n_iters']:,}). Generation: {cfg.sample_steps} rounds of sequential Langevin from uniform "
+            f"noise. The paper's release: 64x64, ~0.95M-parameter nets, a replay buffer, 20 steps of size 500 "
+            f"(the `paper` preset).")
 
 
 def chance_on(name: str, requested: Tensor, latents: Sequence[str], generator: torch.Generator,
@@ -199,25 +207,35 @@ def zero_shot(task: str, models: Mapping, cfg, generator: torch.Generator,
 
 #: the zero-shot experts and their own training sets
 EXPERT_SETS = {"zs_size_D1": "D1", "zs_position_D2": "D2", "zs_shape_D3": "D3"}
+#: the D2 position expert trained with the release's replay buffer (a contrast the demo preset defines)
+REPLAY_EXPERT = "zs_position_D2_replay"
 
 
 def expert_check(models: Mapping, cfg, generator: torch.Generator,
-                 rng: Callable[[int], torch.Generator]) -> dict[str, dict]:
+                 rng: Callable[[int], torch.Generator]) -> tuple[dict[str, dict], dict[str, Tensor]]:
     """Each zero-shot expert on its *own* training set: ``cfg.n_test`` latent rows drawn from it, the expert alone
     sampled as the sums are, and the judge's reading of the expert's latents (single-sprite images with its latent
     right, and every image), beside the chance level. An expert that does not produce its own latent on data like
-    its training data cannot be expected to produce it in a sum on unseen combinations."""
-    judge, tol, out = models["dsprites_judge"].model, cfg.position_tol, {}
+    its training data cannot be expected to produce it in a sum on unseen combinations. :data:`REPLAY_EXPERT`,
+    where the preset has it, is sampled from the D2 expert's rows, start and chain noise, so the two differ only
+    in training. Returns the scores by expert and the first ``cfg.n_show`` samples of each position expert beside
+    their ground truth."""
+    judge, tol, scores, images = models["dsprites_judge"].model, cfg.position_tol, {}, {}
     for name, data in EXPERT_SETS.items():
         latents = tuple(cfg.experts[name]["latents"])
         y = latent_set(data).sample(cfg.n_test, generator)
         gt = render_images(y, cfg.judge["resolution"])
-        x = sample_joint(LatentProduct([models[name].model]), y, cfg.sample_steps,
-                         x0=torch.rand(gt.shape, generator=generator), generator=rng(1), **sampler(cfg))
-        row = score_row(judge, x, y, latents, tol, gt)
-        row["chance"] = chance_on(data, y, latents, generator, tol)["all"]
-        out[name] = dict(row, latents=list(latents), data=data)
-    return out
+        x0 = torch.rand(gt.shape, generator=generator)
+        chance = chance_on(data, y, latents, generator, tol)["all"]
+        for expert in (name, REPLAY_EXPERT) if data == "D2" and REPLAY_EXPERT in models else (name,):
+            x = sample_joint(LatentProduct([models[expert].model]), y, cfg.sample_steps, x0=x0, generator=rng(1),
+                             **sampler(cfg))
+            scores[expert] = dict(score_row(judge, x, y, latents, tol, gt), chance=chance, latents=list(latents),
+                                  data=data)
+            if "position" in latents:
+                images.setdefault("ground truth (D2 rows)", gt[:cfg.n_show])
+                images[expert] = x[:cfg.n_show]
+    return scores, images
 
 
 def expert_table(check: Mapping[str, Mapping]) -> tuple[list, list]:
@@ -228,13 +246,21 @@ def expert_table(check: Mapping[str, Mapping]) -> tuple[list, list]:
 
 def expert_sentence(check: Mapping[str, Mapping], floor: float) -> str:
     """Whether every expert produces its own latent on its own training set at least ``floor`` of the time."""
-    weak = [f"{k} ({v['all_one_sprite']:.0%})" for k, v in check.items() if v["all_one_sprite"] < floor]
+    weak = [f"{k} ({v['all_one_sprite']:.0%})" for k, v in check.items()
+            if k != REPLAY_EXPERT and v["all_one_sprite"] < floor]
     if not weak:
-        return f"Every expert produces its own latent on its own training set ({floor:.0%} or more of its images)."
-    return (f"Not every expert produces its own latent on its own training set: below {floor:.0%} of single-sprite "
-            f"images with it right are {', '.join(weak)}. These experts are under-trained at this scale, so the "
-            f"zero-shot sums below start from parts that do not yet do their own job; the paper's claim is about "
-            f"experts that do.")
+        text = f"Every expert produces its own latent on its own training set ({floor:.0%} or more of its images)."
+    else:
+        text = (f"Not every expert produces its own latent on its own training set: below {floor:.0%} of "
+                f"single-sprite images with it right are {', '.join(weak)}. These experts are under-trained at this "
+                f"scale, so the zero-shot sums below start from parts that do not yet do their own job; the paper's "
+                f"claim is about experts that do.")
+    if REPLAY_EXPERT in check and "zs_position_D2" in check:
+        ours, replay = check["zs_position_D2"]["all_one_sprite"], check[REPLAY_EXPERT]["all_one_sprite"]
+        text += (f" The same position expert trained with a replay buffer (the release's recipe) is right on "
+                 f"{replay:.0%} of single-sprite images against {ours:.0%} for the one trained from noise, on the "
+                 f"same rows, start and chain noise.")
+    return text
 
 
 def score_row(judge, x: Tensor, y: Tensor, latents: Sequence[str], position_tol: float, truth: Tensor) -> dict:
@@ -336,15 +362,17 @@ def zero_shot_seeds(cfg, seeds: Sequence[int], models: Mapping, own_seed: int, o
                     generator: Callable[[], torch.Generator], rng: Callable[[int], torch.Generator],
                     **options) -> dict:
     """Fig. 16 over training seeds: for each seed, the zero-shot models (:data:`SEED_MODELS`) trained with it
-    (``models``, the chapter's own, for ``own_seed``; else loaded or trained into ``out_dir/seed_<s>``, with
-    ``options`` for :func:`~ebmlib.chapters.composition.zeroshot.train_models`), and :func:`zero_shot` on both
+    (``models``, the chapter's own, for ``own_seed``; else loaded from the shipped ``checkpoints/seed_<s>`` or
+    ``out_dir/seed_<s>``, or trained into the latter, with ``options`` for
+    :func:`~ebmlib.chapters.composition.zeroshot.train_models`), and :func:`zero_shot` on both
     tasks with the chapter's judge, every seed on the same latent rows and the same sampling noise
     (``generator()`` and ``rng`` fresh per seed), so the seeds differ only in training. Returns
     ``{seed: {task: table}}``."""
     out = {}
     for seed in seeds:
-        trained = models if seed == own_seed else train_models(
-            cfg, seed, only=SEED_MODELS, out_dir=Path(out_dir) / f"seed_{seed}", **options)
+        folders = dict(shipped_dir=SHIPPED_DIR / f"seed_{seed}", out_dir=Path(out_dir) / f"seed_{seed}")
+        trained = models if seed == own_seed else train_models(cfg, seed, only=SEED_MODELS,
+                                                               **dict(folders, **options))
         scored = dict(trained, dsprites_judge=models["dsprites_judge"])
         out[seed] = {task: zero_shot(task, scored, cfg, generator(), rng)["table"] for task in TASKS}
     return out
