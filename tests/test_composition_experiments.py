@@ -189,6 +189,18 @@ def test_seeds_table_and_verdict_count_the_seeds():
     assert "1 of 2" in XX.seeds_sentence(v)
 
 
+def test_zero_shot_seeds_loads_a_seed_from_the_shipped_seed_folder(tiny, tmp_path, monkeypatch):
+    """Another seed's models are read from ``checkpoints/seed_<s>/`` when they are there: nothing is trained."""
+    cfg, models = tiny
+    shipped, out = tmp_path / "shipped", tmp_path / "out"
+    Z.train_models(cfg, 1, only=X.SEED_MODELS, out_dir=shipped / "seed_1", shipped_dir=None, progress=False)
+    monkeypatch.setattr(X, "SHIPPED_DIR", shipped)
+    cfg1 = preset("08_composition", "smoke", {"zs_seeds": (1,), "n_test": 2, "n_show": 2})
+    by_seed = X.zero_shot_seeds(cfg1, (1,), models, 0, out, lambda: gen(5), lambda k: gen(k), progress=False)
+    assert set(by_seed) == {1} and set(by_seed[1]) == set(X.TASKS)
+    assert not (out / "seed_1").exists() or not any((out / "seed_1").glob("*.pt"))
+
+
 def test_expert_sentence_sets_the_replay_expert_beside_the_noise_one():
     row = dict(all=0.3, chance=0.04, latents=["position"], data="D2")
     check = {"zs_position_D2": dict(row, all_one_sprite=1.0), X.REPLAY_EXPERT: dict(row, all_one_sprite=0.05)}
