@@ -172,7 +172,9 @@ plt.show()
 # noise {cite:p}`nijkamp2019learning`, 30 steps, the same kind of chain it is then sampled with (the Fig. 15
 # experts above keep the release's recipe). The row `zs_position_D2_replay` is the check: the D2 position expert
 # trained the release's way (replay buffer, 10 steps, 200 iterations), sampled from the same rows, start and
-# noise. The images below are the first rows of both, under their ground truth.
+# noise. The images below are the first rows of both, under their ground truth. A training run can also fail
+# outright: the sentence after the table names any run whose energy gap between data and chains got pinned at the
+# optimum of Algorithm 1's loss (the curves above show where).
 
 # %%
 check, expert_images = X.expert_check(models, cfg, ch.rng(6), ch.rng)
@@ -180,6 +182,7 @@ ch.metrics["expert_check"] = check
 ch.table(*X.expert_table(check),
          caption=f"{cfg.n_test} samples per expert, read by the judge:")
 ch.show(X.expert_sentence(check, cfg.judge_floor))
+ch.show(X.separation_sentence({k: models[k].history for k in X.ZS_MODELS}))
 P.image_rows(expert_images)
 plt.show()
 

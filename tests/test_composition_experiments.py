@@ -270,3 +270,18 @@ def test_the_shipped_position_expert_places_one_sprite_where_asked():
             gt.shape, generator=gen(22)), generator=gen(23), **X.sampler(cfg))
         right[name] = X.score_row(judge, x, y, ("position",), tol, gt)["all_one_sprite"]
     assert right["zs_position_D2"] >= 0.9 and right[X.REPLAY_EXPERT] <= 0.5, right
+
+
+def _history(gaps):
+    return [dict(iteration=i + 1, e_pos=-g / 2, e_neg=g / 2) for i, g in enumerate(gaps)]
+
+
+def test_separated_at_finds_where_a_run_pins_at_the_l2_optimum():
+    pinned = _history([0.0] * 300 + [1.0] * 700)       # data at -0.5, chains at +0.5 from iteration 301 on
+    assert X.separated_at(pinned) == 326                 # the first 50-iteration window with most of it pinned
+    assert X.separated_at(pinned, alpha=0.5) is None     # with alpha 0.5 the optimum gap is 2: 1.0 is not pinned
+    assert X.separated_at(_history([1.0] * 300 + [0.0] * 700)) is None        # it came back
+    assert X.separated_at(_history([1.0] * 10)) is None                       # too short to say
+    text = X.separation_sentence({"a": pinned, "b": _history([0.01] * 100)})
+    assert "a (from iteration 326)" in text and "b (from" not in text
+    assert X.separation_sentence({"b": _history([0.01] * 100)}).startswith("No zero-shot run separated")
