@@ -212,8 +212,15 @@ ch.show("\n\n".join(X.verdict(task, t, cfg.n_test) for task, t in tables.items()
 # above, so seed 0's counts here are a second sample of the same models).
 
 # %%
-by_seed = X.zero_shot_seeds(cfg, cfg.zs_seeds, models, ch.seed, ch.out_dir,
-                            lambda: ch.rng(5), ch.rng, progress=False, device=ch.device)
+seeded = X.seed_models(cfg, cfg.zs_seeds, models, ch.seed, ch.out_dir,
+                       progress=False, device=ch.device)
+experts_by_seed = X.expert_seeds(cfg, seeded, lambda: ch.rng(6), ch.rng)
+ch.metrics["expert_check_seeds"] = experts_by_seed
+ch.table(*X.expert_seeds_table(experts_by_seed, cfg.n_test), caption="Each expert on its "
+         f"own training set: single-sprite images with its latent right, of {cfg.n_test}:")
+ch.show(X.separation_sentence({f"{k}, seed {s}": m[k].history
+                               for s, m in seeded.items() for k in X.ZS_MODELS}))
+by_seed = X.zero_shot_seeds(cfg, seeded, lambda: ch.rng(5), ch.rng)
 ch.metrics["zero_shot_seeds"] = by_seed
 ch.table(*X.seeds_table(by_seed, cfg.n_test), caption="Single-sprite images with both "
          f"latents right, of {cfg.n_test} per seed:")

@@ -196,9 +196,17 @@ def test_zero_shot_seeds_loads_a_seed_from_the_shipped_seed_folder(tiny, tmp_pat
     Z.train_models(cfg, 1, only=X.SEED_MODELS, out_dir=shipped / "seed_1", shipped_dir=None, progress=False)
     monkeypatch.setattr(X, "SHIPPED_DIR", shipped)
     cfg1 = preset("08_composition", "smoke", {"zs_seeds": (1,), "n_test": 2, "n_show": 2})
-    by_seed = X.zero_shot_seeds(cfg1, (1,), models, 0, out, lambda: gen(5), lambda k: gen(k), progress=False)
-    assert set(by_seed) == {1} and set(by_seed[1]) == set(X.TASKS)
+    seeded = X.seed_models(cfg1, (0, 1), models, 0, out, progress=False)
+    assert seeded[0] is not models and seeded[0]["zs_size_D1"] is models["zs_size_D1"]
+    assert seeded[1]["dsprites_judge"] is models["dsprites_judge"] and set(seeded[1]) == {*X.SEED_MODELS,
+                                                                                          "dsprites_judge"}
     assert not (out / "seed_1").exists() or not any((out / "seed_1").glob("*.pt"))
+    by_seed = X.zero_shot_seeds(cfg1, seeded, lambda: gen(5), lambda k: gen(k))
+    assert set(by_seed) == {0, 1} and set(by_seed[1]) == set(X.TASKS)
+    experts = X.expert_seeds(cfg1, seeded, lambda: gen(6), lambda k: gen(k))
+    assert set(experts[0]) == set(experts[1]) == set(X.EXPERT_SETS)        # the replay contrast left out
+    header, rows = X.expert_seeds_table(experts, 2)
+    assert header == ["expert", "trained on", "seed 0", "seed 1"] and [r[0] for r in rows] == list(X.EXPERT_SETS)
 
 
 def test_expert_sentence_sets_the_replay_expert_beside_the_noise_one():

@@ -29,7 +29,8 @@ from ebmlib.core.recipes import SHIPPED_DIR
 __all__ = ["paper_rows", "FIG15_EXPERTS", "ZS_MODELS", "TASKS", "UPRIGHT_SETS", "sampler", "setup_sentence", "chance_on",
            "judge_table", "upright_square_confusion", "confusion_table", "judge_verdict", "fig15", "paired_rows",
            "fig15_sentence", "zero_shot", "score_row", "zero_shot_table", "zero_shot_caption",
-           "p_value", "compare", "verdict", "fig16_summary", "SEED_MODELS", "zero_shot_seeds", "SEED_ROWS",
+           "p_value", "compare", "verdict", "fig16_summary", "SEED_MODELS", "seed_models", "zero_shot_seeds",
+           "expert_seeds", "expert_seeds_table", "SEED_ROWS",
            "seeds_table", "seeds_verdict", "seeds_sentence", "EXPERT_SETS", "REPLAY_EXPERT", "expert_check",
            "expert_table", "expert_sentence", "separated_at", "separation_sentence"]
 
@@ -384,24 +385,43 @@ def fig16_summary(tables: Mapping[str, Mapping], n: int, minutes: float, scale: 
 SEED_MODELS = ZS_MODELS + tuple(t["finetuned"] for t in TASKS.values())
 
 
-def zero_shot_seeds(cfg, seeds: Sequence[int], models: Mapping, own_seed: int, out_dir,
-                    generator: Callable[[], torch.Generator], rng: Callable[[int], torch.Generator],
-                    **options) -> dict:
-    """Fig. 16 over training seeds: for each seed, the zero-shot models (:data:`SEED_MODELS`) trained with it
-    (``models``, the chapter's own, for ``own_seed``; else loaded from the shipped ``checkpoints/seed_<s>`` or
-    ``out_dir/seed_<s>``, or trained into the latter, with ``options`` for
-    :func:`~ebmlib.chapters.composition.zeroshot.train_models`), and :func:`zero_shot` on both
-    tasks with the chapter's judge, every seed on the same latent rows and the same sampling noise
-    (``generator()`` and ``rng`` fresh per seed), so the seeds differ only in training. Returns
-    ``{seed: {task: table}}``."""
+def seed_models(cfg, seeds: Sequence[int], models: Mapping, own_seed: int, out_dir, **options) -> dict:
+    """The zero-shot models (:data:`SEED_MODELS`) of each training seed, with the chapter's judge: ``models``, the
+    chapter's own, for ``own_seed``; else loaded from the shipped ``checkpoints/seed_<s>`` or ``out_dir/seed_<s>``,
+    or trained into the latter, with ``options`` for :func:`~ebmlib.chapters.composition.zeroshot.train_models`.
+    Returns ``{seed: models}``."""
     out = {}
     for seed in seeds:
         folders = dict(shipped_dir=SHIPPED_DIR / f"seed_{seed}", out_dir=Path(out_dir) / f"seed_{seed}")
         trained = models if seed == own_seed else train_models(cfg, seed, only=SEED_MODELS,
                                                                **dict(folders, **options))
-        scored = dict(trained, dsprites_judge=models["dsprites_judge"])
-        out[seed] = {task: zero_shot(task, scored, cfg, generator(), rng)["table"] for task in TASKS}
+        out[seed] = dict(trained, dsprites_judge=models["dsprites_judge"])
     return out
+
+
+def zero_shot_seeds(cfg, by_seed: Mapping[int, Mapping], generator: Callable[[], torch.Generator],
+                    rng: Callable[[int], torch.Generator]) -> dict:
+    """Fig. 16 over training seeds: :func:`zero_shot` on both tasks for each seed's models (:func:`seed_models`),
+    every seed on the same latent rows and the same sampling noise (``generator()`` and ``rng`` fresh per seed), so
+    the seeds differ only in training. Returns ``{seed: {task: table}}``."""
+    return {seed: {task: zero_shot(task, models, cfg, generator(), rng)["table"] for task in TASKS}
+            for seed, models in by_seed.items()}
+
+
+def expert_seeds(cfg, by_seed: Mapping[int, Mapping], generator: Callable[[], torch.Generator],
+                 rng: Callable[[int], torch.Generator]) -> dict:
+    """:func:`expert_check` for each seed's experts, on the same rows and noise for every seed (the replay contrast
+    left out). Returns ``{seed: {expert: scores}}``."""
+    return {seed: expert_check({k: v for k, v in models.items() if k != REPLAY_EXPERT}, cfg, generator(), rng)[0]
+            for seed, models in by_seed.items()}
+
+
+def expert_seeds_table(by_expert: Mapping[int, Mapping[str, Mapping]], n: int) -> tuple[list, list]:
+    """(header, rows): per zero-shot expert, the single-sprite images with its latent right per seed (of ``n``)."""
+    seeds = list(by_expert)
+    header = ["expert", "trained on", *[f"seed {s}" for s in seeds]]
+    return header, [[name, data, *[round(by_expert[s][name]["all_one_sprite"] * n) for s in seeds]]
+                    for name, data in EXPERT_SETS.items()]
 
 
 #: the generators the seed table compares
