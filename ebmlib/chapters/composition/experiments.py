@@ -26,13 +26,14 @@ from ebmlib.chapters.composition.latents import latent_set, render_images
 from ebmlib.chapters.composition.zeroshot import LatentProduct, sample_joint, train_models
 from ebmlib.core.recipes import SHIPPED_DIR
 
-__all__ = ["paper_rows", "FIG15_EXPERTS", "ZS_MODELS", "TASKS", "UPRIGHT_SETS", "sampler", "setup_sentence", "chance_on",
+__all__ = ["paper_rows", "FIG15_EXPERTS", "ZS_MODELS", "TASKS", "UPRIGHT_SETS", "sampler", "training_steps", "setup_sentence", "chance_on",
            "judge_table", "upright_square_confusion", "confusion_table", "judge_verdict", "fig15", "paired_rows",
            "fig15_sentence", "zero_shot", "score_row", "zero_shot_table", "zero_shot_caption",
            "p_value", "compare", "verdict", "fig16_summary", "SEED_MODELS", "seed_models", "zero_shot_seeds",
            "expert_seeds", "expert_seeds_table", "SEED_ROWS",
-           "seeds_table", "seeds_verdict", "seeds_sentence", "EXPERT_SETS", "REPLAY_EXPERT", "expert_check",
-           "expert_table", "expert_sentence", "separated_at", "separation_sentence"]
+           "seeds_table", "seeds_verdict", "seeds_sentence", "EXPERT_SETS", "CONTRASTS", "expert_check",
+           "expert_table", "expert_sentence", "separated_at", "zero_shot_histories",
+           "separation_sentence"]
 
 #: Fig. 15's experts, one latent each, all trained on the whole of dSprites
 FIG15_EXPERTS = ("ds_scale", "ds_position", "ds_rotation", "ds_shape")
@@ -64,21 +65,27 @@ def _recipe_words(spec: Mapping) -> str:
     t = spec["train"]
     chains = {"replay": "a replay buffer", "noise": "short-run chains from uniform noise",
               "persistent": "persistent chains"}[t.get("init", "replay")]
-    return (f"Algorithm 1 with {chains}, batch {t['batch_size']}, {t['n_steps']} Langevin steps of size "
-            f"{t['step_size']:g}, {spec['n_iters']:,} iterations")
+    return (f"{chains}, {t['n_steps']} Langevin steps of size {t['step_size']:g}, {spec['n_iters']:,} iterations "
+            f"({training_steps(spec):,} Langevin steps in all)")
+
+
+def training_steps(spec: Mapping) -> int:
+    """Langevin steps a recipe's training takes (iterations x steps per chain), the bulk of its compute."""
+    return int(spec["n_iters"]) * int(spec["train"]["n_steps"])
 
 
 def setup_sentence(cfg, models: Mapping) -> str:
     """What this run's models are: resolution, network size, Algorithm 1's settings, iterations."""
-    fig15, zs = cfg.experts["ds_scale"], cfg.experts["zs_size_D1"]
+    ex = cfg.experts
     n_params = sum(p.numel() for p in models["ds_scale"].model.parameters())
-    res = cfg.judge["resolution"]
+    res, batch = cfg.judge["resolution"], ex["ds_scale"]["train"]["batch_size"]
+    parts = [f"Fig. 15 experts: {_recipe_words(ex['ds_scale'])}"] + [
+        f"{name}: {_recipe_words(ex[name])}" for name in ZS_MODELS if name in ex]
     return (f"Images: dSprites at {res}x{res} (64x64 average-pooled, grey edges kept in [0, 1]). Energies: CNNs "
-            f"of width {fig15['width']} ({n_params:,} parameters each; gradient clipped to 0.01, noise 0.005). "
-            f"Each Fig. 15 expert: {_recipe_words(fig15)}. Each zero-shot expert: {_recipe_words(zs)} (a joint "
-            f"baseline {cfg.experts['zs_joint_size_position']['n_iters']:,}). Generation: {cfg.sample_steps} rounds of sequential Langevin from uniform "
-            f"noise. The paper's release: 64x64, ~0.95M-parameter nets, a replay buffer, 20 steps of size 500 "
-            f"(the `paper` preset).")
+            f"of width {ex['ds_scale']['width']} ({n_params:,} parameters each), Algorithm 1 with batch {batch}, "
+            f"gradient clipped to 0.01, noise 0.005. " + "; ".join(parts) + f". Generation: {cfg.sample_steps} "
+            f"rounds of sequential Langevin from uniform noise. The paper's release: 64x64, ~0.95M-parameter "
+            f"nets, a replay buffer, 20 steps of size 500 (the `paper` preset).")
 
 
 def chance_on(name: str, requested: Tensor, latents: Sequence[str], generator: torch.Generator,
@@ -208,8 +215,14 @@ def zero_shot(task: str, models: Mapping, cfg, generator: torch.Generator,
 
 #: the zero-shot experts and their own training sets
 EXPERT_SETS = {"zs_size_D1": "D1", "zs_position_D2": "D2", "zs_shape_D3": "D3"}
-#: the D2 position expert trained with the release's replay buffer (a contrast the demo preset defines)
-REPLAY_EXPERT = "zs_position_D2_replay"
+#: contrasts the demo preset defines: an expert trained the other way (replay buffer or short-run from noise), by
+#: the expert it is set beside, and how it was trained
+CONTRASTS = {"zs_position_D2": ("zs_position_D2_replay", "with a replay buffer (the release's recipe)"),
+             "zs_shape_D3": ("zs_shape_D3_noise", "from noise (30 steps, 1,200 iterations)")}
+
+
+def _contrasts(models: Mapping) -> dict[str, str]:
+    return {expert: c for expert, (c, _) in CONTRASTS.items() if c in models}
 
 
 def expert_check(models: Mapping, cfg, generator: torch.Generator,
@@ -217,26 +230,54 @@ def expert_check(models: Mapping, cfg, generator: torch.Generator,
     """Each zero-shot expert on its *own* training set: ``cfg.n_test`` latent rows drawn from it, the expert alone
     sampled as the sums are, and the judge's reading of the expert's latents (single-sprite images with its latent
     right, and every image), beside the chance level. An expert that does not produce its own latent on data like
-    its training data cannot be expected to produce it in a sum on unseen combinations. :data:`REPLAY_EXPERT`,
-    where the preset has it, is sampled from the D2 expert's rows, start and chain noise, so the two differ only
-    in training. Returns the scores by expert and the first ``cfg.n_show`` samples of each position expert beside
-    their ground truth."""
+    its training data cannot be expected to produce it in a sum on unseen combinations. A contrast
+    (:data:`CONTRASTS`) in ``models`` is sampled from its expert's rows, start and chain noise, so the two differ
+    only in training. Returns the scores by model and, for each expert with a contrast, the first ``cfg.n_show``
+    samples of both under their ground truth."""
     judge, tol, scores, images = models["dsprites_judge"].model, cfg.position_tol, {}, {}
+    contrasts = _contrasts(models)
     for name, data in EXPERT_SETS.items():
         latents = tuple(cfg.experts[name]["latents"])
         y = latent_set(data).sample(cfg.n_test, generator)
         gt = render_images(y, cfg.judge["resolution"])
         x0 = torch.rand(gt.shape, generator=generator)
         chance = chance_on(data, y, latents, generator, tol)["all"]
-        for expert in (name, REPLAY_EXPERT) if data == "D2" and REPLAY_EXPERT in models else (name,):
-            x = sample_joint(LatentProduct([models[expert].model]), y, cfg.sample_steps, x0=x0, generator=rng(1),
+        for model in (name, contrasts[name]) if name in contrasts else (name,):
+            x = sample_joint(LatentProduct([models[model].model]), y, cfg.sample_steps, x0=x0, generator=rng(1),
                              **sampler(cfg))
-            scores[expert] = dict(score_row(judge, x, y, latents, tol, gt), chance=chance, latents=list(latents),
-                                  data=data)
-            if "position" in latents:
-                images.setdefault("ground truth (D2 rows)", gt[:cfg.n_show])
-                images[expert] = x[:cfg.n_show]
+            scores[model] = dict(score_row(judge, x, y, latents, tol, gt), chance=chance, latents=list(latents),
+                                 data=data)
+            if name in contrasts:
+                images.setdefault(f"ground truth ({data})", gt[:cfg.n_show])
+                images[model] = x[:cfg.n_show]
     return scores, images
+
+
+def expert_table(check: Mapping[str, Mapping]) -> tuple[list, list]:
+    header = ["expert", "trained on", "latent", "right (every image)", "single sprite, right", "chance"]
+    return header, [[k, v["data"], " + ".join(v["latents"]), f"{v['all']:.0%}", f"{v['all_one_sprite']:.0%}",
+                     f"{v['chance']:.0%}"] for k, v in check.items()]
+
+
+def expert_sentence(check: Mapping[str, Mapping], floor: float) -> str:
+    """Whether every expert produces its own latent on its own training set at least ``floor`` of the time, and
+    how each contrast in ``check`` compares with its expert."""
+    contrast_names = {c for c, _ in CONTRASTS.values()}
+    weak = [f"{k} ({v['all_one_sprite']:.0%})" for k, v in check.items()
+            if k not in contrast_names and v["all_one_sprite"] < floor]
+    if not weak:
+        text = f"Every expert produces its own latent on its own training set ({floor:.0%} or more of its images)."
+    else:
+        text = (f"Not every expert produces its own latent on its own training set: below {floor:.0%} of "
+                f"single-sprite images with it right are {', '.join(weak)}. These experts are under-trained at this "
+                f"scale, so the zero-shot sums below start from parts that do not yet do their own job; the paper's "
+                f"claim is about experts that do.")
+    for expert, (contrast, how) in CONTRASTS.items():
+        if contrast in check and expert in check:
+            ours, other = check[expert]["all_one_sprite"], check[contrast]["all_one_sprite"]
+            text += (f" The same expert as {expert} trained {how}, {contrast}, is right on {other:.0%} of "
+                     f"single-sprite images against {ours:.0%}, on the same rows, start and chain noise.")
+    return text
 
 
 def separated_at(history: Sequence[Mapping], alpha: float = 1.0, window: int = 50) -> Optional[int]:
@@ -253,6 +294,12 @@ def separated_at(history: Sequence[Mapping], alpha: float = 1.0, window: int = 5
     return int(history[first + window - 1]["iteration"]) if first < len(smooth) else None
 
 
+def zero_shot_histories(models: Mapping) -> dict[str, Sequence[Mapping]]:
+    """The training histories of the zero-shot experts and baselines, and of the contrasts ``models`` holds."""
+    names = (*ZS_MODELS, *(c for c, _ in CONTRASTS.values() if c in models))
+    return {k: models[k].history for k in names}
+
+
 def separation_sentence(histories: Mapping[str, Sequence[Mapping]], alpha: float = 1.0) -> str:
     """Which training runs separated (:func:`separated_at`), and from when."""
     found = {k: separated_at(h, alpha) for k, h in histories.items()}
@@ -263,31 +310,6 @@ def separation_sentence(histories: Mapping[str, Sequence[Mapping]], alpha: float
     return (f"Training runs that separated: {', '.join(bad)}. From there the chains' energy sits near "
             f"+{0.5 / alpha:g} and the data's near -{0.5 / alpha:g}, the optimum of Algorithm 1's loss when the "
             f"chains no longer reach the data: such a run stops learning where the data is, and its samples show it.")
-
-
-def expert_table(check: Mapping[str, Mapping]) -> tuple[list, list]:
-    header = ["expert", "trained on", "latent", "right (every image)", "single sprite, right", "chance"]
-    return header, [[k, v["data"], " + ".join(v["latents"]), f"{v['all']:.0%}", f"{v['all_one_sprite']:.0%}",
-                     f"{v['chance']:.0%}"] for k, v in check.items()]
-
-
-def expert_sentence(check: Mapping[str, Mapping], floor: float) -> str:
-    """Whether every expert produces its own latent on its own training set at least ``floor`` of the time."""
-    weak = [f"{k} ({v['all_one_sprite']:.0%})" for k, v in check.items()
-            if k != REPLAY_EXPERT and v["all_one_sprite"] < floor]
-    if not weak:
-        text = f"Every expert produces its own latent on its own training set ({floor:.0%} or more of its images)."
-    else:
-        text = (f"Not every expert produces its own latent on its own training set: below {floor:.0%} of "
-                f"single-sprite images with it right are {', '.join(weak)}. These experts are under-trained at this "
-                f"scale, so the zero-shot sums below start from parts that do not yet do their own job; the paper's "
-                f"claim is about experts that do.")
-    if REPLAY_EXPERT in check and "zs_position_D2" in check:
-        ours, replay = check["zs_position_D2"]["all_one_sprite"], check[REPLAY_EXPERT]["all_one_sprite"]
-        text += (f" The same position expert trained with a replay buffer (the release's recipe) is right on "
-                 f"{replay:.0%} of single-sprite images against {ours:.0%} for the one trained from noise, on the "
-                 f"same rows, start and chain noise.")
-    return text
 
 
 def score_row(judge, x: Tensor, y: Tensor, latents: Sequence[str], position_tol: float, truth: Tensor) -> dict:
@@ -410,9 +432,10 @@ def zero_shot_seeds(cfg, by_seed: Mapping[int, Mapping], generator: Callable[[],
 
 def expert_seeds(cfg, by_seed: Mapping[int, Mapping], generator: Callable[[], torch.Generator],
                  rng: Callable[[int], torch.Generator]) -> dict:
-    """:func:`expert_check` for each seed's experts, on the same rows and noise for every seed (the replay contrast
+    """:func:`expert_check` for each seed's experts, on the same rows and noise for every seed (the contrasts
     left out). Returns ``{seed: {expert: scores}}``."""
-    return {seed: expert_check({k: v for k, v in models.items() if k != REPLAY_EXPERT}, cfg, generator(), rng)[0]
+    contrasts = {c for c, _ in CONTRASTS.values()}
+    return {seed: expert_check({k: v for k, v in models.items() if k not in contrasts}, cfg, generator(), rng)[0]
             for seed, models in by_seed.items()}
 
 
