@@ -79,7 +79,8 @@ ch.show(f"**Scale: {ch.scale}.** " + X.setup_sentence(cfg, models))
 # Every real image holds one sprite, and that is all the judge is checked on. Many generated images below hold
 # several blobs; the judge still reads one shape, scale and position off them, but nothing here says how it reads
 # such images, so the tables also give the fraction of generated images that hold a single sprite (one group of
-# bright pixels, `ebmlib.chapters.composition.judge.sprite_count`).
+# bright pixels covering no more of the canvas than a real sprite does,
+# `ebmlib.chapters.composition.judge.single_sprite`: a canvas gone bright all over is one group but no sprite).
 
 # %%
 judge = models["dsprites_judge"].model

@@ -215,7 +215,8 @@ def test_expert_sentence_sets_each_contrast_beside_its_expert():
     check = {"zs_position_D2": dict(row, all_one_sprite=1.0), replay: dict(row, all_one_sprite=0.05)}
     text = X.expert_sentence(check, 0.95)
     assert text.startswith("Every expert")                     # a contrast is not one of the chapter's experts
-    assert f"{replay}, is right on 5% of single-sprite images against 100%" in text
+    assert f"{replay}, the same expert trained with a replay buffer" in text and "5% single sprites" in text
+    assert "against 100% for zs_position_D2" in text
     assert "zs_shape_D3_noise" not in text
 
 

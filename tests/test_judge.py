@@ -118,7 +118,8 @@ def test_a_shifted_judge_would_count_a_size_too_small_as_right():
 @pytest.mark.parametrize("name", ["full", "D1", "D2", "D3", "size_position", "shape_position"])
 def test_every_real_image_holds_one_sprite(name):
     x, _ = L.latent_set(name)(300, gen(6))
-    assert (J.sprite_count(x) == 1).all()
+    assert (J.sprite_count(x) == 1).all() and J.single_sprite(x).all()
+    assert (x > 0.5).flatten(1).float().mean(1).max() < 0.7 * J.MAX_SPRITE_FRACTION     # with room to spare
 
 
 def test_sprite_count_sees_several_blobs_and_ignores_specks():
@@ -132,6 +133,9 @@ def test_sprite_count_sees_several_blobs_and_ignores_specks():
     assert counts.tolist() == [2, 0, 1, 3]
     with pytest.raises(ValueError, match=r"\(N, 1, R, R\)"):
         J.sprite_count(torch.zeros(32, 32))
+    bright = torch.ones(1, 1, 32, 32)                         # one blob, but the whole canvas
+    assert J.sprite_count(bright).tolist() == [1] and J.single_sprite(torch.cat([bright, two[:1]])).tolist() == [
+        False, True]
 
 
 # --- the recipe --------------------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from scipy.stats import fisher_exact
 from torch import Tensor
 
 from ebmlib.chapters.composition.judge import (SCALES, SCORED, chance_scores, judge_hits, scale_confusion,
-                                               sprite_count)
+                                               single_sprite)
 from ebmlib.chapters.composition.latents import latent_set, render_images
 from ebmlib.chapters.composition.zeroshot import LatentProduct, sample_joint, train_models
 from ebmlib.core.recipes import SHIPPED_DIR
@@ -275,8 +275,8 @@ def expert_sentence(check: Mapping[str, Mapping], floor: float) -> str:
     for expert, (contrast, how) in CONTRASTS.items():
         if contrast in check and expert in check:
             ours, other = check[expert]["all_one_sprite"], check[contrast]["all_one_sprite"]
-            text += (f" The same expert as {expert} trained {how}, {contrast}, is right on {other:.0%} of "
-                     f"single-sprite images against {ours:.0%}, on the same rows, start and chain noise.")
+            text += (f" {contrast}, the same expert trained {how}, gives {other:.0%} single sprites with its "
+                     f"latent right against {ours:.0%} for {expert}, on the same rows, start and chain noise.")
     return text
 
 
@@ -316,7 +316,7 @@ def score_row(judge, x: Tensor, y: Tensor, latents: Sequence[str], position_tol:
     """One generator's row: the fraction of images the judge reads as requested per latent and for all of
     them, the fraction holding a single sprite, the fraction that do both (``all_one_sprite``: a single sprite
     with every latent right, the images the judge's check on real images vouches for) and the pixel MSE."""
-    hits, single = judge_hits(judge, x, y, latents, position_tol), sprite_count(x) == 1
+    hits, single = judge_hits(judge, x, y, latents, position_tol), single_sprite(x)
     row = {k: v.float().mean().item() for k, v in hits.items()}
     row.update(one_sprite=single.float().mean().item(), all_one_sprite=(hits["all"] & single).float().mean().item(),
                mse=(x - truth).pow(2).mean().item())
@@ -365,7 +365,7 @@ def verdict(task: str, table: Mapping[str, Mapping[str, float]], n: int) -> str:
     head = {"above": f"the {best} beats the joint baseline",
             "tied with": f"the {best} and the joint baseline do not separate",
             "below": "the sum does **not** beat the joint baseline: the baseline does better"}[compare(s, b, n)]
-    per = ", ".join(f"{k} {table['sum + KL'][k]:.0%} vs {base[k]:.0%}" for k in lat)
+    per = ", ".join(f"{k} {table[best][k]:.0%} vs {base[k]:.0%}" for k in lat)
     kl = compare(table["sum + KL"]["all_one_sprite"], table["sum"]["all_one_sprite"], n)
     kl_word = {"above": "raised", "below": "lowered", "tied with": "did not measurably change"}[kl]
     moved = ", ".join(f"{k} {table['sum'][k]:.0%} -> {table['sum + KL'][k]:.0%}" for k in lat)
@@ -374,7 +374,7 @@ def verdict(task: str, table: Mapping[str, Mapping[str, float]], n: int) -> str:
             f"the judge on the ground truth {top:.0%}, chance {c:.1%}). Read on every image, as the judge allows: "
             f"the {best} {table[best]['all']:.0%}, the baseline {base['all']:.0%}; but only {table[best]['one_sprite']:.0%} of the "
             f"{best}'s images and {base['one_sprite']:.0%} of the baseline's hold a single sprite. Per latent "
-            f"(sum + KL vs baseline, every image): {per}. The KL fine-tuning {kl_word} the sum's score "
+            f"({best} vs baseline, every image): {per}. The KL fine-tuning {kl_word} the sum's score "
             f"({table['sum']['all_one_sprite']:.0%} -> {table['sum + KL']['all_one_sprite']:.0%} single sprites "
             f"with {both} right; on every image {moved}; single sprites {table['sum']['one_sprite']:.0%} -> "
             f"{table['sum + KL']['one_sprite']:.0%}; pixel MSE to the ground truth {table['sum']['mse']:.3f} -> "

@@ -17,7 +17,8 @@ every size one class too large (the diagonal shifted by one) would count a sampl
   Adam with a cosine learning-rate decay, images rendered on demand).
 * :func:`judge_predict`, :func:`judge_scores`, :func:`chance_scores`: latent rows read off images, and the
   fractions of images whose latents match a request.
-* :func:`sprite_count`: how many separate blobs an image holds. Every real dSprites image holds one sprite, and
+* :func:`sprite_count`, :func:`single_sprite`: how many separate blobs an image holds, and whether it holds one of
+  a sprite's size. Every real dSprites image holds one sprite, and
   the judge is checked on such images only; a generated image with several blobs lies outside what it was
   trained on, and what it reads off it says little, so the chapter reports the fraction of single-sprite
   images next to the judge's scores.
@@ -41,7 +42,8 @@ from ebmlib.core.recipes import Fit, Recipe
 from ebmlib.data.dsprites import LATENT_VALUES
 
 __all__ = ["SCALES", "SCORED", "LatentJudge", "JudgeRecipe", "scale_class", "judge_predict", "judge_scores",
-           "judge_hits", "chance_scores", "judge_accuracy", "scale_confusion", "confusion_shift", "sprite_count"]
+           "judge_hits", "chance_scores", "judge_accuracy", "scale_confusion", "confusion_shift", "sprite_count",
+           "MAX_SPRITE_FRACTION", "single_sprite"]
 
 #: the 6 dSprites sizes, the judge's scale classes
 SCALES = tuple(float(v) for v in LATENT_VALUES["scale"])
@@ -239,3 +241,17 @@ def sprite_count(x: Tensor, threshold: float = 0.5, min_pixels: int = 3) -> Tens
         sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
         counts.append(int((sizes >= min_pixels).sum()))
     return torch.tensor(counts, dtype=torch.long)
+
+
+#: no real sprite covers more than about a tenth of the canvas (the largest, a scale-1 square or heart, 100 of the
+#: 1,024 pixels at 32x32): a bright group much larger than that is not a sprite
+MAX_SPRITE_FRACTION = 0.15
+
+
+def single_sprite(x: Tensor, threshold: float = 0.5, min_pixels: int = 3,
+                  max_fraction: float = MAX_SPRITE_FRACTION) -> Tensor:
+    """(N,) bool: the image holds one blob (:func:`sprite_count`) and its bright pixels cover at most
+    ``max_fraction`` of the canvas, as a sprite's do. A canvas gone bright all over is one blob but no sprite."""
+    count = sprite_count(x, threshold, min_pixels)       # checks the shape first
+    bright = (x[:, 0] > threshold).flatten(1).sum(1)
+    return (count == 1) & (bright <= max_fraction * x.shape[-1] * x.shape[-2])
