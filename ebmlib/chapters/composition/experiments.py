@@ -26,7 +26,7 @@ from ebmlib.chapters.composition.latents import latent_set, render_images
 from ebmlib.chapters.composition.zeroshot import LatentProduct, sample_joint, train_models
 from ebmlib.core.recipes import SHIPPED_DIR
 
-__all__ = ["paper_rows", "FIG15_EXPERTS", "ZS_MODELS", "TASKS", "UPRIGHT_SETS", "sampler", "training_steps", "setup_sentence", "chance_on",
+__all__ = ["paper_rows", "budget_shortfall", "FIG15_EXPERTS", "ZS_MODELS", "TASKS", "UPRIGHT_SETS", "sampler", "training_steps", "setup_sentence", "chance_on",
            "judge_table", "upright_square_confusion", "confusion_table", "judge_verdict", "fig15", "paired_rows",
            "fig15_sentence", "zero_shot", "score_row", "zero_shot_table", "zero_shot_caption",
            "p_value", "compare", "verdict", "fig16_summary", "SEED_MODELS", "seed_models", "zero_shot_seeds",
@@ -491,6 +491,19 @@ def seeds_sentence(verdicts: Mapping[str, Mapping[str, int]]) -> str:
     return "; ".join(parts) + "."
 
 
+def budget_shortfall(preset: Mapping) -> str:
+    """Where a task's joint baseline trained with fewer Langevin steps than the experts of its sum together (the
+    paper's baseline is trained as its experts are), say so with the numbers; else ``""``."""
+    out = []
+    for task, t in TASKS.items():
+        experts = sum(training_steps(preset["experts"][e]) for e in t["experts"])
+        base = training_steps(preset["experts"][t["baseline"]])
+        if base < experts:
+            out.append(f"{_title(task)}: baseline {base:,} vs the sum's experts {experts:,}")
+    return ("the baselines trained with fewer Langevin steps than the sums' experts (" + "; ".join(out) + ")"
+            if out else "")
+
+
 def paper_rows(record: Mapping) -> list[dict]:
     """The results page's rows for Fig. 15 and Fig. 16, from this chapter's metrics JSON ``record``: Fig. 16 is
     reproduced for a task when the better sum beats the joint baseline in single-sprite images with both latents
@@ -518,8 +531,10 @@ def paper_rows(record: Mapping) -> list[dict]:
         parts.append("over training seeds the sum beats the baseline in " + ", ".join(
             f"{x['sum_beats_baseline']} of {x['seeds']} ({_title(task)})" for task, x in v.items()))
         note += "; the verdict counts a task when the sum wins in most training seeds"
-    rows.append(dict(item="Fig. 16", ours="; ".join(parts),
-                     verdict="reproduced" if all(won) else "partly reproduced" if any(won) else "not reproduced",
-                     note=note,
+    short = budget_shortfall(m["preset"])
+    if short:                    # a win over a baseline trained with less compute reproduces the claim only in part
+        note += "; " + short
+    verdict = "reproduced" if all(won) and not short else "partly reproduced" if any(won) else "not reproduced"
+    rows.append(dict(item="Fig. 16", ours="; ".join(parts), verdict=verdict, note=note,
                      data=f"dSprites at {m['preset']['judge']['resolution']} px"))
     return rows
