@@ -178,8 +178,8 @@ plt.show()
 # chains no longer reach the data), and it learns nothing more. Two contrasts show both:
 # `zs_position_D2_replay` (the release's recipe, 200 iterations) and `zs_shape_D3_noise` (from noise, 1,200
 # iterations), each sampled from the rows, start and noise of the expert it stands beside. The images are the
-# first rows of each pair under their ground truth; the sentence after the table names every run that separated
-# (the training curves above show where).
+# first rows of every expert (and contrast) under their ground truth; the sentence after the table names every
+# run that separated (the training curves above show where).
 
 # %%
 check, expert_images = X.expert_check(models, cfg, ch.rng(6), ch.rng)

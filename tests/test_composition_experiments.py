@@ -229,10 +229,12 @@ def test_expert_check_samples_each_contrast_on_its_experts_rows(tiny):
     assert list(scores) == ["zs_size_D1", "zs_position_D2", pos, "zs_shape_D3", shape]
     assert scores["zs_position_D2"] == scores[pos] and scores["zs_shape_D3"] == scores[shape]
     assert torch.equal(images["zs_position_D2"], images[pos]) and torch.equal(images["zs_shape_D3"], images[shape])
-    assert list(images) == ["ground truth (D2)", "zs_position_D2", pos, "ground truth (D3)", "zs_shape_D3", shape]
+    assert list(images) == ["ground truth (D1)", "zs_size_D1", "ground truth (D2)", "zs_position_D2", pos,
+                            "ground truth (D3)", "zs_shape_D3", shape]
     assert images["ground truth (D2)"].shape == (cfg.n_show, 1, 32, 32)
     without = {k: v for k, v in models.items() if k not in (pos, shape)}
-    assert list(X.expert_check(without, cfg, gen(0), lambda k: gen(k))[0]) == list(X.EXPERT_SETS)
+    scores, images = X.expert_check(without, cfg, gen(0), lambda k: gen(k))
+    assert list(scores) == list(X.EXPERT_SETS) and len(images) == 6            # the paper preset has no contrasts
     fake = {k: SimpleNamespace(history=[]) for k in clones}
     assert set(X.zero_shot_histories(fake)) == {*X.ZS_MODELS, pos, shape}
     assert set(X.zero_shot_histories({k: fake[k] for k in X.ZS_MODELS})) == set(X.ZS_MODELS)

@@ -232,8 +232,8 @@ def expert_check(models: Mapping, cfg, generator: torch.Generator,
     right, and every image), beside the chance level. An expert that does not produce its own latent on data like
     its training data cannot be expected to produce it in a sum on unseen combinations. A contrast
     (:data:`CONTRASTS`) in ``models`` is sampled from its expert's rows, start and chain noise, so the two differ
-    only in training. Returns the scores by model and, for each expert with a contrast, the first ``cfg.n_show``
-    samples of both under their ground truth."""
+    only in training. Returns the scores by model and the first ``cfg.n_show`` samples of each model under their
+    ground truth."""
     judge, tol, scores, images = models["dsprites_judge"].model, cfg.position_tol, {}, {}
     contrasts = _contrasts(models)
     for name, data in EXPERT_SETS.items():
@@ -247,9 +247,8 @@ def expert_check(models: Mapping, cfg, generator: torch.Generator,
                              **sampler(cfg))
             scores[model] = dict(score_row(judge, x, y, latents, tol, gt), chance=chance, latents=list(latents),
                                  data=data)
-            if name in contrasts:
-                images.setdefault(f"ground truth ({data})", gt[:cfg.n_show])
-                images[model] = x[:cfg.n_show]
+            images.setdefault(f"ground truth ({data})", gt[:cfg.n_show])
+            images[model] = x[:cfg.n_show]
     return scores, images
 
 
