@@ -146,11 +146,12 @@ def digest(*objs, history=None) -> str:
 #: made the checkpoints)
 BEFORE = {"toy_replay": "ebc8f80939d7b254", "toy_noise": "36163683651bacaf", "toy_persistent": "a73918223400572a",
           "toy_cond": "649b346c0921d8b9", "toy_kl": "f3137fd736485fb0"}
-#: the same runs on an AVX512 machine (its vector kernels round the MLPs differently in the last bits)
+#: the same runs on stop 26's AVX512 machine (its vector kernels round the MLPs differently in the last bits; an
+#: AMD EPYC with AVX512 gives BEFORE, so the capability alone does not tell which set a machine gives)
 TOY_AVX512 = {"toy_replay": "edf29e86cff713b7", "toy_noise": "9959812b215029fb", "toy_persistent": "bbcd9d563270be47",
               "toy_cond": "dcef9271d5b0fc5f", "toy_kl": "dd11cd7424e4a0b2"}
 #: the image recipe's convolutions round differently with the vector instructions torch picks: on the machine that
-#: made the shipped checkpoints, an AVX2 machine and an AVX512 one
+#: made the shipped checkpoints, an AVX2 machine and stop 26's AVX512 one
 IMAGE = {"made the checkpoints": {"image_False": "2cda25880b567727", "image_True": "233c849bf87fffc6"},
          "AVX2": {"image_False": "fbe1a70eaeea2394", "image_True": "c64fa3cf64d2f2ec"},
          "AVX512": {"image_False": "405d0e53b438d965", "image_True": "7d50e614e5c2f721"}}

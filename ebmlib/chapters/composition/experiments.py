@@ -26,13 +26,14 @@ from ebmlib.chapters.composition.latents import latent_set, render_images
 from ebmlib.chapters.composition.zeroshot import LatentProduct, sample_joint, train_models
 from ebmlib.core.recipes import SHIPPED_DIR
 
-__all__ = ["paper_rows", "budget_shortfall", "FIG15_EXPERTS", "ZS_MODELS", "TASKS", "UPRIGHT_SETS", "sampler", "training_steps", "setup_sentence", "chance_on",
+__all__ = ["paper_rows", "budget_shortfall", "FIG15_EXPERTS", "ZS_MODELS", "TASKS", "UPRIGHT_SETS", "sampler",
+           "training_steps", "setup_sentence", "chance_on",
            "judge_table", "upright_square_confusion", "confusion_table", "judge_verdict", "fig15", "paired_rows",
            "fig15_sentence", "zero_shot", "score_row", "zero_shot_table", "zero_shot_caption",
            "p_value", "compare", "verdict", "fig16_summary", "SEED_MODELS", "seed_models", "zero_shot_seeds",
            "expert_seeds", "expert_seeds_table", "SEED_ROWS",
-           "seeds_table", "seeds_verdict", "seeds_sentence", "EXPERT_SETS", "CONTRASTS", "expert_check",
-           "expert_table", "expert_sentence", "separated_at", "zero_shot_histories",
+           "seeds_table", "seeds_verdict", "seeds_sentence", "EXPERT_SETS", "CONTRASTS", "CONTRAST_NAMES",
+           "expert_check", "expert_table", "expert_sentence", "separated_at", "zero_shot_histories",
            "separation_sentence"]
 
 #: Fig. 15's experts, one latent each, all trained on the whole of dSprites
@@ -219,10 +220,8 @@ EXPERT_SETS = {"zs_size_D1": "D1", "zs_position_D2": "D2", "zs_shape_D3": "D3"}
 #: the expert it is set beside, and how it was trained
 CONTRASTS = {"zs_position_D2": ("zs_position_D2_replay", "with a replay buffer (the release's recipe)"),
              "zs_shape_D3": ("zs_shape_D3_noise", "from noise (30 steps, 1,200 iterations)")}
-
-
-def _contrasts(models: Mapping) -> dict[str, str]:
-    return {expert: c for expert, (c, _) in CONTRASTS.items() if c in models}
+#: the contrasts' model names
+CONTRAST_NAMES = tuple(c for c, _ in CONTRASTS.values())
 
 
 def expert_check(models: Mapping, cfg, generator: torch.Generator,
@@ -235,19 +234,19 @@ def expert_check(models: Mapping, cfg, generator: torch.Generator,
     only in training. Returns the scores by model and the first ``cfg.n_show`` samples of each model under their
     ground truth."""
     judge, tol, scores, images = models["dsprites_judge"].model, cfg.position_tol, {}, {}
-    contrasts = _contrasts(models)
+    contrasts = {expert: c for expert, (c, _) in CONTRASTS.items() if c in models}
     for name, data in EXPERT_SETS.items():
         latents = tuple(cfg.experts[name]["latents"])
         y = latent_set(data).sample(cfg.n_test, generator)
         gt = render_images(y, cfg.judge["resolution"])
         x0 = torch.rand(gt.shape, generator=generator)
         chance = chance_on(data, y, latents, generator, tol)["all"]
+        images[f"ground truth ({data})"] = gt[:cfg.n_show]
         for model in (name, contrasts[name]) if name in contrasts else (name,):
             x = sample_joint(LatentProduct([models[model].model]), y, cfg.sample_steps, x0=x0, generator=rng(1),
                              **sampler(cfg))
             scores[model] = dict(score_row(judge, x, y, latents, tol, gt), chance=chance, latents=list(latents),
                                  data=data)
-            images.setdefault(f"ground truth ({data})", gt[:cfg.n_show])
             images[model] = x[:cfg.n_show]
     return scores, images
 
@@ -261,9 +260,8 @@ def expert_table(check: Mapping[str, Mapping]) -> tuple[list, list]:
 def expert_sentence(check: Mapping[str, Mapping], floor: float) -> str:
     """Whether every expert produces its own latent on its own training set at least ``floor`` of the time, and
     how each contrast in ``check`` compares with its expert."""
-    contrast_names = {c for c, _ in CONTRASTS.values()}
     weak = [f"{k} ({v['all_one_sprite']:.0%})" for k, v in check.items()
-            if k not in contrast_names and v["all_one_sprite"] < floor]
+            if k not in CONTRAST_NAMES and v["all_one_sprite"] < floor]
     if not weak:
         text = f"Every expert produces its own latent on its own training set ({floor:.0%} or more of its images)."
     else:
@@ -295,7 +293,7 @@ def separated_at(history: Sequence[Mapping], alpha: float = 1.0, window: int = 5
 
 def zero_shot_histories(models: Mapping) -> dict[str, Sequence[Mapping]]:
     """The training histories of the zero-shot experts and baselines, and of the contrasts ``models`` holds."""
-    names = (*ZS_MODELS, *(c for c, _ in CONTRASTS.values() if c in models))
+    names = (*ZS_MODELS, *(c for c in CONTRAST_NAMES if c in models))
     return {k: models[k].history for k in names}
 
 
@@ -433,8 +431,8 @@ def expert_seeds(cfg, by_seed: Mapping[int, Mapping], generator: Callable[[], to
                  rng: Callable[[int], torch.Generator]) -> dict:
     """:func:`expert_check` for each seed's experts, on the same rows and noise for every seed (the contrasts
     left out). Returns ``{seed: {expert: scores}}``."""
-    contrasts = {c for c, _ in CONTRASTS.values()}
-    return {seed: expert_check({k: v for k, v in models.items() if k not in contrasts}, cfg, generator(), rng)[0]
+    return {seed: expert_check({k: v for k, v in models.items() if k not in CONTRAST_NAMES}, cfg, generator(),
+                               rng)[0]
             for seed, models in by_seed.items()}
 
 
