@@ -68,10 +68,11 @@ def test_judge_verdict_names_what_falls_short():
 
 
 def test_tables_have_one_row_per_set_or_generator():
-    header, rows = X.judge_table({"full": {"shape": 1.0, "scale": 0.5, "position": 1.0, "all": 0.5}},
-                                 {"shape": 0.3, "scale": 0.2, "position": 0.1, "all": 0.0})
-    assert header == ["", "shape", "scale", "position", "all"]
-    assert rows[0] == ["real images of full", 1.0, 0.5, 1.0, 0.5] and rows[1][0].startswith("chance")
+    header, rows = X.judge_table({"full": {"shape": 1.0, "scale": 0.5, "position": 1.0, "rotation": 0.9,
+                                           "all": 0.5}},
+                                 {"shape": 0.3, "scale": 0.2, "position": 0.1, "rotation": 0.25, "all": 0.0})
+    assert header == ["", "shape", "scale", "position", "rotation", "all"]
+    assert rows[0] == ["real images of full", 1.0, 0.5, 1.0, 0.9, 0.5] and rows[1][0].startswith("chance")
     header, rows = X.zero_shot_table("shape_position", {"sum": {"shape": 0.5, "position": 0.25, "all": 0.125,
                                                                  "one_sprite": 0.75, "all_one_sprite": 0.1,
                                                                  "mse": 0.1}})
@@ -108,8 +109,8 @@ def test_zero_shot_samples_every_generator_from_the_same_noise(tiny):
     clones["zs_sum_size_position"] = SimpleNamespace(model=Z.LatentProduct([same]))
     out = X.zero_shot("size_position", clones, cfg, gen(0), lambda k: gen(k))
     table, rows = out["table"], out["rows"]
-    assert list(table) == ["joint baseline", "sum", "sum + KL", "judge on the ground truth",
-                           "chance (random latents)"]
+    assert list(table) == ["joint baseline", "joint baseline, from noise", "sum", "sum + KL",
+                           "judge on the ground truth", "chance (random latents)"]
     assert torch.equal(rows["joint baseline"], rows["sum + KL"])      # same energy, same start, same noise
     assert table["joint baseline"] == table["sum + KL"]
     assert rows["ground truth"].shape[0] == cfg.n_show and table["judge on the ground truth"]["mse"] == 0.0
@@ -118,6 +119,32 @@ def test_zero_shot_samples_every_generator_from_the_same_noise(tiny):
         assert row["all_one_sprite"] <= min(row["all"], row["one_sprite"]) or row["mse"] != row["mse"]
     with pytest.raises(KeyError, match="unknown zero-shot task 'colour_position'"):
         X.zero_shot("colour_position", models, cfg, gen(0), lambda k: gen(k))
+    without = {k: v for k, v in clones.items() if k not in X.NOISE_BASELINES}     # the paper preset has none
+    assert "joint baseline, from noise" not in X.zero_shot("size_position", without, cfg, gen(0),
+                                                           lambda k: gen(k))["table"]
+
+
+def test_the_sum_is_compared_with_the_better_baseline():
+    """With two joint baselines the verdicts, the summary, the seed count and the results page all weigh the sum
+    against the one with more single sprites right: a sum that only beats the weaker one has not won."""
+    t = _table(0.0, 0.20, 0.05)
+    t["joint baseline, from noise"] = dict(t["joint baseline"], all_one_sprite=0.15)
+    assert X.better_baseline(t) == "joint baseline, from noise"
+    assert X.better_baseline(_table(0.0, 0.2, 0.05)) == "joint baseline"
+    text = X.verdict("size_position", t, 100)
+    assert "the sum and the joint baseline, from noise do not separate (20 of 100 images vs 15; the joint " \
+           "baseline 0;" in text
+    assert "**not** reached for size x position (20 vs 15 of 100)" in X.fig16_summary({"size_position": t},
+                                                                                     100, 1.0, "demo")
+    by_seed = {s: dict.fromkeys(X.TASKS, t) for s in (0, 1, 2)}
+    assert all(v["sum_beats_baseline"] == 0 for v in X.seeds_verdict(by_seed, 100).values())
+    header, rows = X.seeds_table(by_seed, 100)
+    assert [r[1] for r in rows[:4]] == [*X.BASELINE_ROWS, "sum", "sum + KL"] and rows[1][2:5] == [15, 15, 15]
+    record = {"metrics": {"fig15": dict(judge={k: 0.5 for k in J.SCORED}, n=16, one_sprite=0.5),
+                          "judge_chance": {k: 0.01 for k in J.SCORED}, "zero_shot": dict.fromkeys(X.TASKS, t),
+                          "preset": dict(preset("08_composition", "demo").as_dict(), n_test=100)}}
+    row = X.paper_rows(record)[1]
+    assert row["verdict"] == "not reproduced" and "sum 20 vs joint baseline, from noise 15 of 100" in row["ours"]
 
 
 def test_fig15_scores_the_joint_samples(tiny):
@@ -132,13 +159,16 @@ def test_fig15_scores_the_joint_samples(tiny):
 
 def test_fig15_sentence_says_whether_the_paper_is_reached():
     x = torch.zeros(16, 1, 4, 4)
-    chance = {"shape": 0.37, "scale": 0.16, "position": 0.05, "all": 0.003}
-    weak = dict(x=x, judge={"shape": 0.19, "scale": 0.19, "position": 0.12, "all": 0.0}, mse=0.1,
-                one_sprite=0.06, all_one_sprite=0.0)
+    chance = {"shape": 0.37, "scale": 0.16, "position": 0.05, "rotation": 0.25, "all": 0.001}
+    weak = dict(x=x, judge={"shape": 0.19, "scale": 0.19, "position": 0.12, "rotation": 0.25, "all": 0.0},
+                mse=0.1, one_sprite=0.06, all_one_sprite=0.0)
     assert "is **not** reached at this scale" in X.fig15_sentence(weak, chance, chance, 1000)
-    strong = dict(weak, judge={"shape": 0.5, "scale": 0.9, "position": 0.9, "all": 0.5}, all_one_sprite=0.5)
+    strong = dict(weak, judge={"shape": 0.5, "scale": 0.9, "position": 0.9, "rotation": 0.3, "all": 0.5},
+                  all_one_sprite=0.5)
     text = X.fig15_sentence(strong, chance, chance, 1000)
-    assert "Above chance: scale and position" in text and "not** reached" not in text
+    assert "Above chance: scale, position;" in text and "not** reached" not in text and "rotation p = " in text
+    strong["judge"]["rotation"] = 0.9
+    assert "Above chance: scale, position, rotation;" in X.fig15_sentence(strong, chance, chance, 1000)
 
 
 def test_fig16_summary_names_the_tasks_reached_and_missed():
@@ -236,7 +266,7 @@ def test_expert_check_samples_each_contrast_on_its_experts_rows(tiny):
     scores, images = X.expert_check(without, cfg, gen(0), lambda k: gen(k))
     assert list(scores) == list(X.EXPERT_SETS) and len(images) == 6            # the paper preset has no contrasts
     fake = {k: SimpleNamespace(history=[]) for k in clones}
-    assert set(X.zero_shot_histories(fake)) == {*X.ZS_MODELS, pos, shape}
+    assert set(X.zero_shot_histories(fake)) == {*X.ZS_MODELS, *X.NOISE_BASELINES, pos, shape}
     assert set(X.zero_shot_histories({k: fake[k] for k in X.ZS_MODELS})) == set(X.ZS_MODELS)
 
 
@@ -247,6 +277,7 @@ def test_the_demo_trains_the_position_expert_on_the_chains_it_samples_with():
     demo, paper = preset("08_composition", "demo"), preset("08_composition", "paper")
     inits = {name: spec["train"].get("init", "replay") for name, spec in demo.experts.items()}
     assert inits.pop("zs_position_D2") == "noise" and inits.pop(X.CONTRASTS["zs_shape_D3"][0]) == "noise"
+    assert [inits.pop(b) for b in X.NOISE_BASELINES] == ["noise", "noise"]
     assert set(inits.values()) == {"replay"}
     assert {spec["train"].get("init", "replay") for spec in paper.experts.values()} == {"replay"}
     for task in X.TASKS.values():      # a baseline gets as many iterations as the replay-trained expert of its sum
@@ -311,6 +342,11 @@ def test_a_win_over_a_cheaper_baseline_reproduces_fig16_only_in_part():
     demo, paper = preset("08_composition", "demo"), preset("08_composition", "paper")
     demo, paper = demo.as_dict(), paper.as_dict()                  # as the metrics JSON holds them
     assert X.budget_shortfall(paper) == ""                       # the release's recipe for every model
+    assert X.budget_shortfall(demo) == ""                        # the noise baselines: 39,000 vs 38,000 steps
+    for task in X.TASKS.values():
+        steps = [X.training_steps(demo["experts"][k]) for k in (*task["experts"], task["noise_baseline"])]
+        assert steps[2] >= steps[0] + steps[1]
+    demo = dict(demo, experts={k: v for k, v in demo["experts"].items() if k not in X.NOISE_BASELINES})
     assert "size x position: baseline 4,000 vs the sum's experts 38,000" in X.budget_shortfall(demo)
     won = {"joint baseline": dict(all_one_sprite=0.0), "sum": dict(all_one_sprite=0.3),
            "sum + KL": dict(all_one_sprite=0.0)}
@@ -321,3 +357,17 @@ def test_a_win_over_a_cheaper_baseline_reproduces_fig16_only_in_part():
         record["metrics"]["preset"] = dict(cfg, n_test=100)
         row = X.paper_rows(record)[1]
         assert row["verdict"] == verdict and ("fewer Langevin steps" in row["note"]) == (cfg is demo)
+
+
+def test_baselines_sentence_sets_the_two_baselines_side_by_side():
+    def table(replay, noise, s, kl):
+        return {"joint baseline": dict(all_one_sprite=replay), "joint baseline, from noise": dict(all_one_sprite=noise),
+                "sum": dict(all_one_sprite=s), "sum + KL": dict(all_one_sprite=kl)}
+    by_seed = {0: dict.fromkeys(X.TASKS, table(0.0, 0.2, 0.1, 0.15)),
+               1: dict.fromkeys(X.TASKS, table(0.03, 0.05, 0.2, 0))}
+    text = X.baselines_sentence(by_seed, 100)
+    assert "**size x position**: the baseline trained from noise is above the replay-trained one in 1 and below " \
+           "it in 0 of 2 seeds (means 12.5 and 1.5 of 100; the better sum 17.5)" in text
+    replay_only = {s: {t: {k: v for k, v in tab.items() if k != "joint baseline, from noise"} for t, tab in d.items()}
+                   for s, d in by_seed.items()}
+    assert X.baselines_sentence(replay_only, 100) == ""              # the paper preset trains one baseline

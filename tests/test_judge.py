@@ -1,5 +1,7 @@
 """The dSprites latent judge of chapter 08 (ebmlib.chapters.composition.judge): its recipe, its scoring, its
 scale confusion check, and the shipped demo judge read against real images of every set the chapter scores."""
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -59,7 +61,7 @@ def test_scale_class_maps_the_six_sizes():
 def test_judge_output_and_input_checks():
     torch.manual_seed(0)
     j = J.LatentJudge(32, 2)
-    assert j(torch.zeros(3, 1, 32, 32)).shape == (3, 11)
+    assert j(torch.zeros(3, 1, 32, 32)).shape == (3, 13)
     with pytest.raises(ValueError, match=r"\(N, 1, 32, 32\)"):
         j(torch.zeros(3, 1, 28, 28))
     with pytest.raises(ValueError, match="resolution"):
@@ -69,7 +71,7 @@ def test_judge_output_and_input_checks():
 def test_predict_reads_the_class_heads():
     pred = J.judge_predict(FixedJudge(4), torch.zeros(5, 1, 32, 32))
     assert torch.allclose(pred[:, 2], torch.full((5,), 0.9)) and (pred[:, 1] == 1).all()
-    assert torch.isnan(pred[:, 3]).all()
+    assert (pred[:, 3] == 0).all()                 # rotation code (0, 0): angle 0
     assert torch.allclose(pred[:, 4:6], torch.full((5, 2), 0.5))
 
 
@@ -81,10 +83,38 @@ def test_scores_and_chance_count_the_right_hits():
     guess[3, 4] = 0.35                # position off by 0.15 > tol
     s = J.chance_scores(req, guess, ("shape", "scale", "position"), position_tol=0.1)
     assert s == {"shape": 0.75, "scale": 0.75, "position": 0.75, "all": 0.25}
-    with pytest.raises(ValueError, match="rotation"):
-        J.chance_scores(req, guess, ("rotation",))
+    with pytest.raises(ValueError, match="colour"):
+        J.chance_scores(req, guess, ("colour",))
     with pytest.raises(ValueError, match="differ in shape"):
         J.chance_scores(req, guess[:2], ("shape",))
+
+
+def test_rotation_is_read_modulo_each_shapes_symmetry():
+    """A square turned a quarter turn, or an ellipse a half turn, draws the same image and reads as right; a heart
+    turned a quarter turn does not; a turn of a bit under an eighth of the period is right, a bit over is not."""
+    req = torch.tensor([[1.0, s, 0.7, 0.3, 0.5, 0.5] for s in (1.0, 2.0, 3.0)])
+    k = torch.tensor([4.0, 2.0, 1.0])
+
+    def right(turn):
+        guess = req.clone()
+        guess[:, 3] += turn
+        return J.chance_scores(req, guess, ("rotation",))["rotation"]
+    assert right(2 * math.pi / k) == 1.0 and right(-2 * math.pi / k) == 1.0    # one period: the same image
+    assert right(math.pi / k) == 0.0                                           # half a period: the farthest pose
+    assert right(0.9 * J.ROTATION_TOL / k) == 1.0 and right(1.1 * J.ROTATION_TOL / k) == 0.0
+    quarter = req.clone()
+    quarter[:, 3] += math.pi / 2
+    assert J.chance_scores(req, quarter, ("rotation",))["rotation"] == pytest.approx(1 / 3)  # the square only
+    codes = J.rotation_code(torch.cat([req, quarter]))
+    assert torch.allclose(codes[0], codes[3], atol=1e-6) and not torch.allclose(codes[2], codes[5], atol=0.1)
+    x = L.render_images(torch.cat([req[:1], quarter[:1]]))
+    assert (x[0] - x[1]).abs().max() < 0.05                 # the square's two poses draw (nearly) the same pixels
+
+
+def test_random_rotations_are_right_a_quarter_of_the_time():
+    y = L.latent_set("full").sample(4000, gen(3))
+    guess = L.latent_set("full").sample(4000, gen(4))
+    assert J.chance_scores(y, guess, ("rotation",))["rotation"] == pytest.approx(0.25, abs=0.03)
 
 
 def test_confusion_of_a_constant_judge_is_one_column():
@@ -150,13 +180,15 @@ def test_recipe_checks_its_fields():
 
 
 def test_judge_learns_position_quickly_and_predicts_rows():
-    r = J.JudgeRecipe("j", data="D2", width=8, n_iters=150, train=dict(batch=32, lr=3e-3))
+    # D2 is upright squares only (a constant rotation code), so the rotation term is turned down to leave the 150
+    # iterations to the position
+    r = J.JudgeRecipe("j", data="D2", width=8, n_iters=150, train=dict(batch=32, lr=3e-3, rotation_weight=1.0))
     t = recipes.train(r, progress=False, device="cpu")
     judge, hist = t.model, t.history
     assert hist[-1]["loss"] < hist[0]["loss"]
     x, y = L.latent_set("D2")(64, gen(9))
     pred = J.judge_predict(judge, x)
-    assert pred.shape == (64, 6) and torch.isnan(pred[:, 3]).all()
+    assert pred.shape == (64, 6) and (pred[:, 3] >= 0).all() and (pred[:, 3] < math.pi / 2).all()  # squares
     err = (pred[:, 4:6] - y[:, 4:6]).abs().mean().item()
     assert err < 0.1                                  # predicting the centre gives ~0.25
 

@@ -6,11 +6,12 @@ Shipped checkpoints load only when the recipe matches. Demo: 32x32 sprites (64x6
 energies trained with the release's replay buffer and 10 Langevin steps, a few hundred iterations each, except the
 zero-shot position expert: short-run chains from uniform noise, 30 steps, 1,200 iterations; paper: 64x64 with the
 release's dSprites settings throughout (replay buffer, 20 steps of size 500, Swish, width 32). A jointly
-conditioned baseline gets as many iterations as the two replay-trained experts of its sum together. ``judge`` holds the fields of ``ebmlib.chapters.composition.judge.JudgeRecipe``: a 6-way
-scale classifier with shape and position, trained on all of dSprites and upright sprites in equal parts (every
-zero-shot image is upright); ``judge_floor`` is the accuracy on real images it is checked against before it
-scores anything. DEMO is written out whole; SMOKE and PAPER name only the keys they change (each replaces
-DEMO's value whole).
+conditioned baseline gets as many iterations as the two replay-trained experts of its sum together; the demo adds
+a second one trained from noise with at least the training Langevin steps of those two experts. ``judge`` holds
+the fields of ``ebmlib.chapters.composition.judge.JudgeRecipe``: a 6-way scale classifier with shape, position and
+rotation, trained on all of dSprites and upright sprites in equal parts (every zero-shot image is upright);
+``judge_floor`` is the accuracy on real images it is checked against before it scores anything. DEMO is written
+out whole; SMOKE and PAPER name only the keys they change (each replaces DEMO's value whole).
 """
 
 # the release's recipe (replay buffer, 10 steps of size 100): every demo model but the position expert
@@ -43,13 +44,18 @@ DEMO = dict(
         # contrasts: the position expert trained the release's way, the shape expert trained from noise
         "zs_position_D2_replay": dict(_RELEASE, latents=("position",), data="D2", n_iters=200),
         "zs_shape_D3_noise": dict(_NOISE, latents=("shape",), data="D3", n_iters=1200),
+        # the joint baselines trained from noise too, with at least the Langevin steps of the two experts of their
+        # sum together (1,300 x 30 = 39,000 against 200 x 10 + 1,200 x 30 = 38,000): the equal-compute baselines
+        "zs_joint_size_position_noise": dict(_NOISE, latents=("scale", "position"), data="D1+D2", n_iters=1300),
+        "zs_joint_shape_position_noise": dict(_NOISE, latents=("shape", "position"), data="D2+D3", n_iters=1300),
     },
     finetune={
         "zs_sum_size_position": dict(_DEMO_FT, parts=("zs_size_D1", "zs_position_D2"), data="D1+D2"),
         "zs_sum_shape_position": dict(_DEMO_FT, parts=("zs_shape_D3", "zs_position_D2"), data="D2+D3"),
     },
     # reads shape, scale (6 classes) and position off images; half its data upright (every zero-shot image is)
-    judge=dict(resolution=32, width=16, data="full+upright", n_iters=6000, train=dict(batch=128, lr=2e-3)),
+    judge=dict(resolution=32, width=16, data="full+upright", n_iters=6000,
+               train=dict(batch=128, lr=2e-3, rotation_weight=10.0)),
     judge_floor=0.95,   # the judge must read each latent right on this fraction of real images of every set
     sample_steps=60, n_joint=16, n_test=100, n_show=8, n_judge_eval=1000, position_tol=0.1,
     zs_seeds=(0, 1, 2),     # Fig. 16 over training seeds (0: the models above; the others' ship in seed_<s>/)
@@ -74,12 +80,17 @@ SMOKE = dict(
         "zs_position_D2_replay": dict(_SMOKE, latents=("position",), data="D2", n_iters=2),
         "zs_shape_D3_noise": dict(_SMOKE, train=dict(_SMOKE_TRAIN, init="noise"), latents=("shape",), data="D3",
                                   n_iters=2),
+        "zs_joint_size_position_noise": dict(_SMOKE, train=dict(_SMOKE_TRAIN, init="noise"),
+                                             latents=("scale", "position"), data="D1+D2", n_iters=4),
+        "zs_joint_shape_position_noise": dict(_SMOKE, train=dict(_SMOKE_TRAIN, init="noise"),
+                                              latents=("shape", "position"), data="D2+D3", n_iters=4),
     },
     finetune={
         "zs_sum_size_position": dict(_SMOKE_FT, parts=("zs_size_D1", "zs_position_D2"), data="D1+D2"),
         "zs_sum_shape_position": dict(_SMOKE_FT, parts=("zs_shape_D3", "zs_position_D2"), data="D2+D3"),
     },
-    judge=dict(resolution=32, width=2, data="full+upright", n_iters=5, train=dict(batch=16, lr=2e-3)),
+    judge=dict(resolution=32, width=2, data="full+upright", n_iters=5,
+               train=dict(batch=16, lr=2e-3, rotation_weight=10.0)),
     sample_steps=3, n_joint=4, n_test=8, n_show=4, n_judge_eval=32, zs_seeds=(0, 1),
 )
 
@@ -105,7 +116,8 @@ PAPER = dict(
         "zs_sum_size_position": dict(_PAPER_FT, parts=("zs_size_D1", "zs_position_D2"), data="D1+D2"),
         "zs_sum_shape_position": dict(_PAPER_FT, parts=("zs_shape_D3", "zs_position_D2"), data="D2+D3"),
     },
-    judge=dict(resolution=64, width=32, data="full+upright", n_iters=20000, train=dict(batch=128, lr=2e-3)),
+    judge=dict(resolution=64, width=32, data="full+upright", n_iters=20000,
+               train=dict(batch=128, lr=2e-3, rotation_weight=10.0)),
     sample_steps=200, n_joint=64, n_test=2000, n_show=12, n_judge_eval=10000,
 )
 
@@ -115,7 +127,7 @@ PAPER_SHRUNK = {
     **{f"experts.{m}.train": dict(_PAPER_TRAIN, batch_size=4, n_steps=2) for m in PAPER["experts"]},
     **{f"finetune.{m}.{k}": v for m in PAPER["finetune"] for k, v in dict(width=2, n_iters=2).items()},
     **{f"finetune.{m}.train": dict(_PAPER_FT["train"], batch_size=4, n_steps=2) for m in PAPER["finetune"]},
-    "judge.width": 2, "judge.n_iters": 2, "judge.train": dict(batch=8),
+    "judge.width": 2, "judge.n_iters": 2, "judge.train": dict(batch=8, rotation_weight=10.0),
     "sample_steps": 2, "n_joint": 2, "n_test": 4, "n_show": 2, "n_judge_eval": 16, "zs_seeds": (0, 1),
 }
 

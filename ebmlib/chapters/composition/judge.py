@@ -1,9 +1,15 @@
-"""The latent judge of the composition chapter: a CNN that reads shape, scale and position off a dSprites image.
+"""The latent judge of the composition chapter: a CNN that reads shape, scale, position and rotation off a dSprites
+image.
 
 The paper shows Fig. 15 and 16 as pictures only; the chapter measures them instead with a judge, like chapter 3
 measures samples with a classifier. A generated image "has" a requested latent when the judge reads it off the
 image: the **shape** class (3-way), the **scale** class (6-way: the dSprites sizes 0.5, 0.6, ..., 1.0) and the
-**position** (posX, posY regressed, right when both are within ``position_tol`` of the request).
+**position** (posX, posY regressed, right when both are within ``position_tol`` of the request) and the
+**rotation**. A square looks the same every quarter turn and an ellipse every half turn, so the rotation is read
+modulo its shape's symmetry: the judge regresses ``(cos k theta, sin k theta)`` with ``k`` = 4, 2, 1 for square,
+ellipse, heart (:data:`SYMMETRY`), and a rotation is right when ``k theta`` is within :data:`ROTATION_TOL` (45
+degrees) of the request's, i.e. within an eighth of the shape's period (11.25, 22.5, 45 degrees); chance is a
+quarter for every shape.
 
 Every image the chapter scores for the zero-shot test is upright (orientation 0: D1, D2, D3 and the unseen test
 sets), and Fig. 15 asks for every orientation. The judge is therefore trained on ``"full+upright"``: all of
@@ -12,8 +18,10 @@ dSprites and, in equal parts, upright sprites of every shape, size and position,
 (:func:`judge_accuracy`), together with its scale confusion matrix (:func:`scale_confusion`): a judge that reads
 every size one class too large (the diagonal shifted by one) would count a sample one size too small as right.
 
-* :class:`LatentJudge`: the network (coordinate channels in, 3 shape + 6 scale logits and 2 positions out).
-* :class:`JudgeRecipe`: how it is trained (cross-entropy on the two classes, squared error on the position,
+* :class:`LatentJudge`: the network (coordinate channels in, 3 shape + 6 scale logits, 2 positions and the
+  rotation's cosine and sine out).
+* :class:`JudgeRecipe`: how it is trained (cross-entropy on the two classes, squared error on the position and
+  the rotation's cosine and sine,
   Adam with a cosine learning-rate decay, images rendered on demand).
 * :func:`judge_predict`, :func:`judge_scores`, :func:`chance_scores`: latent rows read off images, and the
   fractions of images whose latents match a request.
@@ -41,14 +49,29 @@ from ebmlib.chapters.composition.latents import coordinate_grid, encode, latent_
 from ebmlib.core.recipes import Fit, Recipe
 from ebmlib.data.dsprites import LATENT_VALUES
 
-__all__ = ["SCALES", "SCORED", "LatentJudge", "JudgeRecipe", "scale_class", "judge_predict", "judge_scores",
-           "judge_hits", "chance_scores", "judge_accuracy", "scale_confusion", "confusion_shift", "sprite_count",
-           "MAX_SPRITE_FRACTION", "single_sprite"]
+__all__ = ["SCALES", "SCORED", "SYMMETRY", "ROTATION_TOL", "rotation_code", "LatentJudge", "JudgeRecipe",
+           "scale_class", "judge_predict", "judge_scores", "judge_hits", "chance_scores", "judge_accuracy",
+           "scale_confusion", "confusion_shift", "sprite_count", "MAX_SPRITE_FRACTION", "single_sprite"]
 
 #: the 6 dSprites sizes, the judge's scale classes
 SCALES = tuple(float(v) for v in LATENT_VALUES["scale"])
-#: the latents the judge reads (rotation is not read: a square looks the same every quarter turn)
-SCORED = ("shape", "scale", "position")
+#: the latents the judge reads
+SCORED = ("shape", "scale", "position", "rotation")
+#: the rotational symmetry of each dSprites shape (1 square, 2 ellipse, 3 heart): it looks the same every 2 pi / k
+SYMMETRY = {1: 4, 2: 2, 3: 1}
+#: a rotation is read right when k theta is within this of the request's (an eighth of the shape's period)
+ROTATION_TOL = math.pi / 4
+
+
+def _symmetry(shape: Tensor) -> Tensor:
+    return torch.tensor([SYMMETRY[int(v)] for v in torch.round(shape).tolist()], dtype=torch.float32)
+
+
+def rotation_code(y: Tensor) -> Tensor:
+    """(N, 2) ``(cos k theta, sin k theta)`` of latent rows ``y``: the orientation theta modulo the symmetry of the
+    row's shape, on a circle (what the judge regresses; equal for every pose of a shape that draws the same)."""
+    angle = _symmetry(y[:, 1]) * y[:, 3].float()
+    return torch.stack([angle.cos(), angle.sin()], 1)
 
 
 
@@ -59,14 +82,15 @@ def scale_class(scale: Tensor) -> Tensor:
 
 
 class LatentJudge(nn.Module):
-    """A CNN that reads the latents off an image (N, 1, R, R) in [0, 1]: returns (N, 11), the shape logits (3),
-    the scale logits (6) and posX, posY in the conditioning code's units ([-1, 1]).
+    """A CNN that reads the latents off an image (N, 1, R, R) in [0, 1]: returns (N, 13), the shape logits (3),
+    the scale logits (6), posX, posY in the conditioning code's units ([-1, 1]) and the rotation code
+    (:func:`rotation_code`).
 
     conv3 3->w (the image and two coordinate channels), three strided conv3 w->2w->4w->4w (R -> R/8), a hidden
     layer of 128 and the outputs; ReLU throughout. Used only to *measure* images, never as an energy.
     """
 
-    N_OUT = 3 + len(SCALES) + 2
+    N_OUT = 3 + len(SCALES) + 2 + 2
 
     def __init__(self, resolution: int = 32, width: int = 16):
         super().__init__()
@@ -87,18 +111,20 @@ class LatentJudge(nn.Module):
         return self.body(torch.cat([x, self.grid.expand(x.shape[0], -1, -1, -1)], 1))
 
 
-def _judge_loss(out: Tensor, y: Tensor, position_weight: float) -> Tensor:
+def _judge_loss(out: Tensor, y: Tensor, position_weight: float, rotation_weight: float) -> Tensor:
     shape = torch.round(y[:, 1]).long() - 1
     size = scale_class(y[:, 2]).to(out.device)
     return (F.cross_entropy(out[:, :3], shape) + F.cross_entropy(out[:, 3:9], size)
-            + position_weight * F.mse_loss(out[:, 9:], encode(y, ("position",))))
+            + position_weight * F.mse_loss(out[:, 9:11], encode(y, ("position",)))
+            + rotation_weight * F.mse_loss(out[:, 11:], rotation_code(y).to(out.device)))
 
 
 @dataclass(frozen=True)
 class JudgeRecipe(Recipe):
     """The latent judge, trained on ``data`` rendered on demand: ``n_iters`` batches of ``train["batch"]``, Adam
     at ``train["lr"]`` decayed to zero on a cosine, loss = shape and scale cross-entropy + ``position_weight`` x
-    the squared position error. A judge is a function of its recipe (weights and data from ``train["seed"]``)."""
+    the squared position error + ``rotation_weight`` x the squared error of the rotation code. A judge is a
+    function of its recipe (weights and data from ``train["seed"]``)."""
 
     name: str = "dsprites_judge"
     data: str = "full+upright"
@@ -107,7 +133,7 @@ class JudgeRecipe(Recipe):
     n_iters: int = 3000
     train: dict = field(default_factory=dict)
 
-    _TRAIN_KEYS = ("batch", "lr", "position_weight", "seed")
+    _TRAIN_KEYS = ("batch", "lr", "position_weight", "rotation_weight", "seed")
 
     def __post_init__(self):
         unknown = sorted(set(self.train) - set(self._TRAIN_KEYS))
@@ -126,6 +152,7 @@ class JudgeRecipe(Recipe):
         lr = float(self.train.get("lr", 2e-3))
         opt = torch.optim.Adam(model.parameters(), lr=lr)
         weight = float(self.train.get("position_weight", 10.0))
+        rotation_weight = float(self.train.get("rotation_weight", 10.0))
         data = latent_set(self.data)
         history = []
         model.train()
@@ -133,7 +160,7 @@ class JudgeRecipe(Recipe):
             for group in opt.param_groups:       # cosine decay from lr to 0
                 group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * it / self.n_iters))
             x, y = data(self.train.get("batch", 128), gen, resolution=self.resolution)
-            loss = _judge_loss(model(x.to(device)), y.to(device), weight)
+            loss = _judge_loss(model(x.to(device)), y.to(device), weight, rotation_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -143,8 +170,8 @@ class JudgeRecipe(Recipe):
 
 @torch.no_grad()
 def judge_predict(judge: LatentJudge, x: Tensor, batch: int = 256) -> Tensor:
-    """Latent rows (N, 6) read off images: shape and scale (argmax classes, as dSprites values), posX, posY;
-    color 1 and orientation NaN (not read)."""
+    """Latent rows (N, 6) read off images: shape and scale (argmax classes, as dSprites values), posX, posY, color
+    1 and the orientation in [0, 2 pi / k) for the shape read (the angle of the rotation code over k)."""
     if x.ndim != 4:
         raise ValueError(f"judge_predict expects images (N, 1, R, R), got {tuple(x.shape)}")
     device = judge.grid.device
@@ -157,14 +184,20 @@ def judge_predict(judge: LatentJudge, x: Tensor, batch: int = 256) -> Tensor:
     pred[:, 1] = outs[:, :3].argmax(1).float() + 1
     pred[:, 2] = torch.tensor(SCALES)[outs[:, 3:9].argmax(1)]
     pred[:, 4:6] = (outs[:, 9:11] + 1) / 2
+    angle = torch.atan2(outs[:, 12], outs[:, 11]) % (2 * math.pi)
+    pred[:, 3] = angle / _symmetry(pred[:, 1])
     return pred
 
 
 def _hits(pred: Tensor, req: Tensor, position_tol: float) -> dict[str, Tensor]:
     # scale: the same of the 6 grid sizes (0.1 apart); position: both coordinates within position_tol (units of
-    # the posX / posY range, 1 = 32 px at 64x64)
+    # the posX / posY range, 1 = 32 px at 64x64); rotation: k theta within ROTATION_TOL on the circle, k of the
+    # requested shape
+    turn = _symmetry(req[:, 1]) * (pred[:, 3] - req[:, 3])
+    off = torch.remainder(turn + math.pi, 2 * math.pi) - math.pi
     return {"shape": pred[:, 1] == req[:, 1], "scale": (pred[:, 2] - req[:, 2]).abs() < 0.05,
-            "position": (pred[:, 4:6] - req[:, 4:6]).abs().amax(1) <= position_tol}
+            "position": (pred[:, 4:6] - req[:, 4:6]).abs().amax(1) <= position_tol,
+            "rotation": off.abs() <= ROTATION_TOL}
 
 
 def _match(pred: Tensor, requested: Tensor, latents: Sequence[str], position_tol: float) -> dict[str, Tensor]:
