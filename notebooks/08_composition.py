@@ -79,6 +79,13 @@ ch.show(f"**Scale: {ch.scale}.** " + X.setup_sentence(cfg, models))
 # whether sizes are read as they are: a judge whose mass sits one column right of the diagonal reads every square
 # one size too large, and would count a sample one size too *small* as right.
 #
+# **Two judges.** The judge is in fact a panel of networks trained alike but from different seeds (the
+# preset's `judges`: two at every scale), and a latent counts as read right only where **every** judge of the
+# panel reads it so. Two such judges, each right on 99% of real images, were seen to disagree by up to a quarter
+# of the images on generated ones, which lie outside what either was trained or checked on. Counting only their
+# agreement means one network's quirk can lower a count but never raise it. Every table below is the panel's (the
+# scale confusion matrix counts each image once per judge); the Fig. 16 section shows the judges apart.
+#
 # Every real image holds one sprite, and that is all the judge is checked on. Many generated images below hold
 # several blobs; the judge still reads one shape, scale, position and rotation off them, but nothing here says how it reads
 # such images, so the tables also give the fraction of generated images that hold a single sprite (one group of
@@ -86,7 +93,7 @@ ch.show(f"**Scale: {ch.scale}.** " + X.setup_sentence(cfg, models))
 # `ebmlib.chapters.composition.judge.single_sprite`: a canvas gone bright all over is one group but no sprite).
 
 # %%
-judge = models["dsprites_judge"].model
+judge = X.judge_panel(models, cfg)
 n, tol, res = cfg.n_judge_eval, cfg.position_tol, cfg.judge["resolution"]
 y_full = L.latent_set("full").sample(n, gen)
 x_full = L.render_images(y_full, res)
@@ -96,10 +103,10 @@ judge_real.update(J.judge_accuracy(judge, X.UPRIGHT_SETS, n, ch.rng(2), res, tol
 conf = X.upright_square_confusion(judge, n, ch.rng(3), res)
 ch.metrics.update(judge_real=judge_real, judge_chance=chance_full, judge_scale_confusion=
                   conf.tolist(), judge_scale_shift=J.confusion_shift(conf))
-ch.table(*X.judge_table(judge_real, chance_full),
-         caption=f"Judge on {n} real images of each set, position tolerance {tol}:")
-ch.table(*X.confusion_table(conf), caption="Scale read off real upright squares (D1 and "
-         f"the unseen size x position set, {n} of each):")
+ch.table(*X.judge_table(judge_real, chance_full), caption=f"The panel (every judge right)"
+         f" on {n} real images of each set, position tolerance {tol}:")
+ch.table(*X.confusion_table(conf), caption="Scale read off real upright squares (D1 and"
+         f" the unseen size x position set, {n} of each; each of {len(judge)} judges):")
 ch.show(X.judge_verdict(judge_real, cfg.judge_floor))
 
 # %% [markdown]
@@ -159,15 +166,14 @@ ch.show(X.fig15_sentence(f15, chance_full, judge_real["full"], n))
 # The sum is compared with the **better** of the two baselines in each task and seed: a sum that beats only the
 # weaker baseline has not shown that composing beats training one joint model.
 #
-# A generated image counts as showing the requested combination when it holds a single sprite and the judge reads
-# both requested latents right (`all + one sprite` below); the verdicts compare these counts between generators
+# A generated image counts as showing the requested combination when it holds a single sprite and every judge
+# reads both requested latents right (`all + one sprite` below); the verdicts compare these counts between generators
 # with Fisher's exact test, and give the judge's reading of every image next to them.
 
 # %%
 P.image_rows({k: L.latent_set(k)(8, gen, resolution=res)[0] for k in ("D1", "D2", "D3")})
 plt.show()
-P.plot_training({k: models[k].history for k in (*X.ZS_MODELS, *X.NOISE_BASELINES)
-                 if k in models})
+P.plot_training(X.zero_shot_histories(models))
 plt.show()
 P.plot_training({f"{t['finetuned']} (KL fine-tuning)": models[t["finetuned"]].history
                  for t in X.TASKS.values()}, smooth=5)
@@ -187,7 +193,18 @@ plt.show()
 # *separates* (the data's energy pinned at -0.5 and the chains' at +0.5, the optimum of Algorithm 1's loss once the
 # chains no longer reach the data), and it learns nothing more. Two contrasts show both:
 # `zs_position_D2_replay` (the release's recipe, 200 iterations) and `zs_shape_D3_noise` (from noise, 1,200
-# iterations), each sampled from the rows, start and noise of the expert it stands beside. The images are the
+# iterations).
+#
+# **A lower learning rate.** A run separates when the network outruns its sampler: it learns to tell chains from
+# data faster than 30 Langevin steps can bring the chains back to the data. Slowing the network down is the
+# obvious remedy, so three more contrasts, `zs_size_D1_lowlr`, `zs_position_D2_lowlr` and `zs_shape_D3_lowlr`,
+# train each expert from noise exactly as the position expert is trained, but at a learning rate of 3e-4 instead
+# of 1e-3. They are contrasts for now, at seed 0 only (one seed says little about a recipe whose failure is a
+# matter of when a run separates): making them the chapter's experts means training the
+# experts, their fine-tuned sums and the equal-compute baselines (which would need twice the Langevin steps) again
+# for every seed.
+#
+# Every contrast is sampled from the rows, start and noise of the expert it stands beside. The images are the
 # first rows of every expert (and contrast) under their ground truth; the sentence after the table names every
 # run that separated (the training curves above show where).
 
@@ -211,6 +228,9 @@ for task, r in zs.items():
 for task, r in zs.items():
     ch.table(*X.zero_shot_table(task, r["table"]),
              caption=X.zero_shot_caption(task, cfg.n_test))
+ch.table(*X.agreement_table(ch.metrics["zero_shot"]), caption="The judges apart: "
+         "single-sprite images with both latents right, per judge and as all agree:")
+ch.show(X.agreement_sentence(ch.metrics["zero_shot"]))
 
 # %%
 minutes = ch.elapsed()[0] / 60
@@ -259,7 +279,9 @@ metrics_path = ch.save()
 #   paper where the gradient runs *through* the sampler.
 # * How an expert is trained decides how it can be sampled: compare each expert with its contrast in the expert
 #   table. Training on the chains the model is later sampled with is no cure-all at this size: such a run can
-#   separate and stop learning.
+#   separate and stop learning. At seed 0 a lower learning rate kept the shape expert from separating within its
+#   1,200 iterations and made it the best shape expert here, but did not help the size expert; one seed says little
+#   about a recipe, and no one recipe yet makes all three experts right.
 # * A comparison is only as strong as its baseline. The paper's claim is that the sum generalises where a jointly
 #   conditioned model does not; here that depends on how the joint model is trained. The seed table has both:
 #   the baseline trained the release's way, with fewer training Langevin steps than the sum's experts, and the one

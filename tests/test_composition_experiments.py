@@ -182,6 +182,29 @@ def test_upright_square_confusion_counts_both_sets(tiny):
     cfg, models = tiny
     conf = X.upright_square_confusion(models["dsprites_judge"].model, 7, gen(0), 32)
     assert conf.shape == (6, 6) and conf.sum() == 14
+    assert X.upright_square_confusion(X.judge_panel(models, cfg), 7, gen(0), 32).sum() == 28   # once per judge
+
+
+def test_scores_are_the_panels_and_each_judge_is_shown_apart(tiny):
+    """score_row counts an image only where both judges read it right, and lists each judge's own count; the
+    agreement table shows them side by side, and the sentence names the largest gap."""
+    cfg, models = tiny
+    panel = X.judge_panel(models, cfg)
+    assert len(panel) == cfg.judges == 2 and panel.judges[0] is models["dsprites_judge"].model
+    y = L.latent_set("size_position").sample(12, gen(3))
+    gt = L.render_images(y, 32)
+    row = X.score_row(panel, gt, y, ("scale", "position"), cfg.position_tol, gt)
+    alone = [X.score_row(j, gt, y, ("scale", "position"), cfg.position_tol, gt)["all_one_sprite"]
+             for j in panel.judges]
+    assert row["each_one_sprite"] == alone and row["all_one_sprite"] <= min(alone)
+    assert "each_one_sprite" not in X.score_row(panel.judges[0], gt, y, ("scale",), cfg.position_tol, gt)
+    tables = {"size_position": {"sum": dict(row, each_one_sprite=[0.30, 0.10], all_one_sprite=0.08),
+                                "chance (random latents)": {"all_one_sprite": float("nan")}}}
+    header, rows = X.agreement_table(tables)
+    assert header == ["task", "generator", "judge 1 alone", "judge 2 alone", "all judges agree"]
+    assert rows == [["size x position", "sum", "30%", "10%", "8%"]]
+    assert "up to 20% of the images (sum, size x position)" in X.agreement_sentence(tables)
+    assert X.agreement_sentence({"size_position": {"sum": {"all_one_sprite": 0.1}}}).startswith("One judge")
 
 
 # --- the command line can train the chapter ------------------------------------------------------------------------------
@@ -228,8 +251,8 @@ def test_zero_shot_seeds_loads_a_seed_from_the_shipped_seed_folder(tiny, tmp_pat
     cfg1 = preset("08_composition", "smoke", {"zs_seeds": (1,), "n_test": 2, "n_show": 2})
     seeded = X.seed_models(cfg1, (0, 1), models, 0, out, progress=False)
     assert seeded[0] is not models and seeded[0]["zs_size_D1"] is models["zs_size_D1"]
-    assert seeded[1]["dsprites_judge"] is models["dsprites_judge"] and set(seeded[1]) == {*X.SEED_MODELS,
-                                                                                          "dsprites_judge"}
+    judges = Z.judge_names(cfg)
+    assert all(seeded[1][j] is models[j] for j in judges) and set(seeded[1]) == {*X.SEED_MODELS, *judges}
     assert not (out / "seed_1").exists() or not any((out / "seed_1").glob("*.pt"))
     by_seed = X.zero_shot_seeds(cfg1, seeded, lambda: gen(5), lambda k: gen(k))
     assert set(by_seed) == {0, 1} and set(by_seed[1]) == set(X.TASKS)
@@ -241,7 +264,7 @@ def test_zero_shot_seeds_loads_a_seed_from_the_shipped_seed_folder(tiny, tmp_pat
 
 def test_expert_sentence_sets_each_contrast_beside_its_expert():
     row = dict(all=0.3, chance=0.04, latents=["position"], data="D2")
-    replay = X.CONTRASTS["zs_position_D2"][0]
+    replay = X.CONTRASTS["zs_position_D2"][0][0]
     check = {"zs_position_D2": dict(row, all_one_sprite=1.0), replay: dict(row, all_one_sprite=0.05)}
     text = X.expert_sentence(check, 0.95)
     assert text.startswith("Every expert")                     # a contrast is not one of the chapter's experts
@@ -253,8 +276,10 @@ def test_expert_sentence_sets_each_contrast_beside_its_expert():
 def test_expert_check_samples_each_contrast_on_its_experts_rows(tiny):
     """Same rows, start and chain noise: the same network under both names gives the same images and scores."""
     cfg, models = tiny
-    pos, shape = X.CONTRASTS["zs_position_D2"][0], X.CONTRASTS["zs_shape_D3"][0]
-    clones = dict(models, **{pos: models["zs_position_D2"], shape: models["zs_shape_D3"]})
+    pos, shape = X.CONTRASTS["zs_position_D2"][0][0], X.CONTRASTS["zs_shape_D3"][0][0]
+    lowlr = [c for c in X.CONTRAST_NAMES if c.endswith("_lowlr")]
+    clones = {k: v for k, v in models.items() if k not in lowlr}
+    clones.update({pos: models["zs_position_D2"], shape: models["zs_shape_D3"]})
     scores, images = X.expert_check(clones, cfg, gen(0), lambda k: gen(k))
     assert list(scores) == ["zs_size_D1", "zs_position_D2", pos, "zs_shape_D3", shape]
     assert scores["zs_position_D2"] == scores[pos] and scores["zs_shape_D3"] == scores[shape]
@@ -262,11 +287,14 @@ def test_expert_check_samples_each_contrast_on_its_experts_rows(tiny):
     assert list(images) == ["ground truth (D1)", "zs_size_D1", "ground truth (D2)", "zs_position_D2", pos,
                             "ground truth (D3)", "zs_shape_D3", shape]
     assert images["ground truth (D2)"].shape == (cfg.n_show, 1, 32, 32)
-    without = {k: v for k, v in models.items() if k not in (pos, shape)}
+    scores, _ = X.expert_check(models, cfg, gen(0), lambda k: gen(k))     # every contrast, after its expert
+    assert list(scores) == ["zs_size_D1", "zs_size_D1_lowlr", "zs_position_D2", pos, "zs_position_D2_lowlr",
+                            "zs_shape_D3", shape, "zs_shape_D3_lowlr"]
+    without = {k: v for k, v in models.items() if k not in X.CONTRAST_NAMES}
     scores, images = X.expert_check(without, cfg, gen(0), lambda k: gen(k))
     assert list(scores) == list(X.EXPERT_SETS) and len(images) == 6            # the paper preset has no contrasts
-    fake = {k: SimpleNamespace(history=[]) for k in clones}
-    assert set(X.zero_shot_histories(fake)) == {*X.ZS_MODELS, *X.NOISE_BASELINES, pos, shape}
+    fake = {k: SimpleNamespace(history=[]) for k in models}
+    assert set(X.zero_shot_histories(fake)) == {*X.ZS_MODELS, *X.NOISE_BASELINES, *X.CONTRAST_NAMES}
     assert set(X.zero_shot_histories({k: fake[k] for k in X.ZS_MODELS})) == set(X.ZS_MODELS)
 
 
@@ -276,7 +304,11 @@ def test_the_demo_trains_the_position_expert_on_the_chains_it_samples_with():
     preset is the release's recipe throughout)."""
     demo, paper = preset("08_composition", "demo"), preset("08_composition", "paper")
     inits = {name: spec["train"].get("init", "replay") for name, spec in demo.experts.items()}
-    assert inits.pop("zs_position_D2") == "noise" and inits.pop(X.CONTRASTS["zs_shape_D3"][0]) == "noise"
+    assert inits.pop("zs_position_D2") == "noise" and inits.pop(X.CONTRASTS["zs_shape_D3"][0][0]) == "noise"
+    lowlr = [c for c in X.CONTRAST_NAMES if c.endswith("_lowlr")]
+    assert [inits.pop(c) for c in lowlr] == ["noise"] * 3
+    assert {demo.experts[c]["train"]["lr"] for c in lowlr} == {3e-4}
+    assert demo.experts["zs_position_D2"]["train"]["lr"] == 1e-3
     assert [inits.pop(b) for b in X.NOISE_BASELINES] == ["noise", "noise"]
     assert set(inits.values()) == {"replay"}
     assert {spec["train"].get("init", "replay") for spec in paper.experts.values()} == {"replay"}
@@ -305,13 +337,13 @@ def test_every_demo_model_of_every_seed_is_shipped():
 def test_the_shipped_position_experts_place_one_sprite_where_asked():
     """The D2 position experts trained from noise (every shipped seed) put a single sprite at the requested
     position on most rows in the median seed, and each does better than the same expert trained with the release's
-    replay buffer, on the same rows, start and chain noise (judged by the shipped judge)."""
+    replay buffer, on the same rows, start and chain noise (judged by the shipped judges, all agreeing)."""
     from ebmlib.core.recipes import SHIPPED_DIR, load_trained
     cfg = preset("08_composition", "demo", {"n_test": 40})
-    judge = load_trained(Z.recipes(cfg)["dsprites_judge"], (SHIPPED_DIR,)).model
+    judge = J.JudgePanel([load_trained(Z.recipes(cfg)[n], (SHIPPED_DIR,)).model for n in Z.judge_names(cfg)])
     experts = {s: load_trained(Z.recipes(cfg, s)["zs_position_D2"], (SHIPPED_DIR / (f"seed_{s}" if s else ""),))
                for s in cfg.zs_seeds}
-    experts["replay"] = load_trained(Z.recipes(cfg)[X.CONTRASTS["zs_position_D2"][0]], (SHIPPED_DIR,))
+    experts["replay"] = load_trained(Z.recipes(cfg)[X.CONTRASTS["zs_position_D2"][0][0]], (SHIPPED_DIR,))
     y = L.latent_set("D2").sample(cfg.n_test, gen(21))
     gt = L.render_images(y, cfg.judge["resolution"])
     right = {}

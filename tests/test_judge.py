@@ -168,6 +168,35 @@ def test_sprite_count_sees_several_blobs_and_ignores_specks():
         False, True]
 
 
+def test_a_panel_counts_a_latent_only_where_every_judge_reads_it():
+    """The panel's hit is the AND of its judges': a judge right on every image and one that reads every size a
+    class too large give the second's count, never the first's; a panel of one is that judge."""
+    x, y = L.latent_set("D1")(120, gen(3))
+    right, shifted = ShiftedJudge(0), ShiftedJudge(1)
+    assert J.judge_scores(right, x, y, ("scale",))["scale"] > 0.95
+    alone = J.judge_hits(shifted, x, y, ("scale",))
+    both = J.judge_hits(J.JudgePanel([right, shifted]), x, y, ("scale",))
+    assert torch.equal(both["all"], alone["all"] & J.judge_hits(right, x, y, ("scale",))["all"])
+    # only the largest size (a sixth of D1) survives the shift, which clamps there
+    assert J.judge_scores(J.JudgePanel([right, shifted]), x, y, ("scale",))["scale"] < 0.2
+    assert J.judge_scores(J.JudgePanel([right]), x, y, ("scale",)) == J.judge_scores(right, x, y, ("scale",))
+    conf = J.scale_confusion(J.JudgePanel([right, shifted]), x, y)
+    assert conf.sum() == 240 and torch.equal(conf, J.scale_confusion(right, x, y) + J.scale_confusion(shifted, x, y))
+    with pytest.raises(ValueError, match="one or more judge networks"):
+        J.JudgePanel([])
+
+
+def test_the_judges_of_the_panel_differ_only_in_their_seed():
+    cfg = preset("08_composition", "demo")
+    assert Z.judge_names(cfg) == ("dsprites_judge", "dsprites_judge_2")
+    for seed in (0, 2):
+        first, second = (Z.recipes(cfg, seed)[n] for n in Z.judge_names(cfg))
+        assert (first.seeded(), second.seeded()) == (seed, seed + 1)
+        assert {**first.train, "seed": 0} == {**second.train, "seed": 0} and first.n_iters == second.n_iters
+    with pytest.raises(ValueError, match="judges must be at least 1.*got 0"):
+        Z.judge_names(preset("08_composition", "demo", {"judges": 0}))
+
+
 # --- the recipe --------------------------------------------------------------------------------------------------------
 
 def test_recipe_checks_its_fields():
@@ -205,15 +234,20 @@ def test_the_chapter_judge_trains_on_upright_sprites_too():
 
 @pytest.fixture(scope="module")
 def shipped_judge():
+    """The shipped panel: every judge of the demo preset, each loaded from ebmlib/checkpoints."""
     cfg = preset("08_composition", "demo")
-    t = load_trained(Z.recipes(cfg)["dsprites_judge"], (SHIPPED_DIR,))
-    assert t is not None, "ebmlib/checkpoints/dsprites_judge.pt is missing or was made by another recipe"
-    return t.model, cfg
+    judges = []
+    for name in Z.judge_names(cfg):
+        t = load_trained(Z.recipes(cfg)[name], (SHIPPED_DIR,))
+        assert t is not None, f"ebmlib/checkpoints/{name}.pt is missing or was made by another recipe"
+        judges.append(t.model)
+    return J.JudgePanel(judges), cfg
 
 
 @pytest.mark.parametrize("name", ["full", "D1", "D2", "D3", "size_position", "shape_position"])
 def test_shipped_judge_reads_real_images_of_every_scored_set(shipped_judge, name):
-    """At least 95% right per latent on 500 real images of each set the chapter scores (and the training sets)."""
+    """At least 95% right per latent, every judge agreeing, on 500 real images of each set the chapter scores (and
+    the training sets)."""
     judge, cfg = shipped_judge
     acc = J.judge_accuracy(judge, {name: J.SCORED}, 500, gen(11), cfg.judge["resolution"], cfg.position_tol)[name]
     assert min(acc[k] for k in J.SCORED) >= 0.95, acc

@@ -23,8 +23,12 @@ every size one class too large (the diagonal shifted by one) would count a sampl
 * :class:`JudgeRecipe`: how it is trained (cross-entropy on the two classes, squared error on the position and
   the rotation's cosine and sine,
   Adam with a cosine learning-rate decay, images rendered on demand).
+* :class:`JudgePanel`: several judges trained alike but for their seed, read together: a latent counts as read
+  right only where every judge reads it so. Judges that each read real images 99% right disagreed by up to 25
+  points on generated images (issue 21), which lie outside what either was checked on.
 * :func:`judge_predict`, :func:`judge_scores`, :func:`chance_scores`: latent rows read off images, and the
-  fractions of images whose latents match a request.
+  fractions of images whose latents match a request (:func:`judge_hits` and :func:`judge_scores` take a judge or
+  a panel).
 * :func:`sprite_count`, :func:`single_sprite`: how many separate blobs an image holds, and whether it holds one of
   a sprite's size. Every real dSprites image holds one sprite, and
   the judge is checked on such images only; a generated image with several blobs lies outside what it was
@@ -50,8 +54,8 @@ from ebmlib.core.recipes import Fit, Recipe
 from ebmlib.data.dsprites import LATENT_VALUES
 
 __all__ = ["SCALES", "SCORED", "SYMMETRY", "ROTATION_TOL", "rotation_code", "LatentJudge", "JudgeRecipe",
-           "scale_class", "judge_predict", "judge_scores", "judge_hits", "chance_scores", "judge_accuracy",
-           "scale_confusion", "confusion_shift", "sprite_count", "MAX_SPRITE_FRACTION", "single_sprite"]
+           "JudgePanel", "scale_class", "judge_predict", "judge_scores", "judge_hits", "chance_scores",
+           "judge_accuracy", "scale_confusion", "confusion_shift", "sprite_count", "MAX_SPRITE_FRACTION", "single_sprite"]
 
 #: the 6 dSprites sizes, the judge's scale classes
 SCALES = tuple(float(v) for v in LATENT_VALUES["scale"])
@@ -168,6 +172,23 @@ class JudgeRecipe(Recipe):
         return Fit(history)
 
 
+class JudgePanel:
+    """Judges trained alike but for their seed, read together: an image has a latent only where every judge reads
+    it as requested (:func:`judge_hits`). A panel of one is one judge."""
+
+    def __init__(self, judges: Sequence[LatentJudge]):
+        self.judges = tuple(judges)
+        if not self.judges or not all(isinstance(j, nn.Module) for j in self.judges):
+            raise ValueError(f"a JudgePanel needs one or more judge networks, got {list(judges)!r}")
+
+    def __len__(self) -> int:
+        return len(self.judges)
+
+
+def _members(judge) -> tuple:
+    return judge.judges if isinstance(judge, JudgePanel) else (judge,)
+
+
 @torch.no_grad()
 def judge_predict(judge: LatentJudge, x: Tensor, batch: int = 256) -> Tensor:
     """Latent rows (N, 6) read off images: shape and scale (argmax classes, as dSprites values), posX, posY, color
@@ -217,16 +238,19 @@ def _match_fractions(pred: Tensor, requested: Tensor, latents: Sequence[str], po
     return {k: v.float().mean().item() for k, v in _match(pred, requested, latents, position_tol).items()}
 
 
-def judge_hits(judge: LatentJudge, x: Tensor, requested: Tensor, latents: Sequence[str],
+def judge_hits(judge, x: Tensor, requested: Tensor, latents: Sequence[str],
                position_tol: float = 0.1) -> dict[str, Tensor]:
-    """Per image (N,) booleans: whether the judge reads each of ``latents`` as requested, and ``"all"``."""
-    return _match(judge_predict(judge, x), requested, latents, position_tol)
+    """Per image (N,) booleans: whether the judge reads each of ``latents`` as requested, and ``"all"``. For a
+    :class:`JudgePanel`, whether every judge of the panel does."""
+    each = [_match(judge_predict(j, x), requested, latents, position_tol) for j in _members(judge)]
+    return {k: torch.stack([hits[k] for hits in each]).all(0) for k in each[0]}
 
 
-def judge_scores(judge: LatentJudge, x: Tensor, requested: Tensor, latents: Sequence[str],
+def judge_scores(judge, x: Tensor, requested: Tensor, latents: Sequence[str],
                  position_tol: float = 0.1) -> dict[str, float]:
-    """Fractions of images whose judged latents match the requested ones, per latent and for all of ``latents``."""
-    return _match_fractions(judge_predict(judge, x), requested, latents, position_tol)
+    """Fractions of images whose judged latents match the requested ones, per latent and for all of ``latents``
+    (a judge or a :class:`JudgePanel`, as :func:`judge_hits`)."""
+    return {k: v.float().mean().item() for k, v in judge_hits(judge, x, requested, latents, position_tol).items()}
 
 
 def chance_scores(requested: Tensor, guesses: Tensor, latents: Sequence[str],
@@ -236,7 +260,7 @@ def chance_scores(requested: Tensor, guesses: Tensor, latents: Sequence[str],
     return _match_fractions(guesses, requested, latents, position_tol)
 
 
-def judge_accuracy(judge: LatentJudge, sets: dict[str, Sequence[str]], n: int, generator: torch.Generator,
+def judge_accuracy(judge, sets: dict[str, Sequence[str]], n: int, generator: torch.Generator,
                    resolution: int = 32, position_tol: float = 0.1) -> dict[str, dict[str, float]]:
     """The judge on real images: for each latent set name -> the latents scored on it, the fraction of ``n``
     rendered images of the set whose latents it reads right (per latent and all together)."""
@@ -247,10 +271,12 @@ def judge_accuracy(judge: LatentJudge, sets: dict[str, Sequence[str]], n: int, g
     return out
 
 
-def scale_confusion(judge: LatentJudge, x: Tensor, y: Tensor) -> Tensor:
-    """(6, 6) counts: row = true scale class of the image, column = the class the judge reads."""
-    true, read = scale_class(y[:, 2]), scale_class(judge_predict(judge, x)[:, 2])
-    return torch.bincount(true * len(SCALES) + read, minlength=len(SCALES) ** 2).view(len(SCALES), len(SCALES))
+def scale_confusion(judge, x: Tensor, y: Tensor) -> Tensor:
+    """(6, 6) counts: row = true scale class of the image, column = the class the judge reads; for a
+    :class:`JudgePanel`, summed over its judges (each image counted once per judge)."""
+    true, k = scale_class(y[:, 2]), len(SCALES)
+    reads = [scale_class(judge_predict(j, x)[:, 2]) for j in _members(judge)]
+    return sum(torch.bincount(true * k + read, minlength=k * k).view(k, k) for read in reads)
 
 
 def confusion_shift(confusion: Tensor) -> int:

@@ -36,7 +36,8 @@ from ebmlib.core.recipes import Fit, Recipe, load_or_train_all, plain
 from ebmlib.core.train import KLTrainer, TrainConfig, Trainer, frozen
 from ebmlib.notebook.launch import train_in_processes
 
-__all__ = ["LatentConvEnergy", "LatentProduct", "LatentRecipe", "sample_joint", "recipes", "train_models"]
+__all__ = ["LatentConvEnergy", "LatentProduct", "LatentRecipe", "sample_joint", "judge_names", "recipes",
+           "train_models"]
 
 
 # --- networks -------------------------------------------------------------------------------------------------
@@ -215,10 +216,19 @@ def sample_joint(product: LatentProduct, y: Tensor, n_steps: int, step_size: flo
 
 # --- every model of the chapter ------------------------------------------------------------------------------
 
+def judge_names(cfg) -> tuple[str, ...]:
+    """The judges of the preset's panel (``cfg.judges`` of them, alike but for their seed): ``dsprites_judge``,
+    then ``dsprites_judge_2``, ..."""
+    n = int(cfg.judges)
+    if n < 1:
+        raise ValueError(f"the preset's judges must be at least 1 (the judges that score every image), got {n}")
+    return ("dsprites_judge", *(f"dsprites_judge_{k + 1}" for k in range(1, n)))
+
+
 def recipes(cfg, seed: int = 0) -> dict:
-    """The chapter's recipes from its preset: experts, fine-tuned sums (after their experts) and the judge
-    (``dsprites_judge``, last). A
-    nonzero ``seed`` is written into every recipe's ``train``."""
+    """The chapter's recipes from its preset: experts, fine-tuned sums (after their experts) and the judges
+    (:func:`judge_names`, last). A nonzero ``seed`` is written into every recipe's ``train``; the k-th judge
+    (from 0) trains with seed ``seed + k``."""
     def seeded(spec):
         return dict(spec, train=dict(spec.get("train", {}), **({"seed": seed} if seed else {})))
     out = {name: LatentRecipe.from_spec(name, seeded(spec)) for name, spec in cfg.experts.items()}
@@ -226,7 +236,9 @@ def recipes(cfg, seed: int = 0) -> dict:
         spec = dict(seeded(spec), kind="finetune")
         spec["parts"] = [dict(seeded(cfg.experts[p]), name=p) for p in spec["parts"]]
         out[name] = LatentRecipe.from_spec(name, spec)
-    out["dsprites_judge"] = JudgeRecipe(name="dsprites_judge", **seeded(cfg.judge))
+    for k, name in enumerate(judge_names(cfg)):
+        spec = seeded(cfg.judge) if k == 0 else dict(cfg.judge, train=dict(cfg.judge.get("train", {}), seed=seed + k))
+        out[name] = JudgeRecipe(name=name, **spec)
     return out
 
 
@@ -236,7 +248,7 @@ def _inputs(recipe, done: dict) -> dict:
 
 def train_models(cfg, seed: int = 0, only=None, **options) -> dict:
     """Every model of the preset (``cfg.experts``, ``cfg.finetune``, ``cfg.judge``), loaded or trained; ``only``:
-    just these names (``dsprites_judge`` for the judge) and the experts a fine-tuned sum among them is made of;
+    just these names (:func:`judge_names` for the judges) and the experts a fine-tuned sum among them is made of;
     ``options``: ``out_dir``, ``shipped_dir``, ``device``, ``progress``, ``log``, ``world``. When the preset asks
     for several processes they train under torchrun first (:func:`ebmlib.notebook.launch.train_in_processes`)."""
     train_in_processes(cfg, seed, only, **options)
