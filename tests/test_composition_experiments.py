@@ -198,6 +198,12 @@ def test_scores_are_the_panels_and_each_judge_is_shown_apart(tiny):
              for j in panel.judges]
     assert row["each_one_sprite"] == alone and row["all_one_sprite"] <= min(alone)
     assert "each_one_sprite" not in X.score_row(panel.judges[0], gt, y, ("scale",), cfg.position_tol, gt)
+    calls = []
+    hooks = [j.register_forward_hook(lambda *_: calls.append(1)) for j in panel.judges]
+    X.score_row(panel, gt, y, ("scale", "position"), cfg.position_tol, gt)
+    for h in hooks:
+        h.remove()
+    assert len(calls) == 2                      # each judge reads the 12 images once, not again for its own count
     tables = {"size_position": {"sum": dict(row, each_one_sprite=[0.30, 0.10], all_one_sprite=0.08),
                                 "chance (random latents)": {"all_one_sprite": float("nan")}}}
     header, rows = X.agreement_table(tables)

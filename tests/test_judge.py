@@ -180,6 +180,9 @@ def test_a_panel_counts_a_latent_only_where_every_judge_reads_it():
     # only the largest size (a sixth of D1) survives the shift, which clamps there
     assert J.judge_scores(J.JudgePanel([right, shifted]), x, y, ("scale",))["scale"] < 0.2
     assert J.judge_scores(J.JudgePanel([right]), x, y, ("scale",)) == J.judge_scores(right, x, y, ("scale",))
+    each = J.judge_hits_each(J.JudgePanel([right, shifted]), x, y, ("scale",))
+    assert [torch.equal(e["all"], J.judge_hits(j, x, y, ("scale",))["all"]) for e, j in zip(each, (right, shifted))] \
+        == [True, True] and all(torch.equal(J.panel_hits(each)[k], both[k]) for k in both)
     conf = J.scale_confusion(J.JudgePanel([right, shifted]), x, y)
     assert conf.sum() == 240 and torch.equal(conf, J.scale_confusion(right, x, y) + J.scale_confusion(shifted, x, y))
     with pytest.raises(ValueError, match="one or more judge networks"):

@@ -20,8 +20,8 @@ import torch
 from scipy.stats import fisher_exact
 from torch import Tensor
 
-from ebmlib.chapters.composition.judge import (SCALES, SCORED, JudgePanel, chance_scores, judge_hits,
-                                               scale_confusion, single_sprite)
+from ebmlib.chapters.composition.judge import (SCALES, SCORED, JudgePanel, chance_scores, judge_hits_each,
+                                               panel_hits, scale_confusion, single_sprite)
 from ebmlib.chapters.composition.latents import latent_set, render_images
 from ebmlib.chapters.composition.zeroshot import LatentProduct, judge_names, sample_joint, train_models
 from ebmlib.core.recipes import SHIPPED_DIR
@@ -359,13 +359,13 @@ def score_row(judge, x: Tensor, y: Tensor, latents: Sequence[str], position_tol:
     with every latent right, the images the judge's check on real images vouches for) and the pixel MSE. For a
     :class:`~ebmlib.chapters.composition.judge.JudgePanel` of several judges the scores are the panel's (every
     judge agrees) and ``each_one_sprite`` lists ``all_one_sprite`` as each judge alone reads it."""
-    hits, single = judge_hits(judge, x, y, latents, position_tol), single_sprite(x)
+    each, single = judge_hits_each(judge, x, y, latents, position_tol), single_sprite(x)
+    hits = panel_hits(each)
     row = {k: v.float().mean().item() for k, v in hits.items()}
     row.update(one_sprite=single.float().mean().item(), all_one_sprite=(hits["all"] & single).float().mean().item(),
                mse=(x - truth).pow(2).mean().item())
     if isinstance(judge, JudgePanel) and len(judge) > 1:
-        row["each_one_sprite"] = [(judge_hits(j, x, y, latents, position_tol)["all"] & single).float().mean().item()
-                                  for j in judge.judges]
+        row["each_one_sprite"] = [(one["all"] & single).float().mean().item() for one in each]
     return row
 
 

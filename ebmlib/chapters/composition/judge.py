@@ -54,8 +54,9 @@ from ebmlib.core.recipes import Fit, Recipe
 from ebmlib.data.dsprites import LATENT_VALUES
 
 __all__ = ["SCALES", "SCORED", "SYMMETRY", "ROTATION_TOL", "rotation_code", "LatentJudge", "JudgeRecipe",
-           "JudgePanel", "scale_class", "judge_predict", "judge_scores", "judge_hits", "chance_scores",
-           "judge_accuracy", "scale_confusion", "confusion_shift", "sprite_count", "MAX_SPRITE_FRACTION", "single_sprite"]
+           "JudgePanel", "scale_class", "judge_predict", "judge_scores", "judge_hits", "judge_hits_each",
+           "panel_hits", "chance_scores", "judge_accuracy", "scale_confusion", "confusion_shift", "sprite_count",
+           "MAX_SPRITE_FRACTION", "single_sprite"]
 
 #: the 6 dSprites sizes, the judge's scale classes
 SCALES = tuple(float(v) for v in LATENT_VALUES["scale"])
@@ -234,30 +235,40 @@ def _match(pred: Tensor, requested: Tensor, latents: Sequence[str], position_tol
     return out
 
 
-def _match_fractions(pred: Tensor, requested: Tensor, latents: Sequence[str], position_tol: float) -> dict:
-    return {k: v.float().mean().item() for k, v in _match(pred, requested, latents, position_tol).items()}
+def _fractions(hits: dict[str, Tensor]) -> dict[str, float]:
+    return {k: v.float().mean().item() for k, v in hits.items()}
+
+
+def judge_hits_each(judge, x: Tensor, requested: Tensor, latents: Sequence[str],
+                    position_tol: float = 0.1) -> list[dict[str, Tensor]]:
+    """:func:`judge_hits` for each judge of a panel (one entry for a single judge), each judge run once."""
+    return [_match(judge_predict(j, x), requested, latents, position_tol) for j in _members(judge)]
+
+
+def panel_hits(each: Sequence[dict[str, Tensor]]) -> dict[str, Tensor]:
+    """The panel's reading of :func:`judge_hits_each`: a latent is right only where every judge reads it so."""
+    return {k: torch.stack([hits[k] for hits in each]).all(0) for k in each[0]}
 
 
 def judge_hits(judge, x: Tensor, requested: Tensor, latents: Sequence[str],
                position_tol: float = 0.1) -> dict[str, Tensor]:
     """Per image (N,) booleans: whether the judge reads each of ``latents`` as requested, and ``"all"``. For a
     :class:`JudgePanel`, whether every judge of the panel does."""
-    each = [_match(judge_predict(j, x), requested, latents, position_tol) for j in _members(judge)]
-    return {k: torch.stack([hits[k] for hits in each]).all(0) for k in each[0]}
+    return panel_hits(judge_hits_each(judge, x, requested, latents, position_tol))
 
 
 def judge_scores(judge, x: Tensor, requested: Tensor, latents: Sequence[str],
                  position_tol: float = 0.1) -> dict[str, float]:
     """Fractions of images whose judged latents match the requested ones, per latent and for all of ``latents``
     (a judge or a :class:`JudgePanel`, as :func:`judge_hits`)."""
-    return {k: v.float().mean().item() for k, v in judge_hits(judge, x, requested, latents, position_tol).items()}
+    return _fractions(judge_hits(judge, x, requested, latents, position_tol))
 
 
 def chance_scores(requested: Tensor, guesses: Tensor, latents: Sequence[str],
                   position_tol: float = 0.1) -> dict[str, float]:
     """The same fractions for ``guesses`` latent rows that ignore the request (e.g. random dSprites latents):
     what a generator that never looked at the requested latents would score."""
-    return _match_fractions(guesses, requested, latents, position_tol)
+    return _fractions(_match(guesses, requested, latents, position_tol))
 
 
 def judge_accuracy(judge, sets: dict[str, Sequence[str]], n: int, generator: torch.Generator,
