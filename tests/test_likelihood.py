@@ -358,6 +358,14 @@ def test_paper_rows_claim_only_what_uncrossed_bounds_support():
     assert row["note"].endswith("overlap") and "upper bound 2226 only" in row["ours"], row
     missing = likelihood_record([], [bounds_row(380.9, 482.0)], ok)
     assert "bounds cross at every T" in lk.paper_rows(missing)[0]["ours"]
+    lever = dict(label="K = 300", sd_log_w=18.0, ess=1.0, n_chains=16)
+    with_levers = dict(missing, metrics=dict(missing["metrics"], levers=dict(model="m", rows=[
+        lever, dict(lever, label="K = 300, 50 leapfrog steps", sd_log_w=12.5)])))
+    note = lk.paper_rows(with_levers)[0]["note"]
+    assert note.endswith("of 2 AIS levers tried on m, none reaches an ESS of a tenth of the chains (smallest sd of "
+                         "log w 12.5 nats, K = 300, 50 leapfrog steps)"), note
+    with_levers["metrics"]["levers"]["rows"][0]["ess"] = 2.0
+    assert "some reach" in lk.paper_rows(with_levers)[0]["note"]
 
 
 def test_useful_runs_need_ess_a_near_meeting_gap_and_bracketing():

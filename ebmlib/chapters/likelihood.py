@@ -47,6 +47,7 @@ import torch
 from torch import Tensor, nn
 
 from ebmlib.core import ais
+from ebmlib.core.ais import frozen_energy
 from ebmlib.core.energies import toy_2d
 from ebmlib.core.image_ebm import load_or_train_models
 from ebmlib.core.images import ImageData, dequantize
@@ -422,15 +423,6 @@ def evaluation_digits(train: ImageData, test: ImageData, n_base_fit: int, n_test
     test_all = dequantize(test.subset(2 * _check_count("n_test", n_test), generator).images, generator)
     hist_x = dequantize(test.subset(_check_count("histogram_n", histogram_n), generator).images, generator)
     return Digits(fitted_base(train_x), test_all[:n_test], test_all[n_test:], hist_x)
-
-
-def frozen_energy(model: nn.Module) -> nn.Module:
-    """``model`` in eval mode with its parameters frozen: a fixed E(x) for the whole run (spectral norm in training
-    mode would re-run its power iteration, and so change E, at every call)."""
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
 
 
 def fitted_base(train_x: Tensor) -> ais.GaussianBase:
@@ -979,6 +971,13 @@ def paper_rows(record: Mapping) -> list[dict]:
         note += (f"; at K = {rep['n_temps']}, where both are ordered, replay [{rep['lower']:.0f}, "
                  f"{rep['upper']:.0f}] and PCD [{pcd['lower']:.0f}, {pcd['upper']:.0f}] "
                  + ("separate" if apart else "overlap"))
+    lev = m.get("levers")
+    if lev and lev["rows"]:
+        best = min(lev["rows"], key=lambda r: r["sd_log_w"])
+        hit = any(r["ess"] >= r["n_chains"] / 10 for r in lev["rows"])
+        note += (f"; of {len(lev['rows'])} AIS levers tried on {lev['model']}, "
+                 + ("some reach" if hit else "none reaches") + " an ESS of a tenth of the chains (smallest sd of "
+                 f"log w {best['sd_log_w']:.1f} nats, {best['label']})")
     rows = [dict(item="Fig. 22", ours="; ".join(_interval_text(k, b.get(k)) for k in MAIN_MODELS),
                  verdict=verdict, note=note, data=data)]
     sens = {k: (r if r.get("temperature") is not None else None) for k, r in m["sensitivity"].items()}

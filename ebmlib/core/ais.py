@@ -72,9 +72,9 @@ from tqdm.auto import tqdm
 
 from ebmlib.core.samplers import draw_random
 
-__all__ = ["GaussianBase", "UniformBase", "AISResult", "LikelihoodBounds", "TemperatureSearch", "make_betas",
-           "tune_step_sizes", "step_schedule", "summarise_log_weights", "ais_log_z", "reverse_ais_log_z",
-           "log_likelihood_bounds", "best_temperature"]
+__all__ = ["GaussianBase", "KernelBase", "UniformBase", "AISResult", "LikelihoodBounds", "TemperatureSearch",
+           "make_betas", "tune_step_sizes", "step_schedule", "summarise_log_weights", "ais_log_z", "reverse_ais_log_z",
+           "log_likelihood_bounds", "best_temperature", "frozen_energy"]
 
 EnergyFn = Callable[[Tensor], Tensor]
 
@@ -129,22 +129,11 @@ class GaussianBase:
         return cls(data.mean(0), data.std(0).clamp_min(min_std), box=box)
 
     def _standard_limits(self) -> tuple[Tensor, Tensor]:
-        m, s = self.mean.double(), self.std.double()
-        return (self.box[0] - m) / s, (self.box[1] - m) / s
+        return _standard_limits(self.mean, self.std, self.box)
 
     def sample(self, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
         _positive("n", n, integer=True)
-        if self.box is None:
-            z = draw_random(torch.randn, (n, *self.shape), generator, self.mean.dtype, self.mean.device)
-            return self.mean + self.std * z
-        u = draw_random(torch.rand, (n, *self.shape), generator, torch.float64, self.mean.device)
-        a, b = self._standard_limits()
-        flip = a > 0                        # sample the side of the interval nearer 0 to keep Phi accurate
-        lo, hi = torch.where(flip, -b, a), torch.where(flip, -a, b)
-        log_phi = torch.logaddexp(torch.special.log_ndtr(lo), u.log() + _log_ndtr_diff(lo, hi))
-        z = torch.special.ndtri(log_phi.exp()).clamp(lo, hi)
-        z = torch.where(flip, -z, z)
-        return (self.mean.double() + self.std.double() * z).clamp(*self.box).to(self.mean.dtype)
+        return _normal_draws(self.mean.expand(n, *self.shape), self.std.expand(n, *self.shape), self.box, generator)
 
     def log_unnormalized(self, x: Tensor) -> Tensor:
         return -0.5 * _flat_sum(((x - self.mean) / self.std) ** 2)
@@ -154,6 +143,64 @@ class GaussianBase:
 
     def log_prob(self, x: Tensor) -> Tensor:
         lp = self.log_unnormalized(x) - self.log_z
+        return torch.where(_inside(x, self.box), lp, torch.full_like(lp, -math.inf))
+
+
+class KernelBase:
+    """A kernel density estimate on ``centres`` (M, ...): the equal mixture of diagonal Gaussians
+    N(centre_m, std^2), each truncated to ``box`` when one is given; normalised, so log Z_0 = 0.
+
+    Fitted to a model's own samples (its replay buffer) it puts the base's mass where the model's samples are,
+    where the data-fitted :class:`GaussianBase` draws noisy images whose energy lies far above the data's (at a
+    cold T, thousands of nats). Any fixed, normalised base keeps AIS's Z unbiased; one that misses a mode of the
+    model still makes log Z_hat low (the upper bound on log p too high). Whether it helps is measured, not assumed
+    (chapter 05's lever study, :mod:`ebmlib.chapters.ais_levers`).
+    """
+
+    def __init__(self, centres: Tensor, std: Union[float, Tensor], box: Optional[tuple[float, float]] = None):
+        if not torch.is_tensor(centres) or not centres.is_floating_point() or centres.ndim < 2 or not len(centres):
+            got = tuple(centres.shape) if torch.is_tensor(centres) else type(centres).__name__
+            raise ValueError(f"centres must be a floating-point tensor (M, ...) with M >= 1, got {got}")
+        self.box = _check_box(box) if box is not None else None
+        if self.box is not None and ((centres < self.box[0]) | (centres > self.box[1])).any():
+            raise ValueError(f"every centre must lie in the box {self.box}")
+        self.shape = centres.shape[1:]
+        self.centres = centres.detach().clone()
+        self.std = torch.as_tensor(std, dtype=centres.dtype, device=centres.device).expand(self.shape).clone()
+        if not (torch.isfinite(self.std).all() and (self.std > 0).all()):
+            raise ValueError(f"std must be finite and > 0 everywhere, got min {self.std.min().item()!r}")
+        flat_std = self.std.reshape(-1).double()
+        self._scaled = self.centres.reshape(len(centres), -1).double() / flat_std          # (M, D)
+        # log of each component's normaliser, sum_d log(std_d sqrt(2 pi) (Phi(b) - Phi(a))), and log M
+        log_norm = torch.log(flat_std * math.sqrt(2 * math.pi)).sum().expand(len(centres)).clone()
+        if self.box is not None:
+            a, b = _standard_limits(self.centres, self.std, self.box)
+            log_norm = log_norm + _log_ndtr_diff(a, b).reshape(len(centres), -1).sum(-1)
+        self._log_mix = -log_norm - math.log(len(centres))
+        self.log_z = 0.0
+
+    def _component_logits(self, x: Tensor) -> Tensor:
+        z = x.reshape(x.shape[0], -1).double() / self.std.reshape(-1).double()
+        sq = (z * z).sum(-1, keepdim=True) - 2 * z @ self._scaled.T + (self._scaled ** 2).sum(-1)
+        return self._log_mix - 0.5 * sq.clamp_min(0)                                            # (N, M)
+
+    def sample(self, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
+        _positive("n", n, integer=True)
+        pick = draw_random(torch.rand, (n,), generator, torch.float64, self.centres.device)
+        mean = self.centres[(pick * len(self.centres)).long().clamp_max(len(self.centres) - 1)]
+        return _normal_draws(mean, self.std.expand_as(mean), self.box, generator)
+
+    def log_unnormalized(self, x: Tensor) -> Tensor:
+        return torch.logsumexp(self._component_logits(x), -1)
+
+    def grad_log_unnormalized(self, x: Tensor) -> Tensor:
+        # sum_m r_m(x) (centre_m - x) / std^2, r the components' responsibilities
+        r = torch.softmax(self._component_logits(x), -1)
+        pull = (r @ self.centres.reshape(len(self.centres), -1).double()).reshape(x.shape)
+        return ((pull - x.double()) / self.std.double() ** 2).to(x.dtype)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        lp = self.log_unnormalized(x)
         return torch.where(_inside(x, self.box), lp, torch.full_like(lp, -math.inf))
 
 
@@ -193,6 +240,25 @@ def _log_ndtr_diff(a: Tensor, b: Tensor) -> Tensor:
     lo, hi = torch.where(flip, -b, a), torch.where(flip, -a, b)
     log_hi, log_lo = torch.special.log_ndtr(hi), torch.special.log_ndtr(lo)
     return log_hi + torch.log1p(-torch.exp(log_lo - log_hi))
+
+
+def _standard_limits(mean: Tensor, std: Tensor, box) -> tuple[Tensor, Tensor]:
+    m, s = mean.double(), std.double()
+    return (box[0] - m) / s, (box[1] - m) / s
+
+
+def _normal_draws(mean: Tensor, std: Tensor, box, generator) -> Tensor:
+    """One draw of N(mean, std^2) per element (truncated to ``box`` by the inverse CDF when there is one)."""
+    if box is None:
+        return mean + std * draw_random(torch.randn, mean.shape, generator, mean.dtype, mean.device)
+    u = draw_random(torch.rand, mean.shape, generator, torch.float64, mean.device)
+    a, b = _standard_limits(mean, std, box)
+    flip = a > 0                        # sample the side of the interval nearer 0 to keep Phi accurate
+    lo, hi = torch.where(flip, -b, a), torch.where(flip, -a, b)
+    log_phi = torch.logaddexp(torch.special.log_ndtr(lo), u.log() + _log_ndtr_diff(lo, hi))
+    z = torch.special.ndtri(log_phi.exp()).clamp(lo, hi)
+    z = torch.where(flip, -z, z)
+    return (mean.double() + std.double() * z).clamp(*box).to(mean.dtype)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -481,6 +547,15 @@ def reverse_ais_log_z(energy: EnergyFn, base, x_start: Tensor, betas=None, *, n_
     _check_points(x_start, base, "x_start")
     betas = _resolve_betas(betas, n_temps, settings)
     return _run(energy, base, x_start, betas, temperature, generator, progress, True, settings)
+
+
+def frozen_energy(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` in eval mode with its parameters frozen: a fixed E(x) for the whole run (spectral norm in training
+    mode would re-run its power iteration, and so change E, at every call)."""
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
 
 
 def _check_points(x, base, name: str) -> None:

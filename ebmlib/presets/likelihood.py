@@ -28,6 +28,11 @@ DEMO = dict(
     t_grid=(3e-7, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3), t_chains=8, t_temps=100,   # choosing T
     bound_temps=(100, 500), bound_chains=16,                 # Fig. 22: replay vs PCD
     probe_temps=3000, probe_chains=64,   # Fig. 22's models at the K that made the 784-D box useful
+    # one lever at a time on the replay model at its T (ebmlib.chapters.ais_levers): K, MH steps per distribution,
+    # leapfrog steps, a warmer T, a kernel base on the model's own buffer; 16 chains, ~9 CPU-minutes in all
+    lever_model="mnist_uncond_replay", lever_chains=16,
+    levers=(dict(n_temps=300), dict(n_temps=1000), dict(n_temps=300, n_steps=4), dict(n_temps=300, n_leapfrog=20),
+            dict(n_temps=300, n_leapfrog=50), dict(n_temps=300, t_factor=10.0), dict(n_temps=300, kernel_std=0.1)),
     sens_temps=200, sens_chains=8,                           # Fig. 23
     n_test=16, histogram_n=1000, n_base_fit=20000, ais_settings=dict(pilot_chains=8, pilot_steps=1),
 )
@@ -49,6 +54,8 @@ SMOKE = dict(
     exact_dims=(2, 50), exact_temps=(10, 100), exact_chains=32,
     t_grid=(1e-3, 1e-2), t_chains=4, t_temps=5, bound_temps=(5, 10), bound_chains=4, sens_temps=5, sens_chains=4,
     probe_temps=5, probe_chains=4,
+    lever_chains=4, levers=(dict(n_temps=3), dict(n_temps=6), dict(n_temps=3, n_steps=2), dict(n_temps=3, n_leapfrog=8),
+                            dict(n_temps=3, t_factor=10.0), dict(n_temps=3, kernel_std=0.1)),
     n_test=4, histogram_n=16, n_base_fit=500, ais_settings=dict(pilot_chains=4, pilot_steps=1),
 )
 
@@ -72,6 +79,9 @@ PAPER = dict(
     # A.3: AIS and RAISE with 10,000 chains (the paper does not give its number of temperatures)
     bound_temps=(1000, 10000), bound_chains=10000, sens_temps=10000, sens_chains=10000,
     probe_temps=3000, probe_chains=1000,
+    lever_chains=100, levers=(dict(n_temps=1000), dict(n_temps=10000), dict(n_temps=1000, n_steps=4),
+                              dict(n_temps=1000, n_leapfrog=50), dict(n_temps=1000, n_leapfrog=200),
+                              dict(n_temps=1000, t_factor=10.0), dict(n_temps=1000, kernel_std=0.1)),
     n_test=10000, histogram_n=10000, n_base_fit=60000,
     ais_settings=dict(pilot_chains=64, pilot_steps=3, n_leapfrog=10),   # A.3: HMC with 10 leapfrog steps
 )
@@ -82,7 +92,10 @@ PAPER_SHRUNK = {
        for k, v in dict(n_iters=2, snapshot_every=1, keep_buffer=16).items()},
     **{f"models.{m}.train.{k}": v for m in PAPER["models"] for k, v in dict(batch_size=8, n_steps=2).items()},
     "exact_dims": (2, 50), "exact_temps": (10, 30), "exact_chains": 16, "t_chains": 2, "t_temps": 3,
-    "bound_temps": (3, 5), "bound_chains": 2, "probe_temps": 3, "probe_chains": 2, "sens_temps": 3, "sens_chains": 2,
+    "bound_temps": (3, 5), "bound_chains": 2, "probe_temps": 3, "probe_chains": 2,
+    "lever_chains": 2, "levers": (dict(n_temps=2), dict(n_temps=4), dict(n_temps=2, n_leapfrog=3),
+                                  dict(n_temps=2, kernel_std=0.1)),
+    "sens_temps": 3, "sens_chains": 2,
     "n_test": 2, "histogram_n": 16,
     "n_base_fit": 500, "ais_settings.pilot_chains": 2, "ais_settings.pilot_steps": 1,
 }

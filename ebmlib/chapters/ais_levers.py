@@ -1,0 +1,174 @@
+"""What moves the AIS effective sample size on a trained image EBM (chapter 05, section 4).
+
+At the chosen temperature the forward AIS runs of Fig. 22 end with an ESS of about 1: one chain carries Z. For
+log-normal weights of spread ``sd`` (of log w) the ESS of n chains is n exp(-sd^2), so an ESS of a tenth of the
+chains needs ``sd <= sqrt(ln 10)`` = 1.52. This module runs forward AIS on one trained model with one lever
+changed at a time: more intermediate distributions K, more Metropolis-Hastings steps per distribution, longer HMC
+trajectories (more leapfrog steps), a warmer temperature, and a different base (a kernel density estimate on the
+model's own replay buffer, :class:`~ebmlib.core.ais.KernelBase`). Each row records the spread of the log-weights
+and the cost in energy gradients per chain (K x MH steps x leapfrog steps), so the levers compare at equal cost,
+and for each family of rows (K alone, leapfrog alone) a power law sd ~ cost^-a fitted through them says what cost
+would bring sd to 1.52. That extrapolation is a rough guide (an sd estimated from a few chains at ESS ~ 1 is itself
+noisy and, for heavy tails, low); the page says so.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Mapping, Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ebmlib.core import ais
+
+__all__ = ["USEFUL_SD", "LEVER_KEYS", "lever_label", "lever_study", "chapter_levers", "LEVERS_HEADER",
+           "levers_table", "levers_figure", "cost_to_useful", "levers_sentence"]
+
+#: the spread of log w at which log-normal weights give an ESS of a tenth of the chains: n exp(-sd^2) = n / 10
+USEFUL_SD = math.sqrt(math.log(10.0))
+
+#: the keys a lever row may set; every other AIS setting is the chapter's (``cfg.ais_settings``)
+LEVER_KEYS = ("n_temps", "n_steps", "n_leapfrog", "t_factor", "kernel_std")
+
+
+def _check_lever(lever: Mapping) -> dict:
+    bad = sorted(set(lever) - set(LEVER_KEYS))
+    if bad or "n_temps" not in lever:
+        raise ValueError(f"a lever sets n_temps and any of {list(LEVER_KEYS)}, got {dict(lever)!r}")
+    return dict(lever)
+
+
+def lever_label(lever: Mapping) -> str:
+    """What a lever row changed, in words (``"K = 1,000"``, ``"K = 300, 20 leapfrog steps"``, ...)."""
+    r = _check_lever(lever)
+    parts = [f"K = {r['n_temps']:,}"]
+    if "n_steps" in r:
+        parts.append(f"{r['n_steps']} MH steps per distribution")
+    if "n_leapfrog" in r:
+        parts.append(f"{r['n_leapfrog']} leapfrog steps")
+    if "t_factor" in r:
+        parts.append(f"T x {r['t_factor']:g}")
+    if "kernel_std" in r:
+        parts.append(f"base: kernel estimate on the buffer, std {r['kernel_std']:g}")
+    return ", ".join(parts)
+
+
+def lever_study(model: nn.Module, test_x: Tensor, base: ais.GaussianBase, buffer: Optional[Tensor],
+                temperature: float, levers: Sequence[Mapping], *, n_chains: int,
+                generator: Optional[torch.Generator] = None, **settings) -> list[dict]:
+    """One forward AIS run (``n_chains`` chains, no reverse run) of ``model`` per lever, at ``temperature`` times
+    the lever's ``t_factor``. The preconditioner is the fitted base's std in every row, so only the lever changes;
+    a ``kernel_std`` row anneals from a :class:`~ebmlib.core.ais.KernelBase` on ``buffer`` (the model's samples)
+    instead of ``base``. ``settings`` are the chapter's other AIS settings (pilot sizes)."""
+    if not levers:
+        raise ValueError("levers must hold at least one lever, got an empty sequence")
+    ais.frozen_energy(model)
+    default = dict(n_steps=settings.get("n_steps", 1), n_leapfrog=settings.get("n_leapfrog", 5), t_factor=1.0,
+                   kernel_std=None)
+    rows = []
+    for lever in levers:
+        r = {**default, **_check_lever(lever)}
+        if r["kernel_std"] is not None and buffer is None:
+            raise ValueError("a kernel_std lever needs the model's buffer samples, got buffer=None")
+        start = base if r["kernel_std"] is None else ais.KernelBase(buffer.float(), r["kernel_std"], box=base.box)
+        t0 = time.perf_counter()
+        b = ais.log_likelihood_bounds(model, test_x, start, temperature=temperature * r["t_factor"],
+                                      n_chains=n_chains, n_temps=r["n_temps"], reverse_from=None,
+                                      generator=generator, **{**settings, "scale": base.std,
+                                                              "n_steps": r["n_steps"], "n_leapfrog": r["n_leapfrog"]})
+        lw = b.forward.log_weights
+        rows.append(dict(r, label=lever_label(lever), changed=sorted(set(lever) - {"n_temps"}),
+                         temperature=temperature * r["t_factor"], n_chains=n_chains,
+                         gradients=r["n_temps"] * r["n_steps"] * r["n_leapfrog"], ess=b.forward.ess,
+                         sd_log_w=float(lw.std()), upper=b.upper, acceptance=b.forward.acceptance_rate,
+                         seconds=time.perf_counter() - t0))
+    return rows
+
+
+def chapter_levers(trained: Mapping, curves: Mapping[str, dict], test_x: Tensor, base: ais.GaussianBase, cfg,
+                   generator: Optional[torch.Generator] = None) -> dict:
+    """:func:`lever_study` of ``cfg.lever_model`` at its chosen T (the AIS maximiser where every T's bounds
+    crossed), with ``cfg.levers``, ``cfg.lever_chains`` chains and the chapter's ``ais_settings``."""
+    key, curve = cfg.lever_model, curves[cfg.lever_model]
+    t = curve["best"] if curve["best"] is not None else curve["best_upper"]
+    rows = lever_study(trained[key].model, test_x, base, trained[key].samples, t, cfg.levers,
+                       n_chains=cfg.lever_chains, generator=generator, **cfg.ais_settings)
+    return dict(model=key, temperature=t, chosen=curve["best"] is not None, rows=rows)
+
+
+LEVERS_HEADER = ["lever", "T", "gradients / chain", "AIS ESS", "sd of log w", "AIS upper bound", "seconds"]
+
+
+def levers_table(rows: Sequence[Mapping]) -> list[list]:
+    return [[r["label"], f"{r['temperature']:g}", f"{r['gradients']:,}", f"{r['ess']:.1f} of {r['n_chains']}",
+             f"{r['sd_log_w']:.1f}", f"{r['upper']:.0f}", f"{r['seconds']:.0f}"] for r in rows]
+
+
+def levers_figure(study: Mapping):
+    """The spread of log w against the cost per chain, one point per lever, with the useful spread marked."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for r in study["rows"]:
+        ax.scatter(r["gradients"], r["sd_log_w"], s=24)
+        ax.annotate(r["label"].replace("base: kernel estimate on the buffer", "kernel base"),
+                    (r["gradients"], r["sd_log_w"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    ax.axhline(USEFUL_SD, color="k", lw=0.8, ls="--")
+    ax.text(ax.get_xlim()[0], USEFUL_SD * 1.15, " ESS = a tenth of the chains", fontsize=7)
+    ax.set(xscale="log", yscale="log", xlabel="energy gradients per chain (K x MH steps x leapfrog steps)",
+           ylabel="sd of log w (nats)", title=f"{study['model']} at T = {study['temperature']:g}")
+    ax.title.set_fontsize(9)
+    fig.tight_layout()
+    return fig
+
+
+def _family(rows: Sequence[Mapping], vary: str) -> list[Mapping]:
+    """The rows that change nothing but K (``vary="n_temps"``), or nothing but the leapfrog steps at the smallest
+    such K (``vary="n_leapfrog"``, with the plain row at that K), in order of cost."""
+    if vary == "n_temps":
+        return sorted((r for r in rows if not r["changed"]), key=lambda r: r["gradients"])
+    plain = [r for r in rows if set(r["changed"]) <= {"n_leapfrog"}]
+    k0 = min((r["n_temps"] for r in plain if r["changed"]), default=None)
+    return sorted((r for r in plain if r["n_temps"] == k0), key=lambda r: r["gradients"])
+
+
+def cost_to_useful(rows: Sequence[Mapping]) -> Optional[dict]:
+    """Fit sd = c cost^-a (least squares in log-log) through ``rows`` and solve for sd = :data:`USEFUL_SD`: the
+    exponent, the gradients per chain and the CPU seconds per chain that would take (at the rows' measured cost
+    per gradient). None with fewer than two rows or a spread that does not fall with cost."""
+    pts = [(math.log(r["gradients"]), math.log(r["sd_log_w"])) for r in rows if r["sd_log_w"] > 0]
+    if len(pts) < 2:
+        return None
+    mx, my = sum(p[0] for p in pts) / len(pts), sum(p[1] for p in pts) / len(pts)
+    slope = sum((x - mx) * (y - my) for x, y in pts) / sum((x - mx) ** 2 for x, _ in pts)
+    if slope >= 0:
+        return None
+    gradients = math.exp(mx + (math.log(USEFUL_SD) - my) / slope)
+    per_gradient = sum(r["seconds"] / (r["gradients"] * r["n_chains"]) for r in rows) / len(rows)
+    return dict(exponent=-slope, gradients=gradients, seconds_per_chain=gradients * per_gradient)
+
+
+def levers_sentence(rows: Sequence[Mapping], model: str, paper_chains: int = 10000) -> str:
+    """What the lever study found: the best row, whether any reached a useful ESS, and the extrapolated cost."""
+    best = min(rows, key=lambda r: r["sd_log_w"])
+    n = rows[0]["n_chains"]
+    useful = [r for r in rows if r["ess"] >= n / 10]
+    head = (f"On {model}, the smallest spread of the log-weights is **{best['sd_log_w']:.1f} nats** ({best['label']}, "
+            f"T = {best['temperature']:g}, ESS {best['ess']:.1f} of {n}); a useful ESS (a tenth of the chains) needs "
+            f"about {USEFUL_SD:.2f}. ")
+    head += (f"Rows that reached it: {', '.join(r['label'] for r in useful)}. " if useful else
+             "**No lever tried reaches a useful ESS.** ")
+    fits = []
+    for vary, words in (("n_temps", "more intermediate distributions"), ("n_leapfrog", "longer HMC trajectories")):
+        fit = cost_to_useful(_family(rows, vary))
+        if fit is not None:
+            hours = fit["seconds_per_chain"] * paper_chains / 3600
+            fits.append(f"with {words} the spread falls as cost^-{fit['exponent']:.2f}, which would reach "
+                        f"{USEFUL_SD:.2f} at about {fit['gradients']:.1e} energy gradients per chain, "
+                        f"{fit['seconds_per_chain'] / 3600:.1f} CPU-hours per chain here "
+                        f"({hours:,.0f} CPU-hours for the paper's {paper_chains:,} chains)")
+    if fits:
+        head += ("Extrapolated through these rows (a rough guide: an sd from a few chains at ESS ~ 1 is noisy, and "
+                 "low for heavy tails): " + "; ".join(fits) + ".")
+    return head
