@@ -77,7 +77,13 @@ def test_the_power_law_fit_solves_for_the_useful_spread():
     assert fit["seconds_per_chain"] == pytest.approx(1e-3 * (100 / V.USEFUL_SD) ** 2)
     assert V.USEFUL_SD == pytest.approx(math.sqrt(math.log(10)))       # n exp(-sd^2) = n / 10
     assert V.cost_to_useful(rows[:1]) is None
-    assert V.cost_to_useful([fake(dict(n_temps=100), 5.0), fake(dict(n_temps=300), 6.0)]) is None
+    rising = V.cost_to_useful([fake(dict(n_temps=100), 5.0), fake(dict(n_temps=300), 6.0)])
+    assert rising["exponent"] < 0 and rising["gradients"] == math.inf
+    # a spread that levels off: the rate is the last step's (100 -> 50 -> 45), never the fit through all rows
+    slowing = [fake(dict(n_temps=k), sd) for k, sd in ((100, 100.0), (400, 50.0), (1600, 45.0))]
+    fit = V.cost_to_useful(slowing)
+    assert fit["exponent"] == pytest.approx(math.log(50 / 45) / math.log(4))
+    assert fit["gradients"] == pytest.approx(8000 * (45 / V.USEFUL_SD) ** (1 / fit["exponent"]))
 
 
 def test_families_and_the_sentence():
@@ -89,6 +95,9 @@ def test_families_and_the_sentence():
     text = V.levers_sentence(rows, "m")
     assert "**12.0 nats** (K = 300, T x 10" in text and "No lever tried reaches a useful ESS" in text
     assert "more intermediate distributions" in text and "longer HMC trajectories" in text
+    rows[4]["sd_log_w"] = 19.0                              # 50 leapfrog steps no better than 20
+    assert "with longer HMC trajectories the spread did not fall over the last step" in V.levers_sentence(rows, "m")
+    rows[4]["sd_log_w"] = 15.0
     rows[0]["ess"] = 3.0
     assert "Rows that reached it: K = 300." in V.levers_sentence(rows, "m")
     assert V.levers_table(rows[:1]) == [["K = 300", "0.0001", "1,500", "3.0 of 16", "30.0", "0", "24"]]

@@ -7,9 +7,10 @@ changed at a time: more intermediate distributions K, more Metropolis-Hastings s
 trajectories (more leapfrog steps), a warmer temperature, and a different base (a kernel density estimate on the
 model's own replay buffer, :class:`~ebmlib.core.ais.KernelBase`). Each row records the spread of the log-weights
 and the cost in energy gradients per chain (K x MH steps x leapfrog steps), so the levers compare at equal cost,
-and for each family of rows (K alone, leapfrog alone) a power law sd ~ cost^-a fitted through them says what cost
-would bring sd to 1.52. That extrapolation is a rough guide (an sd estimated from a few chains at ESS ~ 1 is itself
-noisy and, for heavy tails, low); the page says so.
+and for each family of rows (K alone, leapfrog alone) the rate sd ~ cost^-a of its last, costliest step says what
+cost would bring sd to 1.52 if that rate held. It does not: the rate slows as cost grows (the chapter's rows show it
+level off), so the figure is a lower bound on the cost, and an sd estimated from a few
+chains at ESS ~ 1 is itself noisy and, for heavy tails, low; the page says so.
 """
 from __future__ import annotations
 
@@ -134,19 +135,21 @@ def _family(rows: Sequence[Mapping], vary: str) -> list[Mapping]:
 
 
 def cost_to_useful(rows: Sequence[Mapping]) -> Optional[dict]:
-    """Fit sd = c cost^-a (least squares in log-log) through ``rows`` and solve for sd = :data:`USEFUL_SD`: the
-    exponent, the gradients per chain and the CPU seconds per chain that would take (at the rows' measured cost
-    per gradient). None with fewer than two rows or a spread that does not fall with cost."""
-    pts = [(math.log(r["gradients"]), math.log(r["sd_log_w"])) for r in rows if r["sd_log_w"] > 0]
-    if len(pts) < 2:
+    """The rate at which the spread fell between the two costliest of ``rows`` (sd ~ cost^-a through them) and
+    what cost that rate would need to bring sd to :data:`USEFUL_SD`: the exponent, the gradients per chain and the
+    CPU seconds per chain (at the rows' measured cost per gradient). The last step, not a fit through every row:
+    the spread falls ever more slowly with cost, so a fit through the cheap rows promises far too much. None with
+    fewer than two rows; ``exponent <= 0`` (and no cost) where the last step did not lower the spread."""
+    rows = sorted((r for r in rows if r["sd_log_w"] > 0), key=lambda r: r["gradients"])
+    if len(rows) < 2:
         return None
-    mx, my = sum(p[0] for p in pts) / len(pts), sum(p[1] for p in pts) / len(pts)
-    slope = sum((x - mx) * (y - my) for x, y in pts) / sum((x - mx) ** 2 for x, _ in pts)
-    if slope >= 0:
-        return None
-    gradients = math.exp(mx + (math.log(USEFUL_SD) - my) / slope)
-    per_gradient = sum(r["seconds"] / (r["gradients"] * r["n_chains"]) for r in rows) / len(rows)
-    return dict(exponent=-slope, gradients=gradients, seconds_per_chain=gradients * per_gradient)
+    (c0, s0), (c1, s1) = [(math.log(r["gradients"]), math.log(r["sd_log_w"])) for r in rows[-2:]]
+    exponent = -(s1 - s0) / (c1 - c0)
+    if exponent <= 0:
+        return dict(exponent=exponent, gradients=math.inf, seconds_per_chain=math.inf)
+    gradients = math.exp(c1 + (s1 - math.log(USEFUL_SD)) / exponent)
+    per_gradient = rows[-1]["seconds"] / (rows[-1]["gradients"] * rows[-1]["n_chains"])
+    return dict(exponent=exponent, gradients=gradients, seconds_per_chain=gradients * per_gradient)
 
 
 def levers_sentence(rows: Sequence[Mapping], model: str, paper_chains: int = 10000) -> str:
@@ -162,13 +165,17 @@ def levers_sentence(rows: Sequence[Mapping], model: str, paper_chains: int = 100
     fits = []
     for vary, words in (("n_temps", "more intermediate distributions"), ("n_leapfrog", "longer HMC trajectories")):
         fit = cost_to_useful(_family(rows, vary))
-        if fit is not None:
+        if fit is not None and fit["exponent"] <= 0:
+            fits.append(f"with {words} the spread did not fall over the last step")
+        elif fit is not None:
             hours = fit["seconds_per_chain"] * paper_chains / 3600
-            fits.append(f"with {words} the spread falls as cost^-{fit['exponent']:.2f}, which would reach "
+            fits.append(f"with {words} the spread fell as cost^-{fit['exponent']:.2f} over the last step, which "
+                        f"would reach "
                         f"{USEFUL_SD:.2f} at about {fit['gradients']:.1e} energy gradients per chain, "
                         f"{fit['seconds_per_chain'] / 3600:.1f} CPU-hours per chain here "
                         f"({hours:,.0f} CPU-hours for the paper's {paper_chains:,} chains)")
     if fits:
-        head += ("Extrapolated through these rows (a rough guide: an sd from a few chains at ESS ~ 1 is noisy, and "
+        head += ("Extrapolated from the two costliest rows of each lever, at the rate of that last step (the rate "
+                 "slows as cost grows, so even this is optimistic; and an sd from a few chains at ESS ~ 1 is noisy, "
                  "low for heavy tails): " + "; ".join(fits) + ".")
     return head

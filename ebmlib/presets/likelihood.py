@@ -29,10 +29,11 @@ DEMO = dict(
     bound_temps=(100, 500), bound_chains=16,                 # Fig. 22: replay vs PCD
     probe_temps=3000, probe_chains=64,   # Fig. 22's models at the K that made the 784-D box useful
     # one lever at a time on the replay model at its T (ebmlib.chapters.ais_levers): K, MH steps per distribution,
-    # leapfrog steps, a warmer T, a kernel base on the model's own buffer; 16 chains, ~9 CPU-minutes in all
+    # leapfrog steps, a warmer T, a kernel base on the model's own buffer; 16 chains, ~16 CPU-minutes in all
     lever_model="mnist_uncond_replay", lever_chains=16,
-    levers=(dict(n_temps=300), dict(n_temps=1000), dict(n_temps=300, n_steps=4), dict(n_temps=300, n_leapfrog=20),
-            dict(n_temps=300, n_leapfrog=50), dict(n_temps=300, t_factor=10.0), dict(n_temps=300, kernel_std=0.1)),
+    levers=(dict(n_temps=300), dict(n_temps=1000), dict(n_temps=3000), dict(n_temps=300, n_steps=4),
+            dict(n_temps=300, n_leapfrog=20), dict(n_temps=300, n_leapfrog=50), dict(n_temps=300, n_leapfrog=150),
+            dict(n_temps=300, t_factor=10.0), dict(n_temps=300, kernel_std=0.1)),
     sens_temps=200, sens_chains=8,                           # Fig. 23
     n_test=16, histogram_n=1000, n_base_fit=20000, ais_settings=dict(pilot_chains=8, pilot_steps=1),
 )
