@@ -49,7 +49,6 @@ overrides = {}      # preset values to replace, e.g. {"n_test": 50}; or $EBMLIB_
 # %%
 import matplotlib.pyplot as plt
 
-from ebmlib.chapters import ais_levers as V
 from ebmlib.chapters import likelihood as L
 from ebmlib.data import load_mnist
 from ebmlib.notebook.setup import start
@@ -184,24 +183,6 @@ ch.table(L.BOUNDS_HEADER, L.bounds_table(bounds), caption=f"{cfg.n_test} test di
 probe = L.useful_probe(models, curves, digits.test, base, cfg, ch.rng(7))
 ch.metrics["useful_probe"] = probe
 ch.show(L.probe_sentence(probe))
-
-# %% [markdown]
-# **What would make the ESS useful?** One lever at a time, on the replay model at its temperature: more
-# intermediate distributions, more Metropolis-Hastings steps per distribution, longer HMC trajectories (more
-# leapfrog steps), a ten-times warmer $T$, and another base, a kernel density estimate on the model's own
-# replay-buffer samples (it puts the base's mass where the model's samples are). For log-normal weights the ESS of
-# $n$ chains is $n\,e^{-s^2}$, $s$ the spread of $\log w$, so an ESS of a tenth of the chains needs $s \le 1.52$.
-# The cost is counted in energy gradients per chain, so the levers compare at equal cost. Forward AIS only, its
-# own random stream.
-
-# %%
-levers = V.chapter_levers(trained, curves, digits.test, base, cfg, ch.rng(8))
-ch.metrics["levers"] = levers
-V.levers_figure(levers)
-plt.show()
-ch.table(V.LEVERS_HEADER, V.levers_table(levers["rows"]),
-         caption=f"{cfg.lever_chains} AIS chains per row, {cfg.n_test} test digits:")
-ch.show(V.levers_sentence(levers["rows"], levers["model"]))
 
 # %% [markdown]
 # ## 5. Sensitivity to the L2 coefficient and the step size (Fig. 23)

@@ -255,6 +255,12 @@ def test_kernel_base_is_a_normalised_mixture_with_exact_draws_and_gradient():
         ais.KernelBase(centres, 0.0)
 
 
+def test_useful_weights_need_both_the_ess_and_a_small_spread():
+    assert ais.USEFUL_SD == pytest.approx(math.sqrt(math.log(10)))    # log-normal weights: ESS = n exp(-sd^2)
+    assert ais.useful_weights(30.0, 256, 1.4) and not ais.useful_weights(20.0, 256, 1.4)
+    assert not ais.useful_weights(2.8, 16, 10.4)                       # chapter 05's warm-T lever row
+
+
 def test_ais_from_a_kernel_base_finds_the_gaussian_log_z():
     """From a kernel base on the target's own samples (the way a model's buffer is used) to an exactly known
     Gaussian in 20-D, both directions land within a few standard errors of log Z."""

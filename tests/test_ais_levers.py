@@ -98,6 +98,22 @@ def test_families_and_the_sentence():
     rows[4]["sd_log_w"] = 19.0                              # 50 leapfrog steps no better than 20
     assert "with longer HMC trajectories the spread did not fall over the last step" in V.levers_sentence(rows, "m")
     rows[4]["sd_log_w"] = 15.0
-    rows[0]["ess"] = 3.0
+    assert "with longer HMC trajectories the spread has all but stopped falling (cost^-0.20" in text
+    rows[0]["ess"] = 3.0                      # a tenth of 16 chains, but a spread of 30 nats: one chain, and luck
+    assert "No lever tried reaches a useful ESS" in V.levers_sentence(rows, "m")
+    rows[0]["sd_log_w"] = 1.0
     assert "Rows that reached it: K = 300." in V.levers_sentence(rows, "m")
-    assert V.levers_table(rows[:1]) == [["K = 300", "0.0001", "1,500", "3.0 of 16", "30.0", "0", "24"]]
+    assert V.levers_table(rows[:1]) == [["K = 300", "0.0001", "1,500", "3.0 of 16", "1.0", "0", "24"]]
+
+
+def test_the_chapter_study_uses_the_chosen_or_else_the_ais_temperature():
+    from types import SimpleNamespace
+    base = ais.GaussianBase(torch.full((D,), 0.5), 0.3, box=(0.0, 1.0))
+    buffer = (MU + SIGMA * torch.randn(20, D, generator=gen(4))).clamp(0, 1)
+    trained = {"m": SimpleNamespace(model=Quadratic(), samples=buffer)}
+    cfg = SimpleNamespace(lever_model="m", levers=(dict(n_temps=5), dict(n_temps=5, kernel_std=0.2)),
+                          lever_chains=8, ais_settings=dict(pilot_chains=4, pilot_steps=1))
+    study = V.chapter_levers(trained, {"m": dict(best=None, best_upper=2.0)}, buffer[:3], base, cfg, gen(5))
+    assert study["temperature"] == 2.0 and not study["chosen"] and len(study["rows"]) == 2
+    study = V.chapter_levers(trained, {"m": dict(best=0.5, best_upper=2.0)}, buffer[:3], base, cfg, gen(5))
+    assert study["temperature"] == 0.5 and study["chosen"] and study["rows"][1]["kernel_std"] == 0.2

@@ -362,9 +362,11 @@ def test_paper_rows_claim_only_what_uncrossed_bounds_support():
     with_levers = dict(missing, metrics=dict(missing["metrics"], levers=dict(model="m", rows=[
         lever, dict(lever, label="K = 300, 50 leapfrog steps", sd_log_w=12.5)])))
     note = lk.paper_rows(with_levers)[0]["note"]
-    assert note.endswith("of 2 AIS levers tried on m, none reaches an ESS of a tenth of the chains (smallest sd of "
+    assert note.endswith("of 2 AIS levers tried on m, none reaches useful weights (smallest sd of "
                          "log w 12.5 nats, K = 300, 50 leapfrog steps)"), note
-    with_levers["metrics"]["levers"]["rows"][0]["ess"] = 2.0
+    with_levers["metrics"]["levers"]["rows"][0]["ess"] = 2.0           # n / 10 of 16 chains, at an sd of 18
+    assert "none reaches" in lk.paper_rows(with_levers)[0]["note"]
+    with_levers["metrics"]["levers"]["rows"][0]["sd_log_w"] = 1.2
     assert "some reach" in lk.paper_rows(with_levers)[0]["note"]
 
 

@@ -23,11 +23,14 @@ from torch import Tensor, nn
 
 from ebmlib.core import ais
 
-__all__ = ["USEFUL_SD", "LEVER_KEYS", "lever_label", "lever_study", "chapter_levers", "LEVERS_HEADER",
-           "levers_table", "levers_figure", "cost_to_useful", "levers_sentence"]
+__all__ = ["USEFUL_SD", "STALLED_EXPONENT", "LEVER_KEYS", "lever_label", "lever_study", "chapter_levers",
+           "LEVERS_HEADER", "levers_table", "levers_figure", "cost_to_useful", "levers_sentence"]
 
-#: the spread of log w at which log-normal weights give an ESS of a tenth of the chains: n exp(-sd^2) = n / 10
-USEFUL_SD = math.sqrt(math.log(10.0))
+#: the spread of log w at which log-normal weights give an ESS of a tenth of the chains (:mod:`ebmlib.core.ais`)
+USEFUL_SD = ais.USEFUL_SD
+
+#: below this rate (sd ~ cost^-a) the spread has all but stopped falling, and no cost is extrapolated
+STALLED_EXPONENT = 0.25
 
 #: the keys a lever row may set; every other AIS setting is the chapter's (``cfg.ais_settings``)
 LEVER_KEYS = ("n_temps", "n_steps", "n_leapfrog", "t_factor", "kernel_std")
@@ -156,7 +159,7 @@ def levers_sentence(rows: Sequence[Mapping], model: str, paper_chains: int = 100
     """What the lever study found: the best row, whether any reached a useful ESS, and the extrapolated cost."""
     best = min(rows, key=lambda r: r["sd_log_w"])
     n = rows[0]["n_chains"]
-    useful = [r for r in rows if r["ess"] >= n / 10]
+    useful = [r for r in rows if ais.useful_weights(r["ess"], n, r["sd_log_w"])]
     head = (f"On {model}, the smallest spread of the log-weights is **{best['sd_log_w']:.1f} nats** ({best['label']}, "
             f"T = {best['temperature']:g}, ESS {best['ess']:.1f} of {n}); a useful ESS (a tenth of the chains) needs "
             f"about {USEFUL_SD:.2f}. ")
@@ -167,6 +170,9 @@ def levers_sentence(rows: Sequence[Mapping], model: str, paper_chains: int = 100
         fit = cost_to_useful(_family(rows, vary))
         if fit is not None and fit["exponent"] <= 0:
             fits.append(f"with {words} the spread did not fall over the last step")
+        elif fit is not None and fit["exponent"] < STALLED_EXPONENT:
+            fits.append(f"with {words} the spread has all but stopped falling (cost^-{fit['exponent']:.2f} over the "
+                        f"last step), so no affordable cost of that kind reaches it")
         elif fit is not None:
             hours = fit["seconds_per_chain"] * paper_chains / 3600
             fits.append(f"with {words} the spread fell as cost^-{fit['exponent']:.2f} over the last step, which "

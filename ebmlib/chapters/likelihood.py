@@ -974,9 +974,9 @@ def paper_rows(record: Mapping) -> list[dict]:
     lev = m.get("levers")
     if lev and lev["rows"]:
         best = min(lev["rows"], key=lambda r: r["sd_log_w"])
-        hit = any(r["ess"] >= r["n_chains"] / 10 for r in lev["rows"])
+        hit = any(ais.useful_weights(r["ess"], r["n_chains"], r["sd_log_w"]) for r in lev["rows"])
         note += (f"; of {len(lev['rows'])} AIS levers tried on {lev['model']}, "
-                 + ("some reach" if hit else "none reaches") + " an ESS of a tenth of the chains (smallest sd of "
+                 + ("some reach" if hit else "none reaches") + " useful weights (smallest sd of "
                  f"log w {best['sd_log_w']:.1f} nats, {best['label']})")
     rows = [dict(item="Fig. 22", ours="; ".join(_interval_text(k, b.get(k)) for k in MAIN_MODELS),
                  verdict=verdict, note=note, data=data)]
