@@ -192,8 +192,12 @@ class Crashing(Trainer):
         super().__init__(*args, **kwargs)
 
     def step(self):
-        if self.iteration == self.die_at and self.world.rank == self.die_rank:
-            os.kill(os.getpid(), signal.SIGKILL)
+        if self.iteration == self.die_at:
+            # every rank waits here, so rank 0 has written iteration die_at's snapshot before anyone dies: without
+            # it the launcher could stop rank 0 mid-write (seen on a loaded machine) and pending.pt never appear
+            self.world.barrier()
+            if self.world.rank == self.die_rank:
+                os.kill(os.getpid(), signal.SIGKILL)
         return super().step()
 
 
