@@ -117,3 +117,14 @@ def test_the_chapter_study_uses_the_chosen_or_else_the_ais_temperature():
     assert study["temperature"] == 2.0 and not study["chosen"] and len(study["rows"]) == 2
     study = V.chapter_levers(trained, {"m": dict(best=0.5, best_upper=2.0)}, buffer[:3], base, cfg, gen(5))
     assert study["temperature"] == 0.5 and study["chosen"] and study["rows"][1]["kernel_std"] == 0.2
+
+
+def test_the_figure_draws_one_point_per_lever_and_the_useful_line():
+    import matplotlib
+    matplotlib.use("Agg")
+    rows = [fake(dict(n_temps=300), 30.0), fake(dict(n_temps=300, kernel_std=0.1), 500.0)]
+    fig = V.levers_figure(dict(model="m", temperature=3e-5, rows=rows))
+    ax = fig.axes[0]
+    assert len(ax.collections) == 2 and ax.get_yscale() == "log" and "3e-05" in ax.get_title()
+    assert [t.get_text() for t in ax.texts][:2] == ["K = 300", "K = 300, kernel base, std 0.1"]
+    assert ax.lines[0].get_ydata()[0] == pytest.approx(V.USEFUL_SD)

@@ -108,6 +108,11 @@ def _inside(x: Tensor, box) -> Tensor:
     return ((x >= box[0]) & (x <= box[1])).reshape(x.shape[0], -1).all(-1)
 
 
+def _off_box_impossible(log_p: Tensor, x: Tensor, box) -> Tensor:
+    """``log_p`` where each sample lies in the box, -inf where it does not."""
+    return torch.where(_inside(x, box), log_p, torch.full_like(log_p, -math.inf))
+
+
 # --------------------------------------------------------------------------------------------------------
 # Base distributions: f_0 (unnormalised, with an analytic gradient), its log Z_0 and exact samples.
 
@@ -153,8 +158,7 @@ class GaussianBase:
         return -(x - self.mean) / self.std ** 2
 
     def log_prob(self, x: Tensor) -> Tensor:
-        lp = self.log_unnormalized(x) - self.log_z
-        return torch.where(_inside(x, self.box), lp, torch.full_like(lp, -math.inf))
+        return _off_box_impossible(self.log_unnormalized(x) - self.log_z, x, self.box)
 
 
 class KernelBase:
@@ -180,10 +184,12 @@ class KernelBase:
         self.std = torch.as_tensor(std, dtype=centres.dtype, device=centres.device).expand(self.shape).clone()
         if not (torch.isfinite(self.std).all() and (self.std > 0).all()):
             raise ValueError(f"std must be finite and > 0 everywhere, got min {self.std.min().item()!r}")
-        flat_std = self.std.reshape(-1).double()
-        self._scaled = self.centres.reshape(len(centres), -1).double() / flat_std          # (M, D)
+        self._flat_std = self.std.reshape(-1).double()
+        self._flat_centres = self.centres.reshape(len(centres), -1).double()                # (M, D)
+        self._scaled = self._flat_centres / self._flat_std
+        self._scaled_sq = (self._scaled ** 2).sum(-1)          # |c_m / std|^2, once: logits run at every MH step
         # log of each component's normaliser, sum_d log(std_d sqrt(2 pi) (Phi(b) - Phi(a))), and log M
-        log_norm = torch.log(flat_std * math.sqrt(2 * math.pi)).sum().expand(len(centres)).clone()
+        log_norm = torch.log(self._flat_std * math.sqrt(2 * math.pi)).sum().expand(len(centres)).clone()
         if self.box is not None:
             a, b = _standard_limits(self.centres, self.std, self.box)
             log_norm = log_norm + _log_ndtr_diff(a, b).reshape(len(centres), -1).sum(-1)
@@ -191,8 +197,8 @@ class KernelBase:
         self.log_z = 0.0
 
     def _component_logits(self, x: Tensor) -> Tensor:
-        z = x.reshape(x.shape[0], -1).double() / self.std.reshape(-1).double()
-        sq = (z * z).sum(-1, keepdim=True) - 2 * z @ self._scaled.T + (self._scaled ** 2).sum(-1)
+        z = x.reshape(x.shape[0], -1).double() / self._flat_std
+        sq = (z * z).sum(-1, keepdim=True) - 2 * z @ self._scaled.T + self._scaled_sq
         return self._log_mix - 0.5 * sq.clamp_min(0)                                            # (N, M)
 
     def sample(self, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
@@ -207,12 +213,11 @@ class KernelBase:
     def grad_log_unnormalized(self, x: Tensor) -> Tensor:
         # sum_m r_m(x) (centre_m - x) / std^2, r the components' responsibilities
         r = torch.softmax(self._component_logits(x), -1)
-        pull = (r @ self.centres.reshape(len(self.centres), -1).double()).reshape(x.shape)
+        pull = (r @ self._flat_centres).reshape(x.shape)
         return ((pull - x.double()) / self.std.double() ** 2).to(x.dtype)
 
     def log_prob(self, x: Tensor) -> Tensor:
-        lp = self.log_unnormalized(x)
-        return torch.where(_inside(x, self.box), lp, torch.full_like(lp, -math.inf))
+        return _off_box_impossible(self.log_unnormalized(x), x, self.box)
 
 
 class UniformBase:
