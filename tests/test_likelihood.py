@@ -400,3 +400,91 @@ def test_probe_sentence_says_whether_the_ess_target_is_met():
     assert "a: AIS ESS **10.0 of 64** chains (useful: the target is 6.4)" in text and "do not cross" in text
     assert "b: AIS ESS **1.0 of 64** chains (not useful" in text and "that cross" in text
     assert "c: no temperature, not run" in text
+
+
+# --- Fig. 23 over training seeds ---------------------------------------------------------------------------------
+
+def seeded_sensitivity(lowers: dict, crossed: tuple = ()) -> dict:
+    """{seed: sensitivity} with each setting's RAISE bound lowers[key][seed] and an AIS bound 300 nats above it;
+    (key, seed) pairs in ``crossed`` get bounds that cross."""
+    out = {}
+    for seed in range(len(next(iter(lowers.values())))):
+        out[seed] = {k: (sens_entry(v[seed], v[seed] - 100.0) if (k, seed) in crossed
+                         else sens_entry(v[seed], v[seed] + 300.0)) for k, v in lowers.items()}
+    return out
+
+
+def test_seed_spread_separates_settings_only_beyond_the_seeds_spread():
+    keys = list(lk.PAPER_23)
+    lowers = {k: [1800.0, 1810.0, 1790.0] for k in keys}
+    lowers[keys[0]] = [2000.0, 2010.0, 1990.0]                         # 200 nats above, sd 10: apart
+    lowers[keys[1]] = [1700.0, 1900.0, 1850.0]                         # within its own wide spread of the rest
+    by_seed = seeded_sensitivity(lowers, crossed=((keys[4], 2),))
+    spread = lk.seed_spread(by_seed)
+    assert spread[keys[0]]["lower_mean"] == pytest.approx(2000.0) and spread[keys[0]]["lower_sd"] == pytest.approx(10.0)
+    assert spread[keys[4]]["crossed"] == 1 and spread[keys[4]]["lower"] == [1800.0, 1810.0]
+    pairs = lk.apart_pairs(spread)
+    assert {(keys[0], k) for k in keys[1:]} <= set(pairs)               # the high setting above every other
+    assert all(c != keys[0] for _, c in pairs)                          # nothing above it: the right sign
+    assert not any(keys[1] in p for p in pairs if p[0] != keys[0])     # the wide one is inside the spread
+    header, rows = lk.seeds_table(by_seed)
+    assert header[1:4] == ["seed 0", "seed 1", "seed 2"] and rows[0][-2] == "2000 ± 10"
+    assert rows[4][3].startswith("cross") and all(len(r) == len(header) for r in rows)
+    text = lk.seeds_sentence(by_seed)
+    assert "14 of 15 runs have ordered bounds" in text and f"{keys[0]} > {keys[2]}" in text, text
+    same = lk.seeds_sentence(seeded_sensitivity({k: [1800.0, 1800.0, 1800.0] for k in keys}))
+    assert "every difference between settings is inside the seeds' spread" in same, same
+
+
+def test_seed_spread_with_one_ordered_seed_claims_no_spread():
+    keys = list(lk.PAPER_23)
+    by_seed = seeded_sensitivity({k: [1800.0 + 10 * i, 1900.0] for i, k in enumerate(keys)},
+                                 crossed=tuple((k, 1) for k in keys))
+    spread = lk.seed_spread(by_seed)
+    assert lk.apart_pairs(spread) == [] and lk.seeds_table(by_seed)[1][0][-2] == "1800 (one seed)"
+    assert "too few settings have two ordered seeds" in lk.seeds_sentence(by_seed)
+
+
+def test_paper_rows_note_the_seeds():
+    keys = list(lk.PAPER_23)
+    ok = {k: sens_entry(1500.0 + i, 2200.0) for i, k in enumerate(keys)}
+    record = likelihood_record([bounds_row(1925.0, 2218.3)], [bounds_row(380.9, 482.0)], ok)
+    lowers = {k: [1800.0, 1805.0, 1795.0] for k in keys}
+    lowers[keys[3]] = [2100.0, 2105.0, 2095.0]
+    record["metrics"]["sensitivity_seeds"] = seeded_sensitivity(lowers)
+    note = lk.paper_rows(record)[1]["note"]
+    assert f"over 3 training seeds, seed-mean RAISE bounds apart: {keys[3]} > {keys[0]}" in note, note
+    record["metrics"]["sensitivity_seeds"] = {str(s): v for s, v in seeded_sensitivity(
+        {k: [1800.0, 1805.0, 1795.0] for k in keys}).items()}                # JSON keys are strings
+    assert lk.paper_rows(record)[1]["note"].endswith("inside the seeds' spread")
+
+
+def test_sensitivity_models_load_another_seed_from_the_shipped_seed_folder(tmp_path, monkeypatch):
+    """Seed 1's Fig. 23 models are read from ``checkpoints/seed_1/`` when they are there: nothing is trained."""
+    from ebmlib.presets import preset
+    cfg = preset("05_likelihood", "smoke")
+    shipped, out = tmp_path / "shipped", tmp_path / "out"
+    lk.train_models(cfg, 1, only=list(lk.PAPER_23), out_dir=shipped / "seed_1", shipped_dir=None, progress=False)
+    monkeypatch.setattr(lk, "SHIPPED_DIR", shipped)
+    own = {"sens_l2_1": object()}
+    by_seed = lk.sensitivity_models(cfg, (0, 1), own, 0, out, progress=False)
+    assert by_seed[0] is own and set(by_seed[1]) == set(lk.PAPER_23)
+    assert all(t.origin().startswith("loaded") for t in by_seed[1].values()), [t.origin() for t in by_seed[1].values()]
+    assert not any((out / "seed_1").glob("*.pt"))
+
+
+def test_every_shipped_seed_of_the_fig23_models_has_its_demo_recipe():
+    """The Fig. 23 models of every demo seed are shipped (seed 0 in checkpoints/, the others in seed_<s>/), each
+    made by exactly the demo recipe for that seed, with its whole history."""
+    from ebmlib.core.image_ebm import image_recipes
+    from ebmlib.core.recipes import SHIPPED_DIR, load_trained
+    from ebmlib.presets import preset
+    cfg = preset("05_likelihood", "demo")
+    assert len(cfg.sens_seeds) >= 3
+    for seed in cfg.sens_seeds:
+        recipes = image_recipes(cfg.models, seed)
+        folder = SHIPPED_DIR if seed == 0 else SHIPPED_DIR / f"seed_{seed}"
+        for name in lk.PAPER_23:
+            t = load_trained(recipes[name], (folder,))
+            assert t is not None, f"no checkpoint of {name} (seed {seed}) made by its demo recipe in {folder}"
+            assert len(t.history) == recipes[name].n_iters, (name, seed)

@@ -40,6 +40,7 @@ import math
 import numbers
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Mapping, NamedTuple, Optional, Sequence
 
 import matplotlib.pyplot as plt
@@ -51,6 +52,7 @@ from ebmlib.core.ais import frozen_energy
 from ebmlib.core.energies import toy_2d
 from ebmlib.core.image_ebm import load_or_train_models
 from ebmlib.core.images import ImageData, dequantize
+from ebmlib.core.recipes import SHIPPED_DIR
 from ebmlib.data import load_images
 from ebmlib.notebook.launch import train_in_processes
 
@@ -65,6 +67,7 @@ __all__ = [
     "temperature_curve", "temperature_curves", "curves_figure", "temperature_sentence",
     "fig22_bounds", "bounds_figure", "BOUNDS_HEADER", "bounds_table",
     "sensitivity", "SENSITIVITY_HEADER", "sensitivity_table", "samples_figure",
+    "sensitivity_models", "sensitivity_seeds", "seed_spread", "apart_pairs", "seeds_table", "seeds_sentence",
     "replay_vs_pcd_bullet", "trust_bullet", "base_bullet", "sensitivity_bullet", "temperature_bullet", "summary",
     "paper_rows",
 ]
@@ -759,6 +762,118 @@ def samples_figure(trained: Mapping, keys: Sequence[str]):
 
 
 # --------------------------------------------------------------------------------------------------------
+# Section 5b: Fig. 23 over training seeds (issue: every verdict a run of under 10 CPU-minutes decides is owed seeds)
+
+def sensitivity_models(cfg, seeds: Sequence[int], trained: Mapping, own_seed: int, out_dir, **options) -> dict:
+    """The Fig. 23 models (:data:`PAPER_23`) of each training seed: ``trained``, the chapter's own, for
+    ``own_seed``; else loaded from the shipped ``checkpoints/seed_<s>`` or ``out_dir/seed_<s>``, or trained into
+    the latter (``options`` for :func:`train_models`). Returns ``{seed: models}``."""
+    out = {}
+    for seed in seeds:
+        folders = dict(shipped_dir=SHIPPED_DIR / f"seed_{seed}", out_dir=Path(out_dir) / f"seed_{seed}")
+        out[seed] = trained if seed == own_seed else train_models(cfg, seed, only=list(PAPER_23),
+                                                                  **dict(folders, **options))
+    return out
+
+
+def sensitivity_seeds(by_seed: Mapping[int, Mapping], select_x: Tensor, test_x: Tensor, base, cfg,
+                      generator: Callable[[], torch.Generator], log: Optional[Callable[[str], None]] = None) -> dict:
+    """:func:`sensitivity` for each seed's models, every seed on the same digits and the same AIS noise
+    (``generator()`` fresh per seed), so the seeds differ only in training. Returns ``{seed: sensitivity}``."""
+    return {seed: sensitivity(models, list(PAPER_23), select_x, test_x, base, cfg, generator(), log=log)
+            for seed, models in by_seed.items()}
+
+
+def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
+    n = len(values)
+    mean = sum(values) / n
+    return mean, (math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else float("nan"))
+
+
+def seed_spread(by_seed: Mapping[int, Mapping[str, dict]]) -> dict[str, dict]:
+    """Per Fig. 23 setting, over seeds: the RAISE lower and AIS upper bounds of the seeds whose bounds do not cross
+    (``lower``, ``upper``), their mean and sd, and how many seeds gave no ordered bounds (``crossed``)."""
+    out = {}
+    for key in PAPER_23:
+        rows = [by_seed[s][key] for s in by_seed if key in by_seed[s]]
+        good = [r for r in rows if r["temperature"] is not None and not bounds_cross(r)]
+        entry = dict(n_seeds=len(rows), crossed=len(rows) - len(good),
+                     lower=[r["lower"] for r in good], upper=[r["upper"] for r in good])
+        for side in ("lower", "upper"):
+            entry[f"{side}_mean"], entry[f"{side}_sd"] = _mean_sd(entry[side]) if good else (None, None)
+        out[key] = entry
+    return out
+
+
+def apart_pairs(spread: Mapping[str, dict], side: str = "lower", n_sd: float = 2.0) -> list[tuple[str, str]]:
+    """Pairs (a, c) of settings whose seed-mean ``side`` bound lies above c's by more than ``n_sd`` standard errors
+    of the difference, sqrt(sd_a^2 / n_a + sd_c^2 / n_c); settings with fewer than two ordered seeds are left out
+    (one seed has no spread)."""
+    ok = {k: e for k, e in spread.items() if len(e[side]) >= 2}
+    pairs = []
+    for a, ea in ok.items():
+        for c, ec in ok.items():
+            se = math.sqrt(ea[f"{side}_sd"] ** 2 / len(ea[side]) + ec[f"{side}_sd"] ** 2 / len(ec[side]))
+            if a != c and ea[f"{side}_mean"] - ec[f"{side}_mean"] > n_sd * se:
+                pairs.append((a, c))
+    return pairs
+
+
+def _seed_cell(r: Mapping) -> str:
+    if r["temperature"] is None:
+        return "none"
+    if bounds_cross(r):
+        return f"cross (AIS {r['upper']:.0f})"
+    return f"[{r['lower']:.0f}, {r['upper']:.0f}]"
+
+
+def _mean_sd_cell(entry: Mapping, side: str) -> str:
+    vals = entry[side]
+    if not vals:
+        return "-"
+    if len(vals) == 1:
+        return f"{vals[0]:.0f} (one seed)"
+    return f"{entry[f'{side}_mean']:.0f} ± {entry[f'{side}_sd']:.0f}"
+
+
+def seeds_table(by_seed: Mapping[int, Mapping[str, dict]]) -> tuple[list, list]:
+    """(header, rows): per Fig. 23 setting, each seed's interval (or "cross" with its AIS bound, or "none"), then
+    the mean ± sd over the seeds with ordered bounds of the RAISE lower and the AIS upper bound."""
+    seeds, spread = list(by_seed), seed_spread(by_seed)
+    header = ["setting", *[f"seed {s}" for s in seeds], "RAISE lower, mean ± sd", "AIS upper, mean ± sd"]
+    return header, [[key, *[_seed_cell(by_seed[s][key]) for s in seeds], _mean_sd_cell(spread[key], "lower"),
+                     _mean_sd_cell(spread[key], "upper")] for key in spread]
+
+
+def seeds_sentence(by_seed: Mapping[int, Mapping[str, dict]]) -> str:
+    """What the seeds say about Fig. 23: whether any setting's seed-mean bound lies apart from another's beyond the
+    seeds' own spread, and whether each seed, taken alone, ranks the settings' AIS bounds the same way."""
+    spread, seeds = seed_spread(by_seed), list(by_seed)
+    crossed = sum(e["crossed"] for e in spread.values())
+    total = sum(e["n_seeds"] for e in spread.values())
+    parts = [f"Over {len(seeds)} training seeds ({', '.join(map(str, seeds))}), {total - crossed} of {total} "
+             "runs have ordered bounds"]
+    for side, name in (("lower", "RAISE lower"), ("upper", "AIS upper")):
+        means = {k: e[f"{side}_mean"] for k, e in spread.items() if len(e[side]) >= 2}
+        sds = [spread[k][f"{side}_sd"] for k in means]
+        if len(means) < 2:
+            parts.append(f"too few settings have two ordered seeds to compare their {name} bounds")
+            continue
+        pairs = apart_pairs(spread, side)
+        found = (f"apart beyond two standard errors of the seed spread: {', '.join(f'{a} > {c}' for a, c in pairs)}"
+                 if pairs else "every difference between settings is inside the seeds' spread")
+        parts.append(f"the settings' mean {name} bounds run from {min(means.values()):.0f} to "
+                     f"{max(means.values()):.0f} nats, against a seed-to-seed sd of {min(sds):.0f}-{max(sds):.0f} "
+                     f"nats within a setting: {found}")
+    orders = {s: tuple(sorted((k for k, r in by_seed[s].items() if r["temperature"] is not None),
+                              key=lambda k: -by_seed[s][k]["upper"])) for s in seeds}
+    same = len(set(orders.values())) == 1
+    parts.append("each seed ranks the settings' AIS bounds " + ("the same way" if same else
+                 "differently (" + "; ".join(f"seed {s}: {' > '.join(o)}" for s, o in orders.items()) + ")"))
+    return "**Seeds.** " + "; ".join(parts) + "."
+
+
+# --------------------------------------------------------------------------------------------------------
 # Section 6: what the numbers say
 
 def _usable(rows: Sequence[dict]) -> Optional[dict]:
@@ -993,6 +1108,12 @@ def paper_rows(record: Mapping) -> list[dict]:
             + (f"; separated: {', '.join(f'{a} > {c}' for a, c in separated)}" if separated else "; all overlap")
             + ("; but from runs of AIS ESS below 10, too weak to show insensitivity" if weak and not separated
                else ""))
+    by_seed = m.get("sensitivity_seeds")
+    if by_seed and len(by_seed) > 1:
+        pairs = apart_pairs(seed_spread(by_seed), "lower")
+        note += (f"; over {len(by_seed)} training seeds, "
+                 + (f"seed-mean RAISE bounds apart: {', '.join(f'{a} > {c}' for a, c in pairs)}" if pairs else
+                    "every difference of the seed-mean RAISE bounds is inside the seeds' spread"))
     rows.append(dict(item="Fig. 23", ours="; ".join(_interval_text(k, r) for k, r in sens.items()),
                      verdict=verdict, note=note,
                      data=f"continuous MNIST, smaller models, K = {pre['sens_temps']}, {pre['sens_chains']} AIS chains"))

@@ -35,6 +35,7 @@ DEMO = dict(
             dict(n_temps=300, n_leapfrog=20), dict(n_temps=300, n_leapfrog=50), dict(n_temps=300, n_leapfrog=150),
             dict(n_temps=300, t_factor=10.0), dict(n_temps=300, kernel_std=0.1)),
     sens_temps=200, sens_chains=8,                           # Fig. 23
+    sens_seeds=(0, 1, 2),   # Fig. 23 over training seeds (0: the models above; the others' ship in seed_<s>/)
     n_test=16, histogram_n=1000, n_base_fit=20000, ais_settings=dict(pilot_chains=8, pilot_steps=1),
 )
 
@@ -54,6 +55,7 @@ SMOKE = dict(
     },
     exact_dims=(2, 50), exact_temps=(10, 100), exact_chains=32,
     t_grid=(1e-3, 1e-2), t_chains=4, t_temps=5, bound_temps=(5, 10), bound_chains=4, sens_temps=5, sens_chains=4,
+    sens_seeds=(0, 1),
     probe_temps=5, probe_chains=4,
     lever_chains=4, levers=(dict(n_temps=3), dict(n_temps=6), dict(n_temps=3, n_steps=2), dict(n_temps=3, n_leapfrog=8),
                             dict(n_temps=3, t_factor=10.0), dict(n_temps=3, kernel_std=0.1)),
@@ -96,7 +98,7 @@ PAPER_SHRUNK = {
     "bound_temps": (3, 5), "bound_chains": 2, "probe_temps": 3, "probe_chains": 2,
     "lever_chains": 2, "levers": (dict(n_temps=2), dict(n_temps=4), dict(n_temps=2, n_leapfrog=3),
                                   dict(n_temps=2, kernel_std=0.1)),
-    "sens_temps": 3, "sens_chains": 2,
+    "sens_temps": 3, "sens_chains": 2, "sens_seeds": (0, 1),
     "n_test": 2, "histogram_n": 16,
     "n_base_fit": 500, "ais_settings.pilot_chains": 2, "ais_settings.pilot_steps": 1,
 }
