@@ -1112,8 +1112,9 @@ def paper_rows(record: Mapping) -> list[dict]:
     if by_seed and len(by_seed) > 1:
         pairs = apart_pairs(seed_spread(by_seed), "lower")
         note += (f"; over {len(by_seed)} training seeds, "
-                 + (f"seed-mean RAISE bounds apart: {', '.join(f'{a} > {c}' for a, c in pairs)}" if pairs else
-                    "every difference of the seed-mean RAISE bounds is inside the seeds' spread"))
+                 + (f"seed-mean RAISE bounds apart: {', '.join(f'{a} > {c}' for a, c in pairs)} (each at its "
+                    "model's own T, from runs of ESS about 1: an order of the annealing chains, not of the EBMs)"
+                    if pairs else "every difference of the seed-mean RAISE bounds is inside the seeds' spread"))
     rows.append(dict(item="Fig. 23", ours="; ".join(_interval_text(k, r) for k, r in sens.items()),
                      verdict=verdict, note=note,
                      data=f"continuous MNIST, smaller models, K = {pre['sens_temps']}, {pre['sens_chains']} AIS chains"))
