@@ -119,12 +119,18 @@ def test_the_chapter_study_uses_the_chosen_or_else_the_ais_temperature():
     assert study["temperature"] == 0.5 and study["chosen"] and study["rows"][1]["kernel_std"] == 0.2
 
 
-def test_the_figure_draws_one_point_per_lever_and_the_useful_line():
+def test_the_figure_draws_each_family_as_a_line_each_other_lever_as_a_marker_and_the_useful_line():
     import matplotlib
     matplotlib.use("Agg")
-    rows = [fake(dict(n_temps=300), 30.0), fake(dict(n_temps=300, kernel_std=0.1), 500.0)]
+    rows = [fake(dict(n_temps=300), 30.0), fake(dict(n_temps=1000), 20.0), fake(dict(n_temps=300, n_leapfrog=20), 25.0),
+            fake(dict(n_temps=300, kernel_std=0.1), 500.0)]
     fig = V.levers_figure(dict(model="m", temperature=3e-5, rows=rows))
     ax = fig.axes[0]
-    assert len(ax.collections) == 2 and ax.get_yscale() == "log" and "3e-05" in ax.get_title()
-    assert [t.get_text() for t in ax.texts][:2] == ["K = 300", "K = 300, kernel base, std 0.1"]
-    assert ax.lines[0].get_ydata()[0] == pytest.approx(V.USEFUL_SD)
+    assert ax.get_yscale() == "log" and "3e-05" in ax.get_title() and not ax.texts
+    lines = {line.get_label(): line for line in ax.lines}
+    assert list(lines) == ["more temperatures K", "longer trajectories (leapfrog steps)", "K = 300, kernel base, std 0.1",
+                           "useful: ESS a tenth of the chains"]
+    assert list(lines["more temperatures K"].get_ydata()) == [30.0, 20.0]
+    assert list(lines["longer trajectories (leapfrog steps)"].get_ydata()) == [30.0, 25.0]
+    assert lines["useful: ESS a tenth of the chains"].get_ydata()[0] == pytest.approx(V.USEFUL_SD)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == list(lines)

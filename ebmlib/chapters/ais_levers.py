@@ -110,19 +110,32 @@ def levers_table(rows: Sequence[Mapping]) -> list[list]:
 
 
 def levers_figure(study: Mapping):
-    """The spread of log w against the cost per chain, one point per lever, with the useful spread marked."""
+    """The spread of log w against the cost per chain: the two lever families (more temperatures, longer HMC
+    trajectories) as lines through their rows, every other lever as its own marker, the useful spread dashed; a
+    legend names them (labels written beside the points collide where costs coincide)."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    for r in study["rows"]:
-        ax.scatter(r["gradients"], r["sd_log_w"], s=24)
-        ax.annotate(r["label"].replace("base: kernel estimate on the buffer", "kernel base"),
-                    (r["gradients"], r["sd_log_w"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
-    ax.axhline(USEFUL_SD, color="k", lw=0.8, ls="--")
-    ax.text(ax.get_xlim()[0], USEFUL_SD * 1.15, " ESS = a tenth of the chains", fontsize=7)
+    fig, ax = plt.subplots(figsize=(7.2, 3.4))
+    rows, drawn = study["rows"], set()
+    for vary, name in (("n_temps", "more temperatures K"), ("n_leapfrog", "longer trajectories (leapfrog steps)")):
+        family = _family(rows, vary)
+        if len(family) > 1:
+            ax.plot([r["gradients"] for r in family], [r["sd_log_w"] for r in family], "o-", ms=5, label=name)
+            drawn.update(id(r) for r in family)
+    markers = iter("sD^vP*Xh" * 4)
+    for r in rows:
+        if id(r) not in drawn:
+            label = r["label"].replace("base: kernel estimate on the buffer", "kernel base")
+            ax.plot(r["gradients"], r["sd_log_w"], next(markers), ms=6, ls="none", label=label)
+    ax.axhline(USEFUL_SD, color="k", lw=0.8, ls="--", label="useful: ESS a tenth of the chains")
     ax.set(xscale="log", yscale="log", xlabel="energy gradients per chain (K x MH steps x leapfrog steps)",
            ylabel="sd of log w (nats)", title=f"{study['model']} at T = {study['temperature']:g}")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 3.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.title.set_fontsize(9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     return fig
 
