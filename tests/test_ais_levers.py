@@ -128,8 +128,8 @@ def test_the_figure_draws_each_family_as_a_line_each_other_lever_as_a_marker_and
     ax = fig.axes[0]
     assert ax.get_yscale() == "log" and "3e-05" in ax.get_title() and not ax.texts
     lines = {line.get_label(): line for line in ax.lines}
-    assert list(lines) == ["more temperatures K", "longer trajectories (leapfrog steps)", "K = 300, kernel base, std 0.1",
-                           "useful: ESS a tenth of the chains"]
+    assert list(lines) == ["more temperatures K", "longer trajectories (leapfrog steps)",
+                           "K = 300, kernel base, std 0.1", "useful: ESS a tenth of the chains"]
     assert list(lines["more temperatures K"].get_ydata()) == [30.0, 20.0]
     assert list(lines["longer trajectories (leapfrog steps)"].get_ydata()) == [30.0, 25.0]
     assert lines["useful: ESS a tenth of the chains"].get_ydata()[0] == pytest.approx(V.USEFUL_SD)
