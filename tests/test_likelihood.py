@@ -429,7 +429,8 @@ def test_seed_spread_separates_settings_only_beyond_the_seeds_spread():
     assert not any(keys[1] in p for p in pairs if p[0] != keys[0])     # the wide one is inside the spread
     header, rows = lk.seeds_table(by_seed)
     assert header[1:4] == ["seed 0", "seed 1", "seed 2"] and rows[0][-2] == "2000 ± 10"
-    assert rows[4][3].startswith("cross") and all(len(r) == len(header) for r in rows)
+    assert rows[4][3].startswith("cross") and rows[4][-2] == "1805 ± 7 (2 of 3 seeds)"
+    assert all(len(r) == len(header) for r in rows)
     text = lk.seeds_sentence(by_seed)
     assert "14 of 15 runs have ordered bounds" in text and f"{keys[0]} > {keys[2]}" in text, text
     same = lk.seeds_sentence(seeded_sensitivity({k: [1800.0, 1800.0, 1800.0] for k in keys}))

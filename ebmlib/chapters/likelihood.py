@@ -833,7 +833,8 @@ def _mean_sd_cell(entry: Mapping, side: str) -> str:
         return "-"
     if len(vals) == 1:
         return f"{vals[0]:.0f} (one seed)"
-    return f"{entry[f'{side}_mean']:.0f} ± {entry[f'{side}_sd']:.0f}"
+    part = f" ({len(vals)} of {entry['n_seeds']} seeds)" if len(vals) < entry["n_seeds"] else ""
+    return f"{entry[f'{side}_mean']:.0f} ± {entry[f'{side}_sd']:.0f}{part}"
 
 
 def seeds_table(by_seed: Mapping[int, Mapping[str, dict]]) -> tuple[list, list]:
