@@ -14,6 +14,7 @@ chains at ESS ~ 1 is itself noisy and, for heavy tails, low; the page says so.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from typing import Mapping, Optional, Sequence
@@ -123,7 +124,7 @@ def levers_figure(study: Mapping):
         if len(family) > 1:
             ax.plot([r["gradients"] for r in family], [r["sd_log_w"] for r in family], "o-", ms=5, label=name)
             drawn.update(id(r) for r in family)
-    markers = iter("sD^vP*Xh" * 4)
+    markers = itertools.cycle("sD^vP*Xh")
     for r in rows:
         if id(r) not in drawn:
             label = r["label"].replace("base: kernel estimate on the buffer", "kernel base")

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -785,9 +786,8 @@ def sensitivity_seeds(by_seed: Mapping[int, Mapping], select_x: Tensor, test_x: 
 
 
 def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
-    n = len(values)
-    mean = sum(values) / n
-    return mean, (math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else float("nan"))
+    """Mean and sample sd (n - 1); the sd of one value is nan."""
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else float("nan"))
 
 
 def seed_spread(by_seed: Mapping[int, Mapping[str, dict]]) -> dict[str, dict]:
