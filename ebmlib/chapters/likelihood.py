@@ -38,10 +38,8 @@ from __future__ import annotations
 
 import math
 import numbers
-import statistics
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Mapping, NamedTuple, Optional, Sequence
 
 import matplotlib.pyplot as plt
@@ -54,6 +52,7 @@ from ebmlib.core.energies import toy_2d
 from ebmlib.core.image_ebm import load_or_train_models
 from ebmlib.core.images import ImageData, dequantize
 from ebmlib.core.recipes import SHIPPED_DIR
+from ebmlib.core.seeds import mean_sd, seed_folders
 from ebmlib.data import load_images
 from ebmlib.notebook.launch import train_in_processes
 
@@ -771,7 +770,7 @@ def sensitivity_models(cfg, seeds: Sequence[int], trained: Mapping, own_seed: in
     the latter (``options`` for :func:`train_models`). Returns ``{seed: models}``."""
     out = {}
     for seed in seeds:
-        folders = dict(shipped_dir=SHIPPED_DIR / f"seed_{seed}", out_dir=Path(out_dir) / f"seed_{seed}")
+        folders = seed_folders(SHIPPED_DIR, out_dir, seed)
         out[seed] = trained if seed == own_seed else train_models(cfg, seed, only=list(PAPER_23),
                                                                   **dict(folders, **options))
     return out
@@ -785,11 +784,6 @@ def sensitivity_seeds(by_seed: Mapping[int, Mapping], select_x: Tensor, test_x: 
             for seed, models in by_seed.items()}
 
 
-def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample sd (n - 1); the sd of one value is nan."""
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else float("nan"))
-
-
 def seed_spread(by_seed: Mapping[int, Mapping[str, dict]]) -> dict[str, dict]:
     """Per Fig. 23 setting, over seeds: the RAISE lower and AIS upper bounds of the seeds whose bounds do not cross
     (``lower``, ``upper``), their mean and sd, and how many seeds gave no ordered bounds (``crossed``)."""
@@ -800,7 +794,7 @@ def seed_spread(by_seed: Mapping[int, Mapping[str, dict]]) -> dict[str, dict]:
         entry = dict(n_seeds=len(rows), crossed=len(rows) - len(good),
                      lower=[r["lower"] for r in good], upper=[r["upper"] for r in good])
         for side in ("lower", "upper"):
-            entry[f"{side}_mean"], entry[f"{side}_sd"] = _mean_sd(entry[side]) if good else (None, None)
+            entry[f"{side}_mean"], entry[f"{side}_sd"] = mean_sd(entry[side]) if good else (None, None)
         out[key] = entry
     return out
 

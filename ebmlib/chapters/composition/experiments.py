@@ -13,7 +13,6 @@ the tables and sentences it shows.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence
 
 import torch
@@ -25,6 +24,7 @@ from ebmlib.chapters.composition.judge import (SCALES, SCORED, JudgePanel, chanc
 from ebmlib.chapters.composition.latents import latent_set, render_images
 from ebmlib.chapters.composition.zeroshot import LatentProduct, judge_names, sample_joint, train_models
 from ebmlib.core.recipes import SHIPPED_DIR
+from ebmlib.core.seeds import seed_folders
 
 __all__ = ["paper_rows", "budget_shortfall", "FIG15_EXPERTS", "ZS_MODELS", "TASKS", "NOISE_BASELINES",
            "BASELINE_ROWS", "better_baseline", "SUM_ROWS", "better_sum", "UPRIGHT_SETS", "sampler",
@@ -486,7 +486,7 @@ def seed_models(cfg, seeds: Sequence[int], models: Mapping, own_seed: int, out_d
     Returns ``{seed: models}``."""
     out, names = {}, [m for m in SEED_MODELS if m in cfg.experts or m in cfg.finetune]
     for seed in seeds:
-        folders = dict(shipped_dir=SHIPPED_DIR / f"seed_{seed}", out_dir=Path(out_dir) / f"seed_{seed}")
+        folders = seed_folders(SHIPPED_DIR, out_dir, seed)
         trained = models if seed == own_seed else train_models(cfg, seed, only=names,
                                                                **dict(folders, **options))
         out[seed] = dict(trained, **{name: models[name] for name in judge_names(cfg)})

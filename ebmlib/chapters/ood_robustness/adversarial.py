@@ -64,7 +64,7 @@ from tqdm.auto import tqdm
 from ebmlib.core.samplers import draw_random
 from ebmlib.core.train import frozen
 
-__all__ = ["class_energies", "ebm_logits", "marginal_energy", "pgd", "ChainStats", "bounded_langevin",
+__all__ = ["norm_name", "class_energies", "ebm_logits", "marginal_energy", "pgd", "ChainStats", "bounded_langevin",
            "class_chains", "defended_energies", "marginal_defence", "defended_logits", "DEFENCES",
            "transfer_curves", "robustness_curve", "worst_case", "NORMS"]
 
@@ -74,6 +74,14 @@ LogitsFn = Callable[[Tensor], Tensor]
 
 
 # -- validation helpers ------------------------------------------------------------------------------------------
+def norm_name(norm: str) -> str:
+    """``"linf"`` -> ``"L-inf"``, ``"l2"`` -> ``"L2"``."""
+    names = {"linf": "L-inf", "l2": "L2"}
+    if norm not in names:
+        raise ValueError(f"unknown norm {norm!r}; expected one of {NORMS}")
+    return names[norm]
+
+
 def _number(name: str, value, *, positive: bool = False) -> float:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     ok = ok and (value > 0 if positive else value >= 0)
