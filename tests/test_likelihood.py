@@ -460,6 +460,27 @@ def test_paper_rows_note_the_seeds():
     assert lk.paper_rows(record)[1]["note"].endswith("inside the seeds' spread")
 
 
+def test_fig22_seeds_note_compares_the_replay_and_pcd_models_over_seeds():
+    """Fig. 22 over seeds: any model keys work (not only Fig. 23's); the replay model far above PCD in both bounds
+    is apart, the same models inside each other's spread are not; the results page carries the note."""
+    apart = seeded_sensitivity({"mnist_uncond_replay": [2000.0, 2010.0, 1990.0],
+                                "mnist_uncond_pcd": [1800.0, 1790.0, 1810.0]})
+    pre = dict(sens_temps=200, sens_chains=8)
+    assert set(lk.seed_spread(apart)) == {"mnist_uncond_replay", "mnist_uncond_pcd"}
+    note = lk.fig22_seeds_note(apart, pre)
+    assert note.startswith("over 3 training seeds at K = 200, 8 AIS chains: mnist_uncond_replay [2000 ± 10, 2300 ± 10]")
+    assert "mnist_uncond_replay > mnist_uncond_pcd (lower)" in note and "(upper)" in note
+    assert "mnist_uncond_pcd > mnist_uncond_replay" not in note
+    inside = seeded_sensitivity({"mnist_uncond_replay": [2000.0, 1800.0, 1900.0],
+                                 "mnist_uncond_pcd": [1850.0, 1950.0, 1900.0]})
+    assert lk.fig22_seeds_note(inside, pre).endswith("every difference is inside the seeds' spread")
+    ok = {k: sens_entry(1500.0 + i, 2200.0) for i, k in enumerate(lk.PAPER_23)}
+    record = likelihood_record([bounds_row(1925.0, 2218.3)], [bounds_row(380.9, 482.0)], ok)
+    record["metrics"]["fig22_seeds"] = {str(s): v for s, v in apart.items()}
+    record["metrics"]["preset"].update(pre)
+    assert "over 3 training seeds at K = 200" in lk.paper_rows(record)[0]["note"]
+
+
 def test_sensitivity_models_load_another_seed_from_the_shipped_seed_folder(tmp_path, monkeypatch):
     """Seed 1's Fig. 23 models are read from ``checkpoints/seed_1/`` when they are there: nothing is trained."""
     from ebmlib.presets import preset
@@ -485,7 +506,7 @@ def test_every_shipped_seed_of_the_fig23_models_has_its_demo_recipe():
     for seed in cfg.sens_seeds:
         recipes = image_recipes(cfg.models, seed)
         folder = SHIPPED_DIR if seed == 0 else SHIPPED_DIR / f"seed_{seed}"
-        for name in lk.PAPER_23:
+        for name in (*lk.PAPER_23, *lk.MAIN_MODELS):   # Fig. 22's two models are owed seeds too
             t = load_trained(recipes[name], (folder,))
             assert t is not None, f"no checkpoint of {name} (seed {seed}) made by its demo recipe in {folder}"
             assert len(t.history) == recipes[name].n_iters, (name, seed)

@@ -68,6 +68,7 @@ __all__ = [
     "fig22_bounds", "bounds_figure", "BOUNDS_HEADER", "bounds_table",
     "sensitivity", "SENSITIVITY_HEADER", "sensitivity_table", "samples_figure",
     "sensitivity_models", "sensitivity_seeds", "seed_spread", "apart_pairs", "seeds_table", "seeds_sentence",
+    "fig22_seeds_note",
     "replay_vs_pcd_bullet", "trust_bullet", "base_bullet", "sensitivity_bullet", "temperature_bullet", "summary",
     "paper_rows",
 ]
@@ -764,31 +765,35 @@ def samples_figure(trained: Mapping, keys: Sequence[str]):
 # --------------------------------------------------------------------------------------------------------
 # Section 5b: Fig. 23 over training seeds (issue: every verdict a run of under 10 CPU-minutes decides is owed seeds)
 
-def sensitivity_models(cfg, seeds: Sequence[int], trained: Mapping, own_seed: int, out_dir, **options) -> dict:
-    """The Fig. 23 models (:data:`PAPER_23`) of each training seed: ``trained``, the chapter's own, for
-    ``own_seed``; else loaded from the shipped ``checkpoints/seed_<s>`` or ``out_dir/seed_<s>``, or trained into
-    the latter (``options`` for :func:`train_models`). Returns ``{seed: models}``."""
+def sensitivity_models(cfg, seeds: Sequence[int], trained: Mapping, own_seed: int, out_dir,
+                       keys: Sequence[str] = tuple(PAPER_23), **options) -> dict:
+    """The models ``keys`` (default: Fig. 23's, :data:`PAPER_23`) of each training seed: ``trained``, the
+    chapter's own, for ``own_seed``; else loaded from the shipped ``checkpoints/seed_<s>`` or ``out_dir/seed_<s>``,
+    or trained into the latter (``options`` for :func:`train_models`). Returns ``{seed: models}``."""
     out = {}
     for seed in seeds:
         folders = seed_folders(SHIPPED_DIR, out_dir, seed)
-        out[seed] = trained if seed == own_seed else train_models(cfg, seed, only=list(PAPER_23),
+        out[seed] = trained if seed == own_seed else train_models(cfg, seed, only=list(keys),
                                                                   **dict(folders, **options))
     return out
 
 
 def sensitivity_seeds(by_seed: Mapping[int, Mapping], select_x: Tensor, test_x: Tensor, base, cfg,
-                      generator: Callable[[], torch.Generator], log: Optional[Callable[[str], None]] = None) -> dict:
-    """:func:`sensitivity` for each seed's models, every seed on the same digits and the same AIS noise
-    (``generator()`` fresh per seed), so the seeds differ only in training. Returns ``{seed: sensitivity}``."""
-    return {seed: sensitivity(models, list(PAPER_23), select_x, test_x, base, cfg, generator(), log=log)
+                      generator: Callable[[], torch.Generator], log: Optional[Callable[[str], None]] = None,
+                      keys: Sequence[str] = tuple(PAPER_23)) -> dict:
+    """:func:`sensitivity` of the models ``keys`` (default: Fig. 23's) for each seed, every seed on the same
+    digits and the same AIS noise (``generator()`` fresh per seed), so the seeds differ only in training. Returns
+    ``{seed: sensitivity}``."""
+    return {seed: sensitivity(models, list(keys), select_x, test_x, base, cfg, generator(), log=log)
             for seed, models in by_seed.items()}
 
 
 def seed_spread(by_seed: Mapping[int, Mapping[str, dict]]) -> dict[str, dict]:
-    """Per Fig. 23 setting, over seeds: the RAISE lower and AIS upper bounds of the seeds whose bounds do not cross
-    (``lower``, ``upper``), their mean and sd, and how many seeds gave no ordered bounds (``crossed``)."""
+    """Per model (setting) of :func:`sensitivity_seeds`, over seeds: the RAISE lower and AIS upper bounds of the
+    seeds whose bounds do not cross (``lower``, ``upper``), their mean and sd, and how many seeds gave no ordered
+    bounds (``crossed``)."""
     out = {}
-    for key in PAPER_23:
+    for key in dict.fromkeys(k for runs in by_seed.values() for k in runs):
         rows = [by_seed[s][key] for s in by_seed if key in by_seed[s]]
         good = [r for r in rows if r["temperature"] is not None and not bounds_cross(r)]
         entry = dict(n_seeds=len(rows), crossed=len(rows) - len(good),
@@ -866,6 +871,18 @@ def seeds_sentence(by_seed: Mapping[int, Mapping[str, dict]]) -> str:
     parts.append("each seed ranks the settings' AIS bounds " + ("the same way" if same else
                  "differently (" + "; ".join(f"seed {s}: {' > '.join(o)}" for s, o in orders.items()) + ")"))
     return "**Seeds.** " + "; ".join(parts) + "."
+
+
+def fig22_seeds_note(by_seed: Mapping[int, Mapping[str, dict]], pre: Mapping) -> str:
+    """Fig. 22 over training seeds, at Fig. 23's schedule: each model's seed-mean bounds and whether the replay
+    and PCD models' RAISE or AIS bounds lie apart beyond the seeds' spread."""
+    spread = seed_spread(by_seed)
+    cells = [f"{k} [{_mean_sd_cell(spread[k], 'lower')}, {_mean_sd_cell(spread[k], 'upper')}]" for k in spread]
+    apart = [f"{a} > {c} ({side})" for side, name in (("lower", "RAISE"), ("upper", "AIS"))
+             for a, c in apart_pairs(spread, side)]
+    return (f"over {len(by_seed)} training seeds at K = {pre['sens_temps']}, {pre['sens_chains']} AIS chains: "
+            + "; ".join(cells) + (f"; apart beyond the seeds' spread: {', '.join(apart)}" if apart
+                                  else "; every difference is inside the seeds' spread"))
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -1088,6 +1105,9 @@ def paper_rows(record: Mapping) -> list[dict]:
         note += (f"; of {len(lev['rows'])} AIS levers tried on {lev['model']}, "
                  + ("some reach" if hit else "none reaches") + " useful weights (smallest sd of "
                  f"log w {best['sd_log_w']:.1f} nats, {best['label']})")
+    main_seeds = m.get("fig22_seeds")
+    if main_seeds and len(main_seeds) > 1:
+        note += "; " + fig22_seeds_note(main_seeds, pre)
     rows = [dict(item="Fig. 22", ours="; ".join(_interval_text(k, b.get(k)) for k in MAIN_MODELS),
                  verdict=verdict, note=note, data=data)]
     sens = {k: (r if r.get("temperature") is not None else None) for k, r in m["sensitivity"].items()}
