@@ -19,7 +19,10 @@ results, so a run at seed 0 gives the committed numbers:
 * section 9, a recipe whose conditional samples come out right within one CPU-hour: :class:`BudgetRecipe`
   (weight snapshots over training), :func:`budget_quality`, :func:`along_training`, :func:`noise_panels`,
   :func:`budget_rows`, :func:`seed_rows`, :func:`budget_sentence` (targets :data:`BUDGET_TARGETS`);
-* section 10: :func:`summary_rows`; the results page: :func:`paper_rows`.
+* section 10, over training seeds: :func:`seed_models`, :func:`seed_run`, :func:`seeds_rows`,
+  :func:`seeds_sentence`, and the checks the results page applies (:func:`fig2_holds`, :func:`fig6_holds`,
+  :func:`fig20_holds`, :func:`over_seeds`);
+* section 11: :func:`summary_rows`; the results page: :func:`paper_rows`.
 
 The ``*_rows`` functions build table rows (or rows of images), the ``*_sentence`` / ``*_line`` functions the
 generated text and the ``*_figure`` functions the chapter's own figures.
@@ -43,9 +46,10 @@ from ebmlib.core.image_ebm import ImageEBMRecipe, image_recipes, training_inputs
 from ebmlib.core.images import ImageData
 from ebmlib.core.nets import count_parameters
 from ebmlib.core.quality import classifier_fid
-from ebmlib.core.recipes import load_or_train, load_or_train_all
+from ebmlib.core.recipes import SHIPPED_DIR, load_or_train, load_or_train_all
 from ebmlib.core.restore import (changed_fraction, completions, generate, half_mask, restore,  # noqa: F401
                                  salt_and_pepper, sampling_frames)
+from ebmlib.core.seeds import beyond_spread, mean_sd, seed_folders
 from ebmlib.data import load_images
 from ebmlib.notebook import plotting as P
 from ebmlib.notebook.launch import train_in_processes
@@ -61,6 +65,8 @@ __all__ = [
     "class_accuracies", "budget_quality", "along_training", "along_training_figure", "BUDGET_HEADER", "budget_rows",
     "SEED_HEADER", "seed_rows", "meets_targets", "budget_sentence", "noise_panels", "recipe_line", "ChosenSnapshot",
     "choose_snapshot", "budget_scored", "energy_gap", "GAP_HEADER", "gap_rows", "summary_rows", "paper_rows",
+    "SEED_MODELS", "seed_models", "seed_run", "fig2_offsets", "fig2_holds", "fig6_holds", "fig20_holds", "over_seeds",
+    "SEEDS_HEADER", "seeds_rows", "seeds_verdicts", "seed_notes", "seeds_sentence",
 ]
 
 #: MNIST-class images: one channel, 28 x 28
@@ -635,7 +641,7 @@ def budget_sentence(quality: Mapping[str, dict], chosen: Sequence[str], last: Se
 
 
 # --------------------------------------------------------------------------------------------------------
-# Section 10
+# Section 11
 
 def summary_rows(metrics: Mapping) -> list[list]:
     """The summary table: this run's numbers beside the paper's (CIFAR-10 unless said)."""
@@ -662,6 +668,135 @@ def summary_rows(metrics: Mapping) -> list[list]:
 # --------------------------------------------------------------------------------------------------------
 # The results page
 
+# --------------------------------------------------------------------------------------------------------
+# Section 10: the verdicts over training seeds (issue: a verdict that a run of minutes decides is owed seeds)
+
+#: the models whose seeds the verdicts of Fig. 2, 6, 7 / 19 and 20 are reported over
+SEED_MODELS = ("mnist_uncond_replay", "mnist_cond_replay")
+
+
+def seed_models(cfg, seeds: Sequence[int], models: Mapping, own_seed: int, out_dir, **options) -> dict:
+    """:data:`SEED_MODELS` of each training seed: ``models``, the chapter's own, for ``own_seed``; else loaded from
+    the shipped ``checkpoints/seed_<s>`` or ``out_dir/seed_<s>``, or trained into the latter (``options`` for
+    :func:`train_models`). Returns ``{seed: models}``."""
+    return {seed: models if seed == own_seed else train_models(
+        cfg, seed, only=list(SEED_MODELS), **seed_folders(SHIPPED_DIR, out_dir, seed), **options) for seed in seeds}
+
+
+def seed_run(models: Mapping, clf: nn.Module, train: ImageData, x_test: Tensor, labels: Tensor, pool: Tensor, cfg,
+             generator: Optional[torch.Generator] = None) -> dict:
+    """One training seed's inputs to the verdicts of Fig. 2 (``energy_means``), Fig. 20 (``nn_distance``, against
+    ``pool``), Fig. 6 (``restoration``) and Fig. 7 / 19 (``conversion_accuracy``), with the chapter's classifier
+    and sizes; one ``generator``, in that order."""
+    t, cond = models["mnist_uncond_replay"], models["mnist_cond_replay"]
+    energies = image_energies(t.model, mnist_energy_sets(t, train, x_test, cfg.hist_n, generator))
+    x = x_test[: cfg.restore_n]
+    restored, _ = restoration(t.model, clf, x, labels[: len(x)], cfg.restore_steps, generator)
+    converted = convert(cond.model, x_test, labels, cfg.convert_n, cfg.eval_steps, generator)
+    return dict(energy_means=energy_means(energies), restoration=restored,
+                nn_distance=nn_distances(t.samples[: cfg.hist_n], x_test[: cfg.hist_n], pool),
+                conversion_accuracy=conversion_accuracy(clf, converted)[0])
+
+
+def fig2_offsets(e: Mapping[str, float]) -> dict[str, float]:
+    """Fig. 2: how far the test digits' and the buffer samples' mean energies lie from the training digits', as
+    fractions of the train-to-noise energy distance."""
+    scale = abs(e["uniform noise"] - e["train"])
+    return {k: abs(e[k] - e["train"]) / scale for k in ("test", "samples (buffer)")}
+
+
+def fig2_holds(e: Mapping[str, float]) -> bool:
+    """Fig. 2's verdict: both offsets (:func:`fig2_offsets`) at most 5%."""
+    return all(v <= 0.05 for v in fig2_offsets(e).values())
+
+
+def _restoration_parts(rs: Mapping[str, dict]) -> tuple[dict, dict, dict]:
+    return rs["salt and pepper (0.1)"], rs["bottom half masked"], rs["ground-truth init"]
+
+
+def fig6_holds(rs: Mapping[str, dict]) -> bool:
+    """Fig. 6's verdict: restoration lowers the changed fraction for both corruptions, and the ground-truth
+    start changes at most 10% (the paper's figure for it)."""
+    sp, ip, gt = _restoration_parts(rs)
+    return all(r["changed_class_after"] < r["changed_class_before"] for r in (sp, ip)) and \
+        gt["changed_class_after"] <= 0.10
+
+
+def fig20_holds(nn_d: Mapping[str, float]) -> bool:
+    """Fig. 20's verdict: buffer samples lie at least as far from their nearest training digit as test digits."""
+    return nn_d["samples_median"] >= nn_d["test_median"]
+
+
+def over_seeds(flags: Sequence[bool]) -> str:
+    """A verdict from one check per seed: reproduced when it holds in every seed, partly in some, else not."""
+    return "reproduced" if all(flags) else "partly reproduced" if any(flags) else "not reproduced"
+
+
+#: the header of :func:`seeds_rows`
+SEEDS_HEADER = ["seed", "Fig. 2: test / samples off train", "Fig. 6: changed, s&p / inpainting / ground truth",
+                "Fig. 7: conversions right", "Fig. 20: median NN distance, samples / test"]
+
+
+def seeds_rows(by_seed: Mapping) -> list[list]:
+    """One row per seed of :func:`seed_run`'s records: each figure's numbers, and whether its check holds."""
+    def mark(ok: bool) -> str:
+        return " (holds)" if ok else " (fails)"
+    rows = []
+    for s, r in by_seed.items():
+        off, (sp, ip, gt) = fig2_offsets(r["energy_means"]), _restoration_parts(r["restoration"])
+        nn_d = r["nn_distance"]
+        rows.append([str(s), f"{off['test']:.1%} / {off['samples (buffer)']:.1%}" + mark(fig2_holds(r["energy_means"])),
+                     f"{sp['changed_class_before']:.0%}->{sp['changed_class_after']:.1%} / "
+                     f"{ip['changed_class_before']:.0%}->{ip['changed_class_after']:.1%} / "
+                     f"{gt['changed_class_after']:.1%}" + mark(fig6_holds(r["restoration"])),
+                     f"{r['conversion_accuracy']:.1%}",
+                     f"{nn_d['samples_median']:.2f} / {nn_d['test_median']:.2f}" + mark(fig20_holds(nn_d))])
+    return rows
+
+
+def seeds_verdicts(by_seed: Mapping) -> dict[str, str]:
+    """{figure: verdict over the seeds} for Fig. 2, 6 and 20 (:func:`over_seeds`)."""
+    runs = list(by_seed.values())
+    return {"Fig. 2": over_seeds([fig2_holds(r["energy_means"]) for r in runs]),
+            "Fig. 6": over_seeds([fig6_holds(r["restoration"]) for r in runs]),
+            "Fig. 20": over_seeds([fig20_holds(r["nn_distance"]) for r in runs])}
+
+
+def _mean_sd_text(values: Sequence[float], fmt: str) -> str:
+    mean, sd = mean_sd(values)
+    return f"{mean:{fmt}}" + (f" ± {sd:{fmt.lstrip('+')}}" if len(values) > 1 else "")
+
+
+def seed_notes(by_seed: Mapping) -> dict[str, str]:
+    """{figure: what the seeds say}: in how many seeds each check holds, with its number's mean ± sd over the
+    seeds; Fig. 20's gap is called beyond the spread only past two standard errors
+    (:func:`ebmlib.core.seeds.beyond_spread`)."""
+    runs = list(by_seed.values())
+    n = len(runs)
+
+    def held(check, key):
+        return f"holds in {sum(check(r[key]) for r in runs)} of {n} seeds"
+    off = [100 * fig2_offsets(r["energy_means"])["samples (buffer)"] for r in runs]
+    gt = [100 * r["restoration"]["ground-truth init"]["changed_class_after"] for r in runs]
+    gap = [r["nn_distance"]["samples_median"] - r["nn_distance"]["test_median"] for r in runs]
+    conv = [100 * r["conversion_accuracy"] for r in runs]
+    side = {1: "above zero beyond the spread", 0: "inside the spread", -1: "below zero beyond the spread"}
+    return {"Fig. 2": f"{held(fig2_holds, 'energy_means')} (samples' mean energy {_mean_sd_text(off, '.1f')}% of "
+                      "the train-to-noise distance off the training digits')",
+            "Fig. 6": f"{held(fig6_holds, 'restoration')} (ground truth changed {_mean_sd_text(gt, '.1f')}%)",
+            "Fig. 7 / 19": f"conversions classified as the target {_mean_sd_text(conv, '.1f')}%",
+            "Fig. 20": f"{held(fig20_holds, 'nn_distance')} (samples' median NN distance minus the test digits' "
+                       f"{_mean_sd_text(gap, '+.2f')}, {side[beyond_spread(gap)]})"}
+
+
+def seeds_sentence(by_seed: Mapping) -> str:
+    """The seed section's verdicts in words (:func:`seed_notes`, :func:`seeds_verdicts`)."""
+    verdicts = seeds_verdicts(by_seed)
+    parts = [f"{item} {verdicts[item]}: {note}" if item in verdicts else f"{item}: {note}"
+             for item, note in seed_notes(by_seed).items()]
+    return f"Over {len(by_seed)} training seeds: " + "; ".join(parts) + "."
+
+
 def paper_rows(record: Mapping) -> list[dict]:
     """The results page's rows for this chapter's figures, from its metrics JSON ``record``.
 
@@ -678,12 +813,9 @@ def paper_rows(record: Mapping) -> list[dict]:
     k, long_steps = replay["train"]["n_steps"], pre["noise_steps"]
     data = f"MNIST, width-{replay['width']} models, {replay['n_iters']} iterations"
     e = m["energy_means"]
-    train, noise = e["train"], e["uniform noise"]
-    scale = abs(noise - train)
-    close = all(abs(e[k] - train) <= 0.05 * scale for k in ("test", "samples (buffer)"))
-    rows = [dict(item="Fig. 2", ours=f"mean energy: train {train:.4f}, test {e['test']:.4f}, samples "
-                 f"{e['samples (buffer)']:.4f}, uniform noise {noise:.4f}",
-                 verdict="reproduced" if close else "not reproduced", note="means, not histograms", data=data)]
+    rows = [dict(item="Fig. 2", ours=f"mean energy: train {e['train']:.4f}, test {e['test']:.4f}, samples "
+                 f"{e['samples (buffer)']:.4f}, uniform noise {e['uniform noise']:.4f}",
+                 verdict="reproduced" if fig2_holds(e) else "not reproduced", note="means, not histograms", data=data)]
     rows.append(dict(item="Fig. 3", ours=f"replay buffer beside fresh chains of {k} and {long_steps} steps",
                      verdict="shown (qualitative)", note="", data=data))
     rep, noise_run = m["best_cond_replay"], m["best_cond_noise"]
@@ -693,13 +825,12 @@ def paper_rows(record: Mapping) -> list[dict]:
                      verdict="not run here", note="no Inception network offline; not comparable with the paper",
                      data=data))
     rs = m["restoration"]
-    sp, ip, gt = rs["salt and pepper (0.1)"], rs["bottom half masked"], rs["ground-truth init"]
-    repaired = all(r["changed_class_after"] < r["changed_class_before"] for r in (sp, ip))
+    sp, ip, gt = _restoration_parts(rs)
     rows.append(dict(item="Fig. 6", ours=(f"class changed after restoration: ground truth {gt['changed_class_after']:.1%}, "
                                           f"salt and pepper {sp['changed_class_after']:.1%} (before "
                                           f"{sp['changed_class_before']:.1%}), inpainting "
                                           f"{ip['changed_class_after']:.1%} (before {ip['changed_class_before']:.1%})"),
-                     verdict="reproduced" if repaired and gt["changed_class_after"] <= 0.10 else "not reproduced",
+                     verdict="reproduced" if fig6_holds(rs) else "not reproduced",
                      note="MNIST, not CIFAR-10", data=data))
     rows.append(dict(item="Fig. 7 / 19", ours=f"{m['conversion_accuracy']:.1%} of conversions classified as the "
                      "target class", verdict="shown (qualitative)", note="", data=data))
@@ -721,8 +852,15 @@ def paper_rows(record: Mapping) -> list[dict]:
     nn_d = m["nn_distance"]
     rows.append(dict(item="Fig. 20", ours=(f"median L2 distance to the nearest training digit: samples "
                                            f"{nn_d['samples_median']:.2f}, test digits {nn_d['test_median']:.2f}"),
-                     verdict="reproduced" if nn_d["samples_median"] >= nn_d["test_median"] else "not reproduced",
+                     verdict="reproduced" if fig20_holds(nn_d) else "not reproduced",
                      note="", data=data))
+    by_seed = m.get("seeds", {})
+    if len(by_seed) > 1:
+        verdicts, notes = seeds_verdicts(by_seed), seed_notes(by_seed)
+        for row in (r for r in rows if r["item"] in notes):
+            row.update(verdict=verdicts.get(row["item"], row["verdict"]), data=row["data"] + f", {len(by_seed)} seeds",
+                       note="; ".join(p for p in (row["note"], f"over {len(by_seed)} training seeds: "
+                                                  + notes[row["item"]]) if p))
     from_noise = sum(bq[k]["noise"]["conditional_accuracy"] >= BUDGET_TARGETS["noise"]
                      and bq[k]["noise"]["lowest_class"] >= BUDGET_TARGETS["lowest_class"] for k in seeds)
     rows.append(dict(item="Fig. 21", ours=(f"chains from noise over {long_steps} Langevin steps: "
