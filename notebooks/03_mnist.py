@@ -365,27 +365,7 @@ M.panels_figure(M.noise_panels({k: scored[k] for k in ("mnist_cond_replay", firs
 plt.show()
 
 # %% [markdown]
-# ## 10. Over training seeds
-#
-# The two replay models of section 2 train in about seven CPU-minutes each, so one training run is too little to
-# decide the verdicts of sections 6 and 7. Seeds 1 and 2 of both (the same recipes; shipped in
-# `checkpoints/seed_<s>/`) and seed 0 again repeat Fig. 2's energies, Fig. 20's nearest neighbours, Fig. 6's
-# restoration and Fig. 7's conversions on the same test digits and training pool, with one fresh random stream
-# per seed, so the seeds differ only in training; the classifier is section 3's. Each check is the one the
-# results page applies; a verdict is "reproduced" only when it holds in every seed.
-
-# %%
-by_seed = M.seed_models(cfg, cfg.seeds, models, ch.seed, ch.out_dir,
-                        progress=False, device=ch.device)
-seed_runs = {s: M.seed_run(m, clf, train, x_test, test.labels, pool, cfg, ch.rng(11))
-             for s, m in by_seed.items()}
-ch.metrics["seeds"] = seed_runs
-ch.table(M.SEEDS_HEADER, M.seeds_rows(seed_runs),
-         caption="Per training seed (Fig. 6: changed class before -> after restoration):")
-ch.show(M.seeds_sentence(seed_runs))
-
-# %% [markdown]
-# ## 11. Summary
+# ## 10. Summary
 
 # %%
 path = ch.save()

@@ -76,6 +76,17 @@ def test_seed_models_load_another_seed_from_the_shipped_seed_folder(tmp_path, mo
     assert by_seed[0] is own and set(by_seed[1]) == set(M.SEED_MODELS)
     assert all(t.origin().startswith("loaded") for t in by_seed[1].values())
     assert not any((out / "seed_1").glob("*.pt"))
+    # one seed's run on those models, at smoke sizes: every check the results page applies has its inputs
+    import torch
+    from ebmlib.data import load_images
+    train, test = load_images("mnist", "train"), load_images("mnist", "test").subset(64, torch.Generator())
+    gen = torch.Generator().manual_seed(0)
+    clf = M.classifier(cfg, 0, train, out_dir=tmp_path / "clf")
+    x_test, pool = test.continuous(gen), train.subset(cfg.nn_train, gen).continuous(gen)
+    record = M.seed_run(by_seed[1], clf, train, x_test, test.labels, pool, cfg, gen)
+    assert set(record) == {"energy_means", "restoration", "nn_distance", "conversion_accuracy"}
+    assert len(M.seeds_rows({1: record})[0]) == len(M.SEEDS_HEADER)
+    assert set(M.seeds_verdicts({1: record, 2: record})) == {"Fig. 2", "Fig. 6", "Fig. 20"}
 
 
 def test_every_shipped_seed_of_the_two_replay_models_has_its_demo_recipe():
