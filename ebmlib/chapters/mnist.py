@@ -19,10 +19,10 @@ results, so a run at seed 0 gives the committed numbers:
 * section 9, a recipe whose conditional samples come out right within one CPU-hour: :class:`BudgetRecipe`
   (weight snapshots over training), :func:`budget_quality`, :func:`along_training`, :func:`noise_panels`,
   :func:`budget_rows`, :func:`seed_rows`, :func:`budget_sentence` (targets :data:`BUDGET_TARGETS`);
-* section 10, over training seeds: :func:`seed_models`, :func:`seed_run`, :func:`seeds_rows`,
-  :func:`seeds_sentence`, and the checks the results page applies (:func:`fig2_holds`, :func:`fig6_holds`,
-  :func:`fig20_holds`, :func:`over_seeds`);
-* section 11: :func:`summary_rows`; the results page: :func:`paper_rows`.
+* section 10: :func:`summary_rows`; the results page: :func:`paper_rows`, with the checks it applies
+  (:func:`fig2_holds`, :func:`fig6_holds`, :func:`fig20_holds`) and, where the record holds training seeds,
+  :func:`seeds_verdicts` over them (:func:`seed_models`, :func:`seed_run`, :func:`seeds_rows`,
+  :func:`seeds_sentence`, :func:`over_seeds`).
 
 The ``*_rows`` functions build table rows (or rows of images), the ``*_sentence`` / ``*_line`` functions the
 generated text and the ``*_figure`` functions the chapter's own figures.
@@ -641,7 +641,7 @@ def budget_sentence(quality: Mapping[str, dict], chosen: Sequence[str], last: Se
 
 
 # --------------------------------------------------------------------------------------------------------
-# Section 11
+# Section 10
 
 def summary_rows(metrics: Mapping) -> list[list]:
     """The summary table: this run's numbers beside the paper's (CIFAR-10 unless said)."""
@@ -669,7 +669,7 @@ def summary_rows(metrics: Mapping) -> list[list]:
 # The results page
 
 # --------------------------------------------------------------------------------------------------------
-# Section 10: the verdicts over training seeds (issue: a verdict that a run of minutes decides is owed seeds)
+# The verdicts over training seeds (issue: a verdict that a run of minutes decides is owed seeds)
 
 #: the models whose seeds the verdicts of Fig. 2, 6, 7 / 19 and 20 are reported over
 SEED_MODELS = ("mnist_uncond_replay", "mnist_cond_replay")

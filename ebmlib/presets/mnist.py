@@ -41,7 +41,7 @@ DEMO = dict(
     per_class=8, nn_train=60000, hist_n=1000,               # Fig. 17, Fig. 20, Fig. 2
     restore_n=500, restore_steps=40, convert_n=10, completions=6,   # Fig. 6, 7, 8
     budget_models=BUDGET_DEMO, budget_control="mnist_cond_long", budget_n=1000, budget_track_n=100,   # section 9
-    # section 10: Fig. 2, 6, 7 / 19 and 20 over training seeds (0: the models above; seeds 1 and 2 of the two
+    # Fig. 2, 6, 7 / 19 and 20 over training seeds (mnist.seed_run; 0: the models above; seeds 1 and 2 of the two
     # replay models are shipped in checkpoints/seed_<s>/, about 7 CPU-minutes each to retrain)
     seeds=(0, 1, 2),
 )
