@@ -234,9 +234,10 @@ pca = {name: next(t["average"] for k, t in res.tables.items() if "EBM" not in k)
        for name, res in ood_results.items()}
 ch.table(*S.auroc_seed_table(seed_runs, pca), caption="Average AUROC per training seed:")
 for norm in eps:
-    ch.table(*S.defence_seed_table(seed_runs, norm), caption=f"{R.norm_name(norm)}: "
-             "defended (worst attack) / undefended EBM accuracy per training seed:")
-ch.show(S.seeds_sentence(seed_runs, pca, list(eps)))
+    worst = S.worst_attack_name(norm, cfg.defended_norms)
+    ch.table(*S.defence_seed_table(seed_runs, norm), caption=f"{R.norm_name(norm)}: EBM "
+             f"accuracy per training seed, defended against {worst} / undefended:")
+ch.show(S.seeds_sentence(seed_runs, pca, list(eps), cfg.defended_norms))
 
 # %% [markdown]
 # ## 4. Summary

@@ -76,8 +76,10 @@ def test_seed_tables_have_one_row_per_seed_and_a_mean_row():
     header, rows = S.defence_seed_table(by_seed, "linf")
     assert header == ["seed", "clean", "eps 0.1", "eps 0.2"]
     assert rows[0][2] == "68% / 60%" and rows[-1][2] == "gain +7 ± 1 points"
-    text = S.seeds_sentence(by_seed, {"mnist": 0.78}, ["linf"])
+    text = S.seeds_sentence(by_seed, {"mnist": 0.78}, ["linf"], ["linf"])
     assert text.startswith("Over 2 training seeds") and "L-inf" in text and "30 to 30 times" in text
+    assert "against its worst attack, L-inf" in text
+    assert "worst transfer attack" in S.seeds_sentence(by_seed, {"mnist": 0.78}, ["linf"], [])
 
 
 def test_paper_rows_decide_over_the_seeds_json_round_trip():

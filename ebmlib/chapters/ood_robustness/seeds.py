@@ -15,7 +15,7 @@ from ebmlib.core.seeds import beyond_spread, mean_sd
 
 __all__ = ["best_scorer", "auroc_seed_table", "defence_gains", "defence_seed_table", "fig9_seed_verdict",
            "fig11_seed_verdict", "fig9_seed_note", "fig10_ratios", "fig11_seed_note",
-           "seeds_sentence"]
+           "worst_attack_name", "seeds_sentence"]
 
 _SIDE = {1: "above, beyond the spread", 0: "inside the spread", -1: "below, beyond the spread"}
 
@@ -113,13 +113,23 @@ def fig11_seed_note(by_seed: Mapping, norm: str) -> str:
                      for e, v in defence_gains(by_seed, norm).items())
 
 
-def seeds_sentence(by_seed: Mapping, baselines: Mapping[str, float], norms: Sequence[str]) -> str:
+def worst_attack_name(norm: str, through_norms: Sequence[str]) -> str:
+    """What the defended EBM's worst case in ``norm`` is taken over: every attack where PGD through the defence
+    ran (``through_norms``), else only the transfers, which can overstate its robustness."""
+    return ("its worst attack" if norm in through_norms
+            else "its worst transfer attack (PGD through the defence not run in this norm)")
+
+
+def seeds_sentence(by_seed: Mapping, baselines: Mapping[str, float], norms: Sequence[str],
+                   through_norms: Sequence[str]) -> str:
     """The seed section's verdicts in words: Fig. 9 per in-distribution set, Fig. 10's separation, and the
-    defence's gain per norm and eps, each said to be inside or beyond the spread."""
+    defence's gain per norm and eps (against :func:`worst_attack_name`), each said to be inside or beyond the
+    spread."""
     ratio = fig10_ratios(by_seed)
     text = (f"Over {len(by_seed)} training seeds: {fig9_seed_note(by_seed, baselines)}. Fig. 10: the nearest OOD "
             f"set lies {_times(min(ratio))} to {_times(max(ratio))} times farther from the training images than "
             "the test images do.")
     for norm in norms:
-        text += f" The defence's gain against its worst attack, {norm_name(norm)}: {fig11_seed_note(by_seed, norm)}."
+        text += (f" The defence's gain against {worst_attack_name(norm, through_norms)}, {norm_name(norm)}: "
+                 f"{fig11_seed_note(by_seed, norm)}.")
     return text
