@@ -49,7 +49,7 @@ from ebmlib.core.quality import classifier_fid
 from ebmlib.core.recipes import SHIPPED_DIR, load_or_train, load_or_train_all
 from ebmlib.core.restore import (changed_fraction, completions, generate, half_mask, restore,  # noqa: F401
                                  salt_and_pepper, sampling_frames)
-from ebmlib.core.seeds import beyond_spread, mean_sd, seed_folders
+from ebmlib.core.seeds import beyond_spread, mean_sd_text, seed_folders
 from ebmlib.data import load_images
 from ebmlib.notebook import plotting as P
 from ebmlib.notebook.launch import train_in_processes
@@ -762,11 +762,6 @@ def seeds_verdicts(by_seed: Mapping) -> dict[str, str]:
             "Fig. 20": over_seeds([fig20_holds(r["nn_distance"]) for r in runs])}
 
 
-def _mean_sd_text(values: Sequence[float], fmt: str) -> str:
-    mean, sd = mean_sd(values)
-    return f"{mean:{fmt}}" + (f" ± {sd:{fmt.lstrip('+')}}" if len(values) > 1 else "")
-
-
 def seed_notes(by_seed: Mapping) -> dict[str, str]:
     """{figure: what the seeds say}: in how many seeds each check holds, with its number's mean ± sd over the
     seeds; Fig. 20's gap is called beyond the spread only past two standard errors
@@ -781,12 +776,12 @@ def seed_notes(by_seed: Mapping) -> dict[str, str]:
     gap = [r["nn_distance"]["samples_median"] - r["nn_distance"]["test_median"] for r in runs]
     conv = [100 * r["conversion_accuracy"] for r in runs]
     side = {1: "above zero beyond the spread", 0: "inside the spread", -1: "below zero beyond the spread"}
-    return {"Fig. 2": f"{held(fig2_holds, 'energy_means')} (samples' mean energy {_mean_sd_text(off, '.1f')}% of "
+    return {"Fig. 2": f"{held(fig2_holds, 'energy_means')} (samples' mean energy {mean_sd_text(off, '.1f')}% of "
                       "the train-to-noise distance off the training digits')",
-            "Fig. 6": f"{held(fig6_holds, 'restoration')} (ground truth changed {_mean_sd_text(gt, '.1f')}%)",
-            "Fig. 7 / 19": f"conversions classified as the target {_mean_sd_text(conv, '.1f')}%",
+            "Fig. 6": f"{held(fig6_holds, 'restoration')} (ground truth changed {mean_sd_text(gt, '.1f')}%)",
+            "Fig. 7 / 19": f"conversions classified as the target {mean_sd_text(conv, '.1f')}%",
             "Fig. 20": f"{held(fig20_holds, 'nn_distance')} (samples' median NN distance minus the test digits' "
-                       f"{_mean_sd_text(gap, '+.2f')}, {side[beyond_spread(gap)]})"}
+                       f"{mean_sd_text(gap, '+.2f')}, {side[beyond_spread(gap)]})"}
 
 
 def seeds_sentence(by_seed: Mapping) -> str:

@@ -13,7 +13,7 @@ import statistics
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["seed_folders", "mean_sd", "beyond_spread"]
+__all__ = ["seed_folders", "mean_sd", "mean_sd_text", "beyond_spread"]
 
 
 def seed_folders(shipped_dir: str | os.PathLike, out_dir: str | os.PathLike, seed: int) -> dict[str, Path]:
@@ -27,6 +27,13 @@ def mean_sd(values: Sequence[float]) -> tuple[float, float]:
     if len(values) == 0:
         raise ValueError("mean_sd needs at least one value, got none")
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else float("nan"))
+
+
+def mean_sd_text(values: Sequence[float], fmt: str) -> str:
+    """"mean ± sd" of ``values`` in format ``fmt`` (a sign in ``fmt`` applies to the mean only); the mean alone
+    for one value."""
+    mean, sd = mean_sd(values)
+    return f"{mean:{fmt}}" + (f" ± {sd:{fmt.lstrip('+')}}" if len(values) > 1 else "")
 
 
 def beyond_spread(values: Sequence[float], reference: float = 0.0, n_sd: float = 2.0) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 from ebmlib.chapters.ood_robustness.adversarial import norm_name
-from ebmlib.core.seeds import beyond_spread, mean_sd
+from ebmlib.core.seeds import beyond_spread, mean_sd, mean_sd_text
 
 __all__ = ["best_scorer", "auroc_seed_table", "defence_gains", "defence_seed_table", "fig9_seed_verdict",
            "fig11_seed_verdict", "fig9_seed_note", "fig10_ratios", "fig11_seed_note",
@@ -26,11 +26,6 @@ def _per_seed(by_seed: Mapping, get) -> list[float]:
 
 def _times(ratio: float) -> str:
     return f"{ratio:.1f}" if ratio < 10 else f"{ratio:.0f}"
-
-
-def _cell(values: Sequence[float], fmt: str) -> str:
-    mean, sd = mean_sd(values)
-    return f"{mean:{fmt}}" if len(values) < 2 else f"{mean:{fmt}} ± {sd:{fmt.lstrip('+')}}"
 
 
 def best_scorer(by_seed: Mapping, in_name: str) -> str:
@@ -48,7 +43,7 @@ def auroc_seed_table(by_seed: Mapping, baselines: Mapping[str, float]) -> tuple[
     header = ["seed", *[scorer for _, scorer in cols], *[f"PCA Gaussian ({name})" for name in baselines]]
     rows = [[str(s), *[f"{r['auroc'][n][k]:.3f}" for n, k in cols], *[f"{b:.3f}" for b in baselines.values()]]
             for s, r in by_seed.items()]
-    rows.append(["mean ± sd", *[_cell(_per_seed(by_seed, lambda r, n=n, k=k: r["auroc"][n][k]), ".3f")
+    rows.append(["mean ± sd", *[mean_sd_text(_per_seed(by_seed, lambda r, n=n, k=k: r["auroc"][n][k]), ".3f")
                                 for n, k in cols], *[f"{b:.3f}" for b in baselines.values()]])
     return header, rows
 
@@ -70,8 +65,8 @@ def defence_seed_table(by_seed: Mapping, norm: str) -> tuple[list, list]:
             for s, d in ((s, r["defence"][norm]) for s, r in by_seed.items())]
     gains = defence_gains(by_seed, norm)
     clean = _per_seed(by_seed, lambda r: 100 * r["defence"][norm]["worst"][0])
-    rows.append(["mean", f"{_cell(clean, '.0f')}%",
-                 *[f"gain {_cell([100 * g for g in gains[eps[i]]], '+.0f')} points" for i in idx]])
+    rows.append(["mean", f"{mean_sd_text(clean, '.0f')}%",
+                 *[f"gain {mean_sd_text([100 * g for g in gains[eps[i]]], '+.0f')} points" for i in idx]])
     return header, rows
 
 
@@ -96,7 +91,7 @@ def fig9_seed_note(by_seed: Mapping, baselines: Mapping[str, float]) -> str:
     for name, base in baselines.items():
         best = best_scorer(by_seed, name)
         vals = _per_seed(by_seed, lambda r: r["auroc"][name][best])
-        parts.append(f"{best}: average AUROC {_cell(vals, '.3f')} against the PCA Gaussian's {base:.3f} "
+        parts.append(f"{best}: average AUROC {mean_sd_text(vals, '.3f')} against the PCA Gaussian's {base:.3f} "
                      f"({_SIDE[beyond_spread(vals, base)]})")
     return "; ".join(parts)
 
@@ -109,7 +104,7 @@ def fig10_ratios(by_seed: Mapping) -> list[float]:
 
 def fig11_seed_note(by_seed: Mapping, norm: str) -> str:
     """The defence's gain against its worst attack per eps > 0, over seeds, inside or beyond the spread."""
-    return ", ".join(f"eps {e:g}: {_cell([100 * g for g in v], '+.0f')} points ({_SIDE[beyond_spread(v)]})"
+    return ", ".join(f"eps {e:g}: {mean_sd_text([100 * g for g in v], '+.0f')} points ({_SIDE[beyond_spread(v)]})"
                      for e, v in defence_gains(by_seed, norm).items())
 
 
